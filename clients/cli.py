@@ -1,0 +1,288 @@
+"""The ``satchel`` command: serve, token, publish, sync, checkout, keygen.
+
+Output contract (docs and scripts rely on it): ``publish`` prints only the new version number
+on stdout, ``token create`` only the token, ``sync --json`` one JSON object. Progress and
+notices go to stderr. Exit codes: 0 ok; 1 any other error; 2 bad usage; 3 the data failed
+verification or trust (nothing stored was changed); 4 the link failed (run again to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from satchel.content.errors import ContentError, SatchelError, UsageError
+from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
+from satchel.content.signing import SigningKey
+from satchel.sync.checkout import checkout as checkout_tree
+from satchel.sync.errors import TransportError
+from satchel.sync.local import LocalStore
+from satchel.sync.publish import Publisher
+from satchel.sync.updater import Updater
+
+from .http import HttpClient, parse_rate
+
+app = typer.Typer(
+    name="satchel",
+    help="Offline-first learning content: publish, sync, check out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+token_app = typer.Typer(help="Manage publishing tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+T = TypeVar("T")
+
+SAMPLE_BUNDLE = "sample"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    # Plain write: rich would wrap a long reason over several lines.
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    raise typer.Exit(code)
+
+
+def run(action: Callable[[], T]) -> T:
+    """Run a command body, turning Satchel errors into one line and an exit code."""
+    try:
+        return action()
+    except UsageError as exc:
+        fail(str(exc), 2)
+    except ContentError as exc:
+        fail(f"{exc} (nothing stored was changed)", 3)
+    except TransportError as exc:
+        fail(f"{exc} (run the same command again to resume)", 4)
+    except SatchelError as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1)
+
+
+@contextmanager
+def transfer_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar with speed and ETA on stderr; a no-op when not a terminal."""
+    if not enabled or not err.is_terminal:
+        yield lambda _done, _total: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
+
+
+# -- serve / token / keygen -------------------------------------------------------------------
+def _repository(data: Path, database_url: str | None, storage: str | None, signing_key: Path | None):  # type: ignore[no-untyped-def]
+    from satchel.server.service import Repository
+    from satchel.sync.store import FolderChunkStore
+
+    store = None
+    if storage:
+        if storage.startswith("file://"):
+            store = FolderChunkStore(Path(storage.removeprefix("file://")))
+        elif "://" in storage:
+            raise UsageError(
+                f"storage {storage!r}: only a local folder (file://PATH or PATH) is supported so far"
+            )
+        else:
+            store = FolderChunkStore(Path(storage))
+    return Repository(data, database_url=database_url, signing_key=signing_key, store=store)
+
+
+@app.command()
+def serve(
+    data: Annotated[Path, typer.Option(help="Data folder: database, objects, signing key.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Object storage; default DATA/objects.")] = None,
+    signing_key: Annotated[Path | None, typer.Option(help="Ed25519 key (satchel keygen); default DATA/signing-key.pem.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Publish the built-in sample bundle if it is not there yet.")] = False,
+) -> None:
+    """Run the server (SQLite + a local folder unless told otherwise)."""
+    import uvicorn
+
+    from satchel.server.app import create_app
+
+    repo = run(lambda: _repository(data, database_url, storage, signing_key))
+    if sample and not any(b["bundle"] == SAMPLE_BUNDLE for b in repo.catalog()):
+        source = Path(__file__).resolve().parent.parent / "server" / "sample"
+        if not source.is_dir():
+            from satchel import server as server_pkg
+
+            source = Path(next(iter(server_pkg.__path__))) / "sample"
+        version = run(
+            lambda: repo.publish_folder(
+                source, bundle=SAMPLE_BUNDLE, locale=DEFAULT_LOCALE, title="Numbers around us (sample)"
+            )
+        )
+        err.print(f"published sample bundle '{SAMPLE_BUNDLE}' version {version}")
+    err.print(f"publisher key fingerprint {repo.key.public.fingerprint}")
+    err.print(f"serving {data} on http://{host}:{port}")
+    uvicorn.run(create_app(repo), host=host, port=port, log_level="warning")
+
+
+@token_app.command("create")
+def token_create(
+    data: Annotated[Path, typer.Option(help="The server's data folder.")],
+    role: Annotated[str, typer.Option(help="admin, teacher or curator.")],
+    bundle: Annotated[str | None, typer.Option(help="Limit the token to one bundle.")] = None,
+    locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
+    label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")] = None,
+) -> None:
+    """Create a token and print it (only the token, on stdout)."""
+    repo = run(lambda: _repository(data, database_url, None, None))
+    token = run(lambda: repo.create_token(role, bundle=bundle, locale=locale, label=label))
+    typer.echo(token)
+
+
+@app.command()
+def keygen(out: Annotated[Path, typer.Option(help="Where to write the new private key (mode 0600).")]) -> None:
+    """Write a new Ed25519 signing key, for servers that share one key."""
+    key = SigningKey.generate()
+    try:
+        key.save(out)
+    except FileExistsError:
+        fail(f"{out} exists; refusing to overwrite a signing key", 2)
+    err.print(f"fingerprint {key.public.fingerprint}")
+
+
+# -- publish / sync / checkout ---------------------------------------------------------------
+@app.command()
+def publish(
+    src: Annotated[Path, typer.Argument(help="Folder with the course files.")],
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[str, typer.Option(help="Teacher or admin token.", envvar="SATCHEL_TOKEN")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Locale = DEFAULT_LOCALE,
+    title: Annotated[str, typer.Option(help="Title shown in catalogs.")] = "",
+    notes: Annotated[str, typer.Option(help="What changed, for the history.")] = "",
+) -> None:
+    """Publish a folder as a new version; uploads only chunks the server lacks."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    if not src.is_dir():
+        fail(f"{src} is not a folder", 2)
+    with HttpClient(server, token=token) as client, transfer_bar("upload", True) as bar:
+        result = run(
+            lambda: Publisher(client).publish(
+                src, bundle=bundle, locale=locale, title=title or src.name, notes=notes, progress=bar
+            )
+        )
+    err.print(
+        f"{bundle}/{locale} version {result.version}: {result.files} files, {result.size:,} bytes;"
+        f" uploaded {result.objects_uploaded} of {result.objects_total} chunks"
+        f" ({result.pack_bytes:,} bytes)"
+    )
+    typer.echo(result.version)
+
+
+@app.command()
+def sync(
+    server: Annotated[str, typer.Option(help="Server or peer URL.")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    locale: Locale = DEFAULT_LOCALE,
+    rate_limit: Annotated[str | None, typer.Option(help="Cap download speed, bytes/s (e.g. 32k).")] = None,
+    trust: Annotated[str | None, typer.Option(help="Publisher key fingerprint to trust.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+) -> None:
+    """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
+    rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
+    started = time.monotonic()
+    local = run(lambda: LocalStore(store))
+    with HttpClient(server, rate_limit=rate) as client, transfer_bar("sync", not as_json) as bar:
+        updater = Updater(local, client, trust=trust)
+        result = run(lambda: updater.sync(bundle, locale, progress=bar))
+    if updater.newly_pinned_fingerprint:
+        err.print(f"trusting publisher key {updater.newly_pinned_fingerprint} (first use)")
+    seconds = time.monotonic() - started
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "bundle": result.bundle,
+                    "locale": result.locale,
+                    "version": result.version,
+                    "previous_version": result.previous_version,
+                    "changed": result.changed,
+                    "chunks_downloaded": result.objects_fetched,
+                    "bytes_downloaded": client.counters.bytes_downloaded,
+                    "bytes_uploaded": client.counters.bytes_uploaded,
+                    "requests": client.counters.requests,
+                    "seconds": round(seconds, 3),
+                }
+            )
+        )
+    elif result.changed:
+        err.print(
+            f"{bundle}/{locale}: version {result.previous_version or 'none'} -> {result.version};"
+            f" {client.counters.bytes_downloaded:,} bytes in {client.counters.requests} requests"
+        )
+    else:
+        err.print(f"{bundle}/{locale}: version {result.version} is current")
+
+
+@app.command()
+def checkout(
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    to: Annotated[Path, typer.Option("--to", help="Folder to write (replaced atomically).")],
+    locale: Locale = DEFAULT_LOCALE,
+    version: Annotated[int | None, typer.Option(help="Version; default the current one.")] = None,
+) -> None:
+    """Write a stored version out as plain files."""
+
+    def body() -> None:
+        local = LocalStore(store)
+        ref = local.ref(check_bundle(bundle), check_locale(locale))
+        if ref is None:
+            raise UsageError(f"{bundle}/{locale} is not in {store}; run satchel sync first")
+        wanted = ref.version if version is None else version
+        manifest_id = ref.versions.get(wanted)
+        if manifest_id is None:
+            have = ", ".join(str(v) for v in sorted(ref.versions))
+            raise UsageError(f"version {wanted} of {bundle}/{locale} is not in the store (have {have})")
+        checkout_tree(local.load_manifest(manifest_id), local.objects, to)
+        err.print(f"{bundle}/{locale} version {wanted} written to {to}")
+
+    run(body)
+
+
+def main() -> None:
+    app(prog_name="satchel")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

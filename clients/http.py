@@ -1,0 +1,241 @@
+"""HTTP transport for the updater and the publisher (httpx), with byte and request counters.
+
+Every httpx error is mapped here, at the edge, to :class:`TransportError` (retry may help) or
+to the server's own verdict (not found, not allowed, bad data), so nothing above this module
+inspects HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from satchel.content.errors import ContentError, NotFoundError, SatchelError, UsageError
+from satchel.content.index import MAX_INDEX_BYTES
+from satchel.content.manifest import MAX_MANIFEST_BYTES
+from satchel.sync.errors import AuthError, TransportError
+from satchel.sync.fetcher import IndexResponse, PackResponse
+from satchel.sync.publish import BeginResponse
+
+USER_AGENT = "satchel/0.1"
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+
+
+def parse_rate(text: str) -> float:
+    """'32k' -> 32000.0 bytes per second (k = 1000, m = 1000000)."""
+    t = text.strip().lower().removesuffix("b").removesuffix("/s")
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(t[-1:], 1.0)
+    try:
+        value = float(t[:-1] if t[-1:] in "kmg" else t) * scale
+    except ValueError:
+        raise UsageError(f"rate {text!r} is not like 32k or 1.5m (bytes per second)") from None
+    if value <= 0:
+        raise UsageError("rate must be positive")
+    return value
+
+
+class Throttle:
+    """Paces reads to an average rate so a sync leaves room on a shared school link."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.start = time.monotonic()
+        self.sent = 0
+
+    def wait(self, n: int) -> None:
+        if self.rate is None:
+            return
+        self.sent += n
+        ahead = self.sent / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+class HttpClient:
+    """One keep-alive connection to a Satchel server or peer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        rate_limit: float | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"server {base_url!r} must start with http:// or https://")
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=15.0),
+            transport=transport,
+        )
+        self.counters = Counters()
+        self.throttle = Throttle(rate_limit)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        self.counters.requests += 1
+        try:
+            response = self.http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{request.method} {request.url.path}: {_describe(exc)}") from None
+        if response.status_code >= 400:
+            try:
+                response.read()
+                message = response.json().get("error") or response.text
+            except (ValueError, AttributeError, httpx.HTTPError):
+                message = response.reason_phrase
+            finally:
+                response.close()
+            raise _status_error(response.status_code, str(message)[:300], request)
+        return response
+
+    def _read_limited(self, response: httpx.Response, limit: int) -> bytes:
+        body = bytearray()
+        try:
+            for piece in response.iter_raw():
+                body += piece
+                self.counters.bytes_downloaded += len(piece)
+                self.throttle.wait(len(piece))
+                if len(body) > limit:
+                    raise ContentError(f"response is over the {limit:,}-byte limit")
+        except httpx.HTTPError as exc:
+            raise TransportError(f"download cut: {_describe(exc)}") from None
+        finally:
+            response.close()
+        return bytes(body)
+
+    def _get(self, path: str, limit: int, headers: dict[str, str] | None = None) -> httpx.Response:
+        return self._send(self.http.build_request("GET", path, headers=headers), stream=True)
+
+    # -- Fetcher --------------------------------------------------------------------------
+    def fetch_index(self, etag: str | None) -> IndexResponse:
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._get("/v1/index", MAX_INDEX_BYTES, headers)
+        if response.status_code == 304:
+            response.close()
+            return IndexResponse(None, etag)
+        return IndexResponse(self._read_limited(response, MAX_INDEX_BYTES), response.headers.get("etag"))
+
+    def fetch_manifest(self, manifest_id: str) -> bytes:
+        response = self._get(f"/v1/manifests/{manifest_id}", MAX_MANIFEST_BYTES)
+        return self._read_limited(response, MAX_MANIFEST_BYTES + 1)
+
+    def fetch_object(self, cid: str) -> bytes:
+        response = self._get(f"/v1/chunks/{cid}", 64 * 1024 * 1024)
+        return self._read_limited(response, 64 * 1024 * 1024 + 1)
+
+    def fetch_pack(self, manifest_id: str, want: bytes) -> PackResponse:
+        body = {"manifest": manifest_id, "want": base64.b64encode(want).decode("ascii")}
+        request = self.http.build_request("POST", "/v1/pack", json=body)
+        self.counters.bytes_uploaded += len(request.content)
+        response = self._send(request, stream=True)
+        length = response.headers.get("content-length")
+        return PackResponse(int(length) if length and length.isdigit() else None, self._stream(response))
+
+    def _stream(self, response: httpx.Response) -> Iterator[bytes]:
+        try:
+            for piece in response.iter_raw():
+                self.counters.bytes_downloaded += len(piece)
+                self.throttle.wait(len(piece))
+                yield piece
+        except httpx.HTTPError as exc:
+            raise TransportError(f"pack download cut: {_describe(exc)}") from None
+        finally:
+            response.close()
+
+    # -- PublishTarget ---------------------------------------------------------------------
+    def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse:
+        self.counters.bytes_uploaded += len(draft)
+        request = self.http.build_request(
+            "POST", f"/v1/publish/{bundle}/{locale}", content=draft,
+            headers={"Content-Type": "application/json"},
+        )
+        data = self._json(self._send(request))
+        try:
+            want = base64.b64decode(data["want"], validate=True)
+            dictionary = data.get("dictionary")
+            return BeginResponse(
+                upload_id=str(data["upload"]),
+                want=want,
+                dictionary=(str(dictionary[0]), int(dictionary[1])) if dictionary else None,
+            )
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise ContentError("server sent a malformed publish answer") from None
+
+    def upload(self, upload_id: str, pack: Iterator[bytes], length: int | None) -> None:
+        def counted() -> Iterator[bytes]:
+            for piece in pack:
+                self.counters.bytes_uploaded += len(piece)
+                yield piece
+
+        request = self.http.build_request(
+            "POST", f"/v1/uploads/{upload_id}/pack", content=counted(),
+            headers={"Content-Type": "application/vnd.satchel.pack"},
+        )
+        self._json(self._send(request))
+
+    def commit(self, upload_id: str, notes: str) -> int:
+        request = self.http.build_request("POST", f"/v1/uploads/{upload_id}/commit", json={"notes": notes})
+        data = self._json(self._send(request))
+        version = data.get("version")
+        if type(version) is not int:
+            raise ContentError("server sent a malformed commit answer")
+        return version
+
+    def _json(self, response: httpx.Response) -> dict[str, object]:
+        try:
+            raw = response.read()
+        except httpx.HTTPError as exc:
+            raise TransportError(f"answer cut: {_describe(exc)}") from None
+        finally:
+            response.close()
+        self.counters.bytes_downloaded += len(raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ContentError("server sent something that is not JSON") from None
+        if not isinstance(data, dict):
+            raise ContentError("server sent an unexpected answer")
+        return data
+
+
+def _status_error(status: int, message: str, request: httpx.Request) -> SatchelError:
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        return NotFoundError(f"{message} ({where})")
+    if status in (401, 403):
+        return AuthError(f"{message} (HTTP {status})")
+    if status in (400, 413, 422):
+        return UsageError(f"server refused the request: {message} (HTTP {status})")
+    return TransportError(f"{where}: HTTP {status} {message}")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,130 @@
+"""The release index: the one small, signed, changing document of a server.
+
+Its ``signed`` part::
+
+    {"_type": "index", "format": 1, "serial": 17,
+     "issued": "2026-11-23T10:00:00Z", "expires": "2027-01-22T10:00:00Z",
+     "publisher": {"keyid": HEX, "public_key": BASE64, "scheme": "ed25519"},
+     "entries": [{"bundle": "intro-stats", "locale": "en", "version": 3,
+                  "manifest": "<sha256 of the manifest envelope>", "size": 98765,
+                  "title": "Introductory Statistics"}, ...]}
+
+``serial`` grows with every new index, ``expires`` bounds how long a stale copy (a freeze
+attack, or a mirror that stopped updating) can be passed off as current. The publisher key
+travels inside so that a client can pin it on first use without another round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import FormatError
+from .manifest import MAX_TITLE, check_chunk_id, format_time, parse_time
+from .names import check_bundle, check_locale
+from .signing import Envelope, PublicKey, open_envelope
+
+INDEX_FORMAT = 1
+MAX_INDEX_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    bundle: str
+    locale: str
+    version: int
+    manifest: str
+    size: int
+    title: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "locale": self.locale,
+            "version": self.version,
+            "manifest": self.manifest,
+            "size": self.size,
+            "title": self.title,
+        }
+
+    @classmethod
+    def from_json(cls, raw: object) -> IndexEntry:
+        if not isinstance(raw, dict):
+            raise FormatError("index entry must be an object")
+        bundle, locale, version, size = (raw.get(k) for k in ("bundle", "locale", "version", "size"))
+        title = raw.get("title", "")
+        if not isinstance(bundle, str) or not isinstance(locale, str):
+            raise FormatError("index entry bundle and locale must be strings")
+        try:
+            check_bundle(bundle)
+            check_locale(locale)
+        except Exception as exc:
+            raise FormatError(f"index entry: {exc}") from None
+        if type(version) is not int or version < 1:
+            raise FormatError("index entry version must be a positive integer")
+        if type(size) is not int or not 0 < size <= 64 * 1024 * 1024:
+            raise FormatError("index entry manifest size is invalid")
+        if not isinstance(title, str) or len(title) > MAX_TITLE:
+            raise FormatError("index entry title is invalid")
+        return cls(bundle, locale, version, check_chunk_id(raw.get("manifest")), size, title)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseIndex:
+    serial: int
+    issued: datetime
+    expires: datetime
+    publisher: PublicKey
+    entries: tuple[IndexEntry, ...]
+
+    def to_signed(self) -> dict[str, Any]:
+        return {
+            "_type": "index",
+            "format": INDEX_FORMAT,
+            "serial": self.serial,
+            "issued": format_time(self.issued),
+            "expires": format_time(self.expires),
+            "publisher": self.publisher.to_json(),
+            "entries": [
+                e.to_json() for e in sorted(self.entries, key=lambda e: (e.bundle, e.locale))
+            ],
+        }
+
+    @classmethod
+    def from_signed(cls, raw: dict[str, Any]) -> ReleaseIndex:
+        if raw.get("_type") != "index":
+            raise FormatError("document is not a release index (its _type is not 'index')")
+        if raw.get("format") != INDEX_FORMAT:
+            raise FormatError(
+                f"release index format {raw.get('format')!r} is not {INDEX_FORMAT}; update satchel"
+            )
+        serial = raw.get("serial")
+        if type(serial) is not int or serial < 0:
+            raise FormatError("release index serial must be a non-negative integer")
+        entries_raw = raw.get("entries")
+        if not isinstance(entries_raw, list):
+            raise FormatError("release index entries must be a list")
+        entries = tuple(IndexEntry.from_json(e) for e in entries_raw)
+        keys = [(e.bundle, e.locale) for e in entries]
+        if len(set(keys)) != len(keys):
+            raise FormatError("release index lists a bundle/locale twice")
+        return cls(
+            serial=serial,
+            issued=parse_time(raw.get("issued"), "index issued"),
+            expires=parse_time(raw.get("expires"), "index expires"),
+            publisher=PublicKey.from_json(raw.get("publisher")),
+            entries=entries,
+        )
+
+    def entry(self, bundle: str, locale: str) -> IndexEntry | None:
+        for e in self.entries:
+            if e.bundle == bundle and e.locale == locale:
+                return e
+        return None
+
+
+def parse_index(data: bytes) -> tuple[Envelope, ReleaseIndex]:
+    """Parse index envelope bytes (structure only; signatures are checked by the caller)."""
+    env = open_envelope(data, what="release index", max_bytes=MAX_INDEX_BYTES)
+    return env, ReleaseIndex.from_signed(env.signed)

@@ -1,0 +1,237 @@
+"""Stored objects: how a chunk (or manifest, or dictionary) is kept on disk and sent on the wire.
+
+An object is one format byte followed by a payload:
+
+- ``0x00`` RAW: the payload is the chunk's bytes as they are (JPEG, MP4...).
+- ``0x01`` ZSTD: the payload is one zstd frame that declares its content size.
+- ``0x02`` ZSTD_DICT: 32 bytes naming a dictionary (SHA-256 of the dictionary's bytes, itself
+  stored as an ordinary object), then one zstd frame compressed with that dictionary.
+
+Compression happens once, at publish time; servers and relays store and send objects as
+they are. Decoding is bounded: the frame's declared size must equal the length the signed
+manifest promised, and its window may not exceed :data:`MAX_WINDOW`, so a forged frame cannot
+make a reader allocate more than the manifest allows (python-zstandard does not enforce
+``max_window_size`` for single-pass frames that carry a content size, so we check first).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import zstandard
+
+from .chunking import chunk_id
+from .errors import FormatError, IntegrityError
+
+RAW = 0x00
+ZSTD = 0x01
+ZSTD_DICT = 0x02
+FORMATS = {RAW: "raw", ZSTD: "zstd", ZSTD_DICT: "zstd+dict"}
+
+DEFAULT_LEVEL = 19
+MAX_WINDOW = 8 * 1024 * 1024
+MAX_OBJECT_LENGTH = 64 * 1024 * 1024
+MAX_DICTIONARY = 1024 * 1024
+
+DictLookup = Callable[[str], bytes]
+"""Returns the bytes of the dictionary with the given id, or raises NotFoundError."""
+
+_local = threading.local()
+_dict_lock = threading.Lock()
+_dicts: OrderedDict[tuple[str, int], zstandard.ZstdCompressionDict] = OrderedDict()
+
+
+def _compressor(level: int, dict_id: str | None, dict_bytes: bytes | None) -> zstandard.ZstdCompressor:
+    # Contexts are costly to build and not safe to share between threads: one per thread.
+    cache: dict[tuple[int, str | None], zstandard.ZstdCompressor] | None = getattr(
+        _local, "compressors", None
+    )
+    if cache is None:
+        cache = _local.compressors = {}
+    key = (level, dict_id)
+    comp = cache.get(key)
+    if comp is None:
+        if len(cache) > 8:
+            cache.clear()
+        zdict = _zdict(dict_id, dict_bytes, level) if dict_id and dict_bytes else None
+        comp = cache[key] = zstandard.ZstdCompressor(
+            level=level,
+            dict_data=zdict,
+            write_content_size=True,
+            write_checksum=False,
+            write_dict_id=False,
+        )
+    return comp
+
+
+def _zdict(dict_id: str, data: bytes, level: int) -> zstandard.ZstdCompressionDict:
+    # Dictionaries are content-addressed, so a cache keyed by id can never serve wrong bytes.
+    key = (dict_id, level)
+    with _dict_lock:
+        zd = _dicts.get(key)
+        if zd is not None:
+            _dicts.move_to_end(key)
+            return zd
+    if chunk_id(data) != dict_id:
+        raise IntegrityError(f"dictionary {dict_id[:16]}... does not match its id")
+    zd = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_AUTO)
+    zd.precompute_compress(level=level)
+    with _dict_lock:
+        _dicts[key] = zd
+        while len(_dicts) > 16:
+            _dicts.popitem(last=False)
+    return zd
+
+
+def train_dictionary(samples: list[bytes], size: int = 112 * 1024) -> bytes | None:
+    """Train a zstd dictionary on text-like chunks, or None when there is too little to learn.
+
+    Fixed cover parameters (k=512, d=6) train in well under a second on a course's text and
+    were within 1% of zstd's slow parameter search on the corpus (bench/chunk_params.py).
+    """
+    total = sum(len(s) for s in samples)
+    if len(samples) < 8 or total < 4 * size:
+        return None
+    try:
+        return zstandard.train_dictionary(size, samples, k=512, d=6).as_bytes()
+    except zstandard.ZstdError:
+        return None
+
+
+def looks_compressible(data: bytes, threshold: float = 0.6) -> bool:
+    """True for text-like data (level-1 zstd shrinks it below ``threshold``): dictionary food."""
+    return len(data) >= 64 and len(_compressor(1, None, None).compress(data)) < len(data) * threshold
+
+
+def encode_object(
+    data: bytes | memoryview,
+    *,
+    level: int = DEFAULT_LEVEL,
+    dictionary: tuple[str, bytes] | None = None,
+) -> bytes:
+    """Encode chunk bytes as a stored object: the smallest of raw, zstd, and zstd+dictionary.
+
+    Every chunk gets the high level: on the corpus a cheap level-1 probe misjudged PNG data
+    that level 19 still shrinks by about 1% (see decisions.md). A dictionary is tried only on
+    text-like chunks, where it wins; media would just pay for compressing twice.
+    """
+    raw = bytes(data)
+    best = bytes([RAW]) + raw
+    if dictionary is not None and looks_compressible(raw):
+        dict_id, dict_bytes = dictionary
+        packed = _compressor(level, dict_id, dict_bytes).compress(raw)
+        if len(packed) + 33 < len(best):
+            return bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
+    plain = _compressor(level, None, None).compress(raw)
+    if len(plain) + 1 < len(best):
+        best = bytes([ZSTD]) + plain
+    return best
+
+
+def object_format(obj: bytes | memoryview) -> int:
+    """The format byte of a stored object, checked to be one this version understands."""
+    if len(obj) == 0:
+        raise FormatError("stored object is empty (no format byte)")
+    fmt = obj[0]
+    if fmt not in FORMATS:
+        raise FormatError(f"stored object has unknown format byte 0x{fmt:02x}; update satchel")
+    return fmt
+
+
+def object_dictionary(obj: bytes | memoryview) -> str | None:
+    """The id of the dictionary an object needs, if any."""
+    if object_format(obj) != ZSTD_DICT:
+        return None
+    if len(obj) < 33:
+        raise FormatError("zstd+dict object is shorter than its dictionary id")
+    return bytes(memoryview(obj)[1:33]).hex()
+
+
+def _frame(obj: bytes | memoryview) -> memoryview:
+    return memoryview(obj)[33:] if obj[0] == ZSTD_DICT else memoryview(obj)[1:]
+
+
+def declared_length(obj: bytes | memoryview) -> int:
+    """The uncompressed length an object declares (frame header), without decompressing."""
+    fmt = object_format(obj)
+    if fmt == RAW:
+        return len(obj) - 1
+    object_dictionary(obj)
+    try:
+        size = zstandard.get_frame_parameters(_frame(obj)).content_size
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"zstd object has a corrupt frame header ({exc})") from None
+    if size >= zstandard.CONTENTSIZE_ERROR:
+        raise FormatError("zstd object does not declare its content size")
+    return int(size)
+
+
+def decode_object(
+    obj: bytes | memoryview, expected_length: int, dictionaries: DictLookup | None = None
+) -> bytes:
+    """Return the uncompressed bytes of ``obj``, which must be exactly ``expected_length`` long."""
+    if not 0 <= expected_length <= MAX_OBJECT_LENGTH:
+        raise FormatError(f"object length {expected_length} is outside 0..{MAX_OBJECT_LENGTH}")
+    fmt = object_format(obj)
+    if fmt == RAW:
+        if len(obj) - 1 != expected_length:
+            raise IntegrityError(f"raw object is {len(obj) - 1} bytes, expected {expected_length}")
+        return bytes(memoryview(obj)[1:])
+    dict_id = object_dictionary(obj)
+    frame = _frame(obj)
+    try:
+        params = zstandard.get_frame_parameters(frame)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"zstd object has a corrupt frame header ({exc})") from None
+    if params.content_size != expected_length:
+        raise IntegrityError(
+            f"zstd frame declares {params.content_size} bytes, the manifest says {expected_length}"
+        )
+    if params.window_size > MAX_WINDOW:
+        raise FormatError(f"zstd frame window {params.window_size} exceeds {MAX_WINDOW} bytes")
+    zdict = None
+    if dict_id is not None:
+        if dictionaries is None:
+            raise FormatError("object needs a dictionary but none can be looked up here")
+        data = dictionaries(dict_id)
+        if len(data) > MAX_DICTIONARY:
+            raise FormatError(f"dictionary {dict_id[:16]}... is over {MAX_DICTIONARY} bytes")
+        zdict = _zdict(dict_id, data, DEFAULT_LEVEL)
+    try:
+        dctx = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=MAX_WINDOW)
+        out = dctx.decompress(frame, max_output_size=expected_length, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"zstd object does not decompress ({exc})") from None
+    if len(out) != expected_length:
+        raise IntegrityError(f"zstd object gave {len(out)} bytes, expected {expected_length}")
+    return out
+
+
+def verify_object(
+    obj: bytes | memoryview,
+    expected_id: str,
+    expected_length: int,
+    dictionaries: DictLookup | None = None,
+) -> bytes:
+    """Decode ``obj`` and check its SHA-256 against ``expected_id``; return the chunk bytes."""
+    data = decode_object(obj, expected_length, dictionaries)
+    actual = chunk_id(data)
+    if actual != expected_id:
+        raise IntegrityError(f"chunk {expected_id[:16]}... arrived with hash {actual[:16]}...")
+    return data
+
+
+def identify_object(
+    obj: bytes | memoryview, max_length: int, dictionaries: DictLookup | None = None
+) -> tuple[str, int]:
+    """Decode an object of unknown length (at most ``max_length``) and return (id, length).
+
+    Used where no manifest says the length yet, e.g. a server receiving an upload; the length
+    comes from the frame header, so it is bounded before anything is allocated.
+    """
+    length = declared_length(obj)
+    if length > max_length:
+        raise FormatError(f"object holds {length:,} bytes, over the {max_length:,}-byte limit")
+    return chunk_id(decode_object(obj, length, dictionaries)), length

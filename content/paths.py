@@ -1,0 +1,73 @@
+"""Paths inside a bundle: relative, normalized, and impossible to escape the checkout folder.
+
+Every path in a manifest passes :func:`check_path`, and a whole file list passes
+:func:`check_tree`, before anything is written to disk. The rules:
+
+- POSIX separators only; no backslash, NUL or control characters;
+- relative: no leading '/', and no empty, '.' or '..' components;
+- Unicode NFC (what a teacher's Mac and a student's Linux laptop agree on);
+- at most 1,024 UTF-8 bytes in all and 255 per component;
+- within one tree no two paths that differ only by case (they clash on Windows and macOS),
+  and no file that is also the parent folder of another file.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+from .errors import UnsafePathError
+
+MAX_PATH_BYTES = 1024
+MAX_COMPONENT_BYTES = 255
+
+
+def check_path(path: str) -> str:
+    """Return ``path`` unchanged if it is a safe bundle path, else raise UnsafePathError."""
+    if not isinstance(path, str) or not path:
+        raise UnsafePathError("empty path in file list")
+    shown = repr(path[:200])
+    if path.startswith("/"):
+        raise UnsafePathError(f"absolute path {shown} is not allowed")
+    if any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise UnsafePathError(f"path {shown} contains a backslash or a control character")
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafePathError(f"path {shown}... is longer than {MAX_PATH_BYTES} bytes")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"path {shown} has an empty, '.' or '..' component")
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
+            raise UnsafePathError(f"path {shown} has a component over {MAX_COMPONENT_BYTES} bytes")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"path {shown} is not valid Unicode") from None
+    if unicodedata.normalize("NFC", path) != path:
+        raise UnsafePathError(f"path {shown} is not in Unicode NFC form")
+    return path
+
+
+def check_tree(paths: Iterable[str]) -> None:
+    """Check every path and the relations between them (duplicates, case clashes, file/folder)."""
+    seen: dict[str, str] = {}
+    files: set[str] = set()
+    for path in paths:
+        check_path(path)
+        key = path.casefold()
+        if key in seen:
+            if seen[key] == path:
+                raise UnsafePathError(f"path {path!r} appears twice")
+            raise UnsafePathError(f"paths {seen[key]!r} and {path!r} differ only by case")
+        seen[key] = path
+        files.add(key)
+    for key in files:
+        parts = key.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in files:
+                raise UnsafePathError(f"{seen[parent]!r} is a file and also a folder in the tree")
+
+
+def to_bundle_path(relative_parts: Iterable[str]) -> str:
+    """Join OS path components into a normalized bundle path (NFC), checked."""
+    return check_path(unicodedata.normalize("NFC", "/".join(relative_parts)))

@@ -1,0 +1,118 @@
+"""Turn a source folder into a manifest draft, remembering where each chunk can be re-read.
+
+Publishing reads every file once to chunk and hash it (fast, no compression), asks the server
+which chunks it lacks, then re-reads only those to compress and upload them. So memory stays
+flat however large the course is: only the chunk map is kept, never file contents.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunking import Chunker
+from .errors import FormatError, UnsafePathError
+from .manifest import FileEntry, ManifestDraft
+from .paths import check_tree, to_bundle_path
+
+# Built-in types only (a MimeTypes() instance ignores /etc/mime.types), so the same tree gets
+# the same manifest on every machine.
+_TYPES = mimetypes.MimeTypes()
+for _ext, _type in {
+    ".md": "text/markdown",
+    ".cnxml": "application/xml",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".webp": "image/webp",
+    ".webm": "video/webm",
+    ".vtt": "text/vtt",
+    ".pdb": "chemical/x-pdb",
+}.items():
+    _TYPES.add_type(_type, _ext)
+
+
+def media_type(path: str) -> str:
+    guessed, _ = _TYPES.guess_type(path, strict=False)
+    return guessed.lower() if guessed else "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSource:
+    """Where the bytes of one chunk live in the source tree."""
+
+    path: Path
+    offset: int
+    length: int
+
+    def read(self) -> bytes:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.length)
+        if len(data) != self.length:
+            raise FormatError(f"{self.path.name} changed while publishing; publish again")
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedTree:
+    draft: ManifestDraft
+    sources: dict[str, ChunkSource]
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.draft.files)
+
+
+def _walk(root: Path) -> list[tuple[str, Path]]:
+    """Every regular file under root as (bundle path, real path); links must stay inside."""
+    real_root = root.resolve()
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).parts
+        for name in list(dirnames):
+            if (here / name).is_symlink():
+                raise UnsafePathError(f"{'/'.join((*rel_dir, name))!r} is a link to a folder")
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = here / name
+            rel = to_bundle_path((*rel_dir, name))
+            if full.is_symlink():
+                target = full.resolve()
+                if not target.is_relative_to(real_root):
+                    raise UnsafePathError(f"{rel!r} is a link pointing outside the folder")
+                full = target
+            st = full.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePathError(f"{rel!r} is not a regular file")
+            found.append((rel, full))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def scan_tree(root: Path, *, title: str, chunker: Chunker) -> ScannedTree:
+    """Chunk and hash every file under ``root`` into a :class:`ManifestDraft`."""
+    if not root.is_dir():
+        raise FormatError(f"{root} is not a folder")
+    files: list[FileEntry] = []
+    sources: dict[str, ChunkSource] = {}
+    for rel, full in _walk(root):
+        executable = bool(full.stat().st_mode & 0o111)
+        cuts = list(chunker.cut_file(full))
+        for cut in cuts:
+            sources.setdefault(cut.chunk_id, ChunkSource(full, cut.offset, cut.length))
+        files.append(
+            FileEntry(
+                path=rel,
+                size=sum(c.length for c in cuts),
+                mode=0o755 if executable else 0o644,
+                media_type=media_type(rel),
+                chunks=tuple((c.chunk_id, c.length) for c in cuts),
+            )
+        )
+    check_tree(f.path for f in files)
+    draft = ManifestDraft(title=title, chunker=chunker.params, files=tuple(files))
+    return ScannedTree(draft=draft, sources=sources)

@@ -1,0 +1,1 @@
+"""Satchel's server: a thin FastAPI adapter over :mod:`satchel.server.service`."""

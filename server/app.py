@@ -1,0 +1,208 @@
+"""HTTP routes: a thin adapter from FastAPI to :class:`~satchel.server.service.Repository`.
+
+Content-addressed things (manifests, chunks) are immutable: strong ETags, a one-year
+``immutable`` Cache-Control and Range. The release index is the one changing document:
+``no-cache`` with an ETag, so a client that is up to date pays one 304. Stored objects go out
+as ``application/octet-stream`` so no HTTP layer decompresses zstd behind our back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from satchel.content.errors import (
+    ContentError,
+    NotFoundError,
+    SatchelError,
+    UsageError,
+)
+from satchel.content.manifest import MAX_MANIFEST_BYTES
+from satchel.sync.errors import AuthError
+from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
+
+from .service import Principal, Repository
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+MAX_PACK_REQUEST = 8 * 1024 * 1024
+MAX_SMALL_BODY = 64 * 1024
+OCTETS = "application/octet-stream"
+
+
+class BodyTooLarge(SatchelError):
+    pass
+
+
+def _status(exc: Exception) -> int:
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, PermissionError):
+        return 403
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, BodyTooLarge):
+        return 413
+    if isinstance(exc, ContentError):
+        return 422
+    if isinstance(exc, UsageError):
+        return 400
+    return 500
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit")
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body is over the {limit:,}-byte limit")
+    return bytes(body)
+
+
+async def _json_body(request: Request, limit: int) -> object:
+    raw = await _read_body(request, limit)
+    try:
+        return json.loads(raw or b"{}")
+    except ValueError:
+        raise UsageError("request body is not valid JSON") from None
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def object_response(request: Request, data: bytes, etag: str) -> Response:
+    """Serve an immutable object with conditional GET and single-range support."""
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+    if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+        return Response(status_code=304, headers=headers)
+    spec = request.headers.get("range")
+    match = _RANGE.fullmatch(spec.strip()) if spec else None
+    if match and (match.group(1) or match.group(2)):
+        size = len(data)
+        first, last = match.group(1), match.group(2)
+        if first:
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        else:
+            start, end = max(size - int(last), 0), size - 1
+        if start >= size or start > end:
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return Response(data[start : end + 1], status_code=206, headers=headers, media_type=OCTETS)
+    return Response(data, headers=headers, media_type=OCTETS)
+
+
+def create_app(repo: Repository) -> FastAPI:
+    app = FastAPI(
+        title="Satchel",
+        summary="Signed, chunked, delta-synced learning bundles for offline laptops.",
+        version="1",
+    )
+    app.state.repo = repo
+
+    @app.exception_handler(SatchelError)
+    @app.exception_handler(PermissionError)
+    async def _errors(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+
+    async def principal(request: Request) -> Principal:
+        return await run_in_threadpool(repo.authenticate, _bearer(request))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/index", summary="The signed release index (every bundle and locale)")
+    def index(request: Request) -> Response:
+        body, etag = repo.index()
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+            return Response(status_code=304, headers=headers)
+        return Response(body, headers=headers, media_type="application/json")
+
+    @app.get("/v1/catalog", summary="Bundles, locales and versions, for people and pages")
+    def catalog() -> dict[str, object]:
+        return {"bundles": repo.catalog(), "publisher": repo.key.public.to_json()}
+
+    @app.get("/v1/key", summary="The publisher's public key and fingerprint")
+    def key() -> dict[str, str]:
+        return {**repo.key.public.to_json(), "fingerprint": repo.key.public.fingerprint}
+
+    @app.get("/v1/manifests/{manifest_id}", summary="A signed manifest as a stored object")
+    def manifest(manifest_id: str, request: Request) -> Response:
+        return object_response(request, repo.manifest_object(manifest_id), f'"{manifest_id}"')
+
+    @app.get("/v1/chunks/{chunk_id}", summary="One stored object by chunk id")
+    def chunk(chunk_id: str, request: Request) -> Response:
+        return object_response(request, repo.object(chunk_id), f'"{chunk_id}"')
+
+    @app.post("/v1/pack", summary="Many stored objects in one framed stream")
+    async def pack(request: Request) -> Response:
+        body = await _json_body(request, MAX_PACK_REQUEST)
+        plan = await run_in_threadpool(repo.pack_plan, body)
+        return StreamingResponse(
+            repo.pack_stream(plan),
+            media_type=PACK_MEDIA_TYPE,
+            headers={"Content-Length": str(repo.pack_length(plan)), "Cache-Control": "no-store"},
+        )
+
+    @app.post("/v1/publish/{bundle}/{locale}", summary="Begin a publish: send a draft, learn what is missing")
+    async def begin(bundle: str, locale: str, request: Request) -> dict[str, object]:
+        who = await principal(request)
+        draft = await _read_body(request, MAX_MANIFEST_BYTES)
+        resp = await run_in_threadpool(repo.begin, who, bundle, locale, draft)
+        return {
+            "upload": resp.upload_id,
+            "want": base64.b64encode(resp.want).decode("ascii"),
+            "dictionary": list(resp.dictionary) if resp.dictionary else None,
+        }
+
+    @app.post("/v1/uploads/{upload_id}/pack", summary="Upload missing objects as a pack stream")
+    async def upload(upload_id: str, request: Request) -> dict[str, int]:
+        who = await principal(request)
+        receiver = await run_in_threadpool(repo.upload_receiver, who, upload_id)
+        reader = PackReader()
+        async for piece in _pieces(request):
+            frames = reader.feed(piece)
+            if frames:
+                await run_in_threadpool(receiver.receive, frames)
+        reader.close()
+        return {"stored": receiver.stored}
+
+    @app.post("/v1/uploads/{upload_id}/commit", summary="Make the uploaded version visible")
+    async def commit(upload_id: str, request: Request) -> dict[str, int]:
+        who = await principal(request)
+        body = await _json_body(request, MAX_SMALL_BODY)
+        notes = body.get("notes", "") if isinstance(body, dict) else ""
+        if not isinstance(notes, str):
+            raise UsageError("notes must be a string")
+        version = await run_in_threadpool(repo.commit, who, upload_id, notes)
+        return {"version": version}
+
+    return app
+
+
+async def _pieces(request: Request) -> AsyncIterator[bytes]:
+    # Coalesce small network reads so verification runs on batches of frames.
+    buf = bytearray()
+    async for piece in request.stream():
+        buf += piece
+        if len(buf) >= 256 * 1024:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)

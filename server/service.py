@@ -1,0 +1,467 @@
+"""The server's logic without the web framework: tokens, reading, packs, publishing.
+
+FastAPI routes in :mod:`satchel.server.app` only translate HTTP to calls on
+:class:`Repository` and errors to statuses. All writes that change what is published go
+through one lock and one database transaction, so a version becomes visible whole or not at
+all, and the signed index always matches the versions table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from satchel.content import canonical
+from satchel.content.chunking import Chunker
+from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
+from satchel.content.index import IndexEntry
+from satchel.content.manifest import (
+    MAX_DICTIONARIES,
+    MAX_MANIFEST_BYTES,
+    ManifestDraft,
+    check_chunk_id,
+    parse_manifest,
+)
+from satchel.content.names import check_bundle, check_locale
+from satchel.content.objects import (
+    MAX_DICTIONARY,
+    decode_object,
+    encode_object,
+    identify_object,
+    object_dictionary,
+    verify_object,
+)
+from satchel.content.signing import SigningKey
+from satchel.sync.errors import AuthError
+from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader, frame, trailer
+from satchel.sync.plan import decode_want, encode_want
+from satchel.sync.publish import (
+    INDEX_VALIDITY,
+    BeginResponse,
+    Publisher,
+    assemble_manifest,
+    sign_index,
+    sign_manifest,
+)
+from satchel.sync.store import ChunkStore, FolderChunkStore
+
+from .db import Chunk, IndexState, Line, Token, Upload, Version, make_engine, sqlite_url
+
+ROLES = ("admin", "teacher", "curator")
+MAX_PACK_IDS = 1_000_000
+PACK_BATCH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: int
+    role: str
+    bundle: str | None
+    locale: str | None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Repository:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        database_url: str | None = None,
+        signing_key: Path | None = None,
+        store: ChunkStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(microsecond=0),
+    ) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        self.data = data
+        self.clock = clock
+        self.key = SigningKey.load_or_create(signing_key or data / "signing-key.pem")
+        self.engine = make_engine(database_url or sqlite_url(data))
+        self.store: ChunkStore = store or FolderChunkStore(data / "objects")
+        self._write = threading.Lock()
+        self._distinct: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
+        self._distinct_lock = threading.Lock()
+
+    def _session(self) -> Session:
+        # Rows are read after the session closes; keep their loaded values.
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- tokens ----------------------------------------------------------------------------
+    def create_token(
+        self, role: str, *, bundle: str | None = None, locale: str | None = None, label: str = ""
+    ) -> str:
+        if role not in ROLES:
+            raise UsageError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        if bundle is not None:
+            check_bundle(bundle)
+        if locale is not None:
+            check_locale(locale)
+        if role == "curator" and (bundle is None or locale is None):
+            raise UsageError("a curator token needs --bundle and --locale")
+        token = "sat_" + secrets.token_urlsafe(32)
+        with self._session() as s:
+            s.add(Token(token_hash=hash_token(token), role=role, bundle=bundle, locale=locale, label=label))
+            s.commit()
+        return token
+
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise AuthError("this needs a token: pass --token (see 'satchel token create')")
+        with self._session() as s:
+            row = s.exec(select(Token).where(Token.token_hash == hash_token(token))).first()
+        if row is None or row.revoked or row.id is None:
+            raise AuthError("token is unknown or revoked")
+        return Principal(row.id, row.role, row.bundle, row.locale)
+
+    @staticmethod
+    def authorize_publish(who: Principal, bundle: str, locale: str) -> None:
+        if who.role == "admin":
+            return
+        if who.role not in ("teacher", "curator"):
+            raise PermissionError(f"role {who.role} cannot publish")
+        if who.bundle is not None and who.bundle != bundle:
+            raise PermissionError(f"this token may publish only to bundle {who.bundle!r}")
+        if who.locale is not None and who.locale != locale:
+            raise PermissionError(f"this token may publish only locale {who.locale!r}")
+
+    # -- reading ---------------------------------------------------------------------------
+    def index(self) -> tuple[bytes, str]:
+        """The signed release index and its ETag, re-signed when half its validity is gone."""
+        with self._session() as s:
+            state = s.get(IndexState, 1)
+        now = self.clock()
+        if state is None or not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2:
+            with self._write, self._session() as s:
+                state = s.get(IndexState, 1)
+                if state is None or not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2:
+                    state = self._resign(s, now)
+                    s.commit()
+                    s.refresh(state)
+        return state.body, state.etag
+
+    def _resign(self, s: Session, now: datetime) -> IndexState:
+        entries = []
+        for line in s.exec(select(Line).where(Line.latest_version > 0)).all():
+            v = s.get(Version, (line.bundle, line.locale, line.latest_version))
+            if v is not None:
+                entries.append(
+                    IndexEntry(line.bundle, line.locale, v.version, v.manifest_id, v.manifest_size, line.title)
+                )
+        state = s.get(IndexState, 1) or IndexState(id=1)
+        state.serial += 1
+        state.body = sign_index(entries, serial=state.serial, key=self.key, now=now)
+        state.etag = '"' + hashlib.sha256(state.body).hexdigest() + '"'
+        state.issued = now
+        state.expires = now + INDEX_VALIDITY
+        s.add(state)
+        return state
+
+    def catalog(self) -> list[dict[str, Any]]:
+        with self._session() as s:
+            lines = s.exec(select(Line).order_by(Line.bundle, Line.locale)).all()
+            out = []
+            for line in lines:
+                versions = s.exec(
+                    select(Version)
+                    .where(Version.bundle == line.bundle, Version.locale == line.locale)
+                    .order_by(col(Version.version))
+                ).all()
+                out.append(
+                    {
+                        "bundle": line.bundle,
+                        "locale": line.locale,
+                        "title": line.title,
+                        "latest_version": line.latest_version,
+                        "versions": [
+                            {
+                                "version": v.version,
+                                "manifest": v.manifest_id,
+                                "created": _aware(v.created).isoformat(),
+                                "files": v.files,
+                                "size": v.size,
+                                "notes": v.notes,
+                            }
+                            for v in versions
+                        ],
+                    }
+                )
+        return out
+
+    def manifest_object(self, manifest_id: str) -> bytes:
+        check_chunk_id(manifest_id)
+        with self._session() as s:
+            known = s.exec(select(Version).where(Version.manifest_id == manifest_id)).first()
+        if known is None:
+            raise NotFoundError(f"no manifest {manifest_id[:16]}...")
+        return self.store.get(manifest_id)
+
+    def object(self, cid: str) -> bytes:
+        check_chunk_id(cid)
+        return self.store.get(cid)
+
+    def _manifest_distinct(self, manifest_id: str) -> list[tuple[str, int]]:
+        with self._distinct_lock:
+            hit = self._distinct.get(manifest_id)
+            if hit is not None:
+                self._distinct.move_to_end(manifest_id)
+                return hit
+        with self._session() as s:
+            v = s.exec(select(Version).where(Version.manifest_id == manifest_id)).first()
+        if v is None:
+            raise NotFoundError(f"no manifest {manifest_id[:16]}...")
+        _env, manifest = parse_manifest(decode_object(self.store.get(manifest_id), v.manifest_size))
+        distinct = manifest.distinct_chunks()
+        with self._distinct_lock:
+            self._distinct[manifest_id] = distinct
+            while len(self._distinct) > 32:
+                self._distinct.popitem(last=False)
+        return distinct
+
+    def pack_plan(self, request: object) -> list[tuple[str, int]]:
+        """Which objects a pack request selects, with their stored sizes (for Content-Length)."""
+        if not isinstance(request, dict):
+            raise FormatError("pack request must be a JSON object")
+        if "manifest" in request:
+            distinct = self._manifest_distinct(check_chunk_id(request["manifest"]))
+            want = request.get("want")
+            if not isinstance(want, str):
+                raise FormatError("pack request 'want' must be a base64 bitmap")
+            try:
+                bitmap = base64.b64decode(want, validate=True)
+            except binascii.Error:
+                raise FormatError("pack request 'want' is not valid base64") from None
+            ids = [cid for cid, _ in decode_want(distinct, bitmap)]
+        elif "chunks" in request:
+            raw = request["chunks"]
+            if not isinstance(raw, list) or len(raw) > MAX_PACK_IDS:
+                raise FormatError(f"pack request 'chunks' must be a list of at most {MAX_PACK_IDS:,} ids")
+            ids = [check_chunk_id(c) for c in raw]
+        else:
+            raise FormatError("pack request needs 'manifest' and 'want', or 'chunks'")
+        sizes = self._stored_sizes(ids)
+        absent = [cid for cid in ids if cid not in sizes]
+        if absent:
+            raise NotFoundError(f"{len(absent)} requested chunks are not here, e.g. {absent[0][:16]}...")
+        return [(cid, sizes[cid]) for cid in ids]
+
+    def _stored_sizes(self, ids: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self._session() as s:
+            for i in range(0, len(ids), 500):
+                batch = ids[i : i + 500]
+                for row in s.exec(select(Chunk).where(col(Chunk.id).in_(batch))).all():
+                    out[row.id] = row.stored_size
+        return out
+
+    @staticmethod
+    def pack_length(plan: list[tuple[str, int]]) -> int:
+        return len(MAGIC) + sum(HEAD_SIZE + size for _, size in plan) + HEAD_SIZE
+
+    def pack_stream(self, plan: list[tuple[str, int]]) -> Iterator[bytes]:
+        """The pack's bytes, in pieces of about 256 KiB (few thread hops, bounded memory)."""
+        buf = [MAGIC]
+        size = len(MAGIC)
+        for cid, _ in plan:
+            piece = frame(cid, self.store.get(cid))
+            buf.append(piece)
+            size += len(piece)
+            if size >= PACK_BATCH_BYTES:
+                yield b"".join(buf)
+                buf, size = [], 0
+        buf.append(trailer(len(plan)))
+        yield b"".join(buf)
+
+    # -- publishing ------------------------------------------------------------------------
+    def begin(self, who: Principal, bundle: str, locale: str, draft_bytes: bytes) -> BeginResponse:
+        check_bundle(bundle)
+        check_locale(locale)
+        self.authorize_publish(who, bundle, locale)
+        draft = ManifestDraft.from_json(
+            canonical.decode(draft_bytes, what="manifest draft", max_bytes=MAX_MANIFEST_BYTES)
+        )
+        distinct = draft.distinct_chunks()
+        present = self._stored_sizes([cid for cid, _ in distinct])
+        want = encode_want(distinct, {cid for cid, _ in distinct if cid not in present})
+        upload_id = secrets.token_hex(16)
+        with self._session() as s:
+            line = s.get(Line, (bundle, locale))
+            s.add(Upload(id=upload_id, bundle=bundle, locale=locale, draft=draft_bytes, token_id=who.token_id))
+            s.commit()
+        dictionary = None
+        if line is not None and line.dictionary_id and line.dictionary_length:
+            dictionary = (line.dictionary_id, line.dictionary_length)
+        return BeginResponse(upload_id=upload_id, want=want, dictionary=dictionary)
+
+    def _upload(self, who: Principal, upload_id: str) -> tuple[Upload, ManifestDraft]:
+        with self._session() as s:
+            up = s.get(Upload, upload_id)
+        if up is None:
+            raise NotFoundError(f"no upload {upload_id[:32]!r} (it was committed or never begun)")
+        if up.token_id != who.token_id and who.role != "admin":
+            raise PermissionError("this upload was begun with another token")
+        draft = ManifestDraft.from_json(
+            canonical.decode(up.draft, what="manifest draft", max_bytes=MAX_MANIFEST_BYTES)
+        )
+        return up, draft
+
+    def upload_receiver(self, who: Principal, upload_id: str) -> UploadReceiver:
+        up, draft = self._upload(who, upload_id)
+        return UploadReceiver(self, dict(draft.distinct_chunks()))
+
+    def commit(self, who: Principal, upload_id: str, notes: str = "") -> int:
+        up, draft = self._upload(who, upload_id)
+        self.authorize_publish(who, up.bundle, up.locale)
+        distinct = draft.distinct_chunks()
+        with self._write, self._session() as s:
+            rows: dict[str, Chunk] = {}
+            ids = [cid for cid, _ in distinct]
+            for i in range(0, len(ids), 500):
+                for row in s.exec(select(Chunk).where(col(Chunk.id).in_(ids[i : i + 500]))).all():
+                    rows[row.id] = row
+            absent = [cid for cid in ids if cid not in rows]
+            if absent:
+                raise IntegrityError(
+                    f"{len(absent)} chunks of this version were never uploaded; upload them first"
+                )
+            dict_ids = sorted({r.dictionary for r in rows.values() if r.dictionary})
+            dict_rows = [s.get(Chunk, d) for d in dict_ids]
+            if any(r is None for r in dict_rows) or len(dict_ids) > MAX_DICTIONARIES:
+                raise IntegrityError("a dictionary that chunks of this version need is missing")
+            dictionaries = tuple((r.id, r.length) for r in dict_rows if r is not None)
+
+            line = s.get(Line, (up.bundle, up.locale)) or Line(bundle=up.bundle, locale=up.locale)
+            version = line.latest_version + 1
+            manifest = assemble_manifest(
+                draft,
+                bundle=up.bundle,
+                locale=up.locale,
+                version=version,
+                parent_version=line.latest_version or None,
+                created=self.clock(),
+                dictionaries=dictionaries,
+            )
+            envelope = sign_manifest(manifest, self.key)
+            manifest_id = hashlib.sha256(envelope).hexdigest()
+            self.store.put(manifest_id, encode_object(envelope))
+            s.add(
+                Version(
+                    bundle=up.bundle,
+                    locale=up.locale,
+                    version=version,
+                    manifest_id=manifest_id,
+                    manifest_size=len(envelope),
+                    parent_version=manifest.parent_version,
+                    created=manifest.created,
+                    files=len(manifest.files),
+                    size=manifest.size,
+                    token_id=who.token_id,
+                    notes=notes[:2000],
+                )
+            )
+            line.latest_version = version
+            line.title = draft.title or line.title
+            if dictionaries and not line.dictionary_id:
+                line.dictionary_id, line.dictionary_length = dictionaries[0]
+            s.add(line)
+            stale = s.get(Upload, up.id)
+            if stale is not None:
+                s.delete(stale)
+            s.flush()
+            self._resign(s, self.clock())
+            s.commit()
+        return version
+
+    def publish_folder(self, source: Path, *, bundle: str, locale: str, title: str, notes: str = "") -> int:
+        """Publish a local folder in-process (used for the sample bundle and by tests)."""
+        token = self.create_token("admin", label="in-process publish")
+        who = self.authenticate(token)
+        return Publisher(LocalTarget(self, who), chunker=Chunker()).publish(
+            source, bundle=bundle, locale=locale, title=title, notes=notes
+        ).version
+
+
+class UploadReceiver:
+    """Verifies and keeps the objects of one upload request as they arrive."""
+
+    def __init__(self, repo: Repository, expected: dict[str, int]) -> None:
+        self.repo = repo
+        self.expected = expected
+        self.extras = 0
+        self.stored = 0
+        self._lengths: dict[str, int] = {}  # objects of this request, before their rows commit
+
+    def _lookup(self, dict_id: str) -> bytes:
+        length = self._lengths.get(dict_id)
+        if length is None:
+            with self.repo._session() as s:
+                row = s.get(Chunk, dict_id)
+            if row is None:
+                raise FormatError(f"chunk uses dictionary {dict_id[:16]}..., which was not uploaded first")
+            length = row.length
+        return decode_object(self.repo.store.get(dict_id), length)
+
+    def receive(self, frames: Iterable[PackFrame]) -> None:
+        rows = []
+        for fr in frames:
+            length = self.expected.get(fr.chunk_id)
+            if length is not None:
+                verify_object(fr.obj, fr.chunk_id, length, self._lookup)
+            else:
+                # Not in the draft: only a dictionary may come along, small and few.
+                self.extras += 1
+                if self.extras > MAX_DICTIONARIES:
+                    raise IntegrityError("upload carries objects that the draft does not list")
+                cid, length = identify_object(fr.obj, MAX_DICTIONARY)
+                if cid != fr.chunk_id:
+                    raise IntegrityError(f"uploaded object {fr.chunk_id[:16]}... hashes to {cid[:16]}...")
+            self.repo.store.put(fr.chunk_id, fr.obj)
+            self._lengths[fr.chunk_id] = length
+            rows.append(Chunk(id=fr.chunk_id, length=length, stored_size=len(fr.obj), dictionary=object_dictionary(fr.obj)))
+        if rows:
+            with self.repo._session() as s:
+                for row in rows:
+                    s.merge(row)
+                s.commit()
+            self.stored += len(rows)
+
+
+class LocalTarget:
+    """A PublishTarget that calls a Repository in the same process."""
+
+    def __init__(self, repo: Repository, who: Principal) -> None:
+        self.repo = repo
+        self.who = who
+
+    def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse:
+        return self.repo.begin(self.who, bundle, locale, draft)
+
+    def fetch_object(self, cid: str) -> bytes:
+        return self.repo.object(cid)
+
+    def upload(self, upload_id: str, pack: Iterator[bytes], length: int | None) -> None:
+        receiver = self.repo.upload_receiver(self.who, upload_id)
+        reader = PackReader()
+        for piece in pack:
+            receiver.receive(reader.feed(piece))
+        reader.close()
+
+    def commit(self, upload_id: str, notes: str) -> int:
+        return self.repo.commit(self.who, upload_id, notes)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

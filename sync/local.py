@@ -1,0 +1,169 @@
+"""A client's local store: chunks, verified manifests, the pinned key, and version refs.
+
+Layout of ``STORE/``::
+
+    satchel.json                  {"format": 1}
+    objects/ab/abcd...            stored objects (FolderChunkStore)
+    manifests/<id>                verified manifest envelopes, named by their SHA-256
+    trust.json                    the pinned publisher key
+    index.json, index.meta.json   the last accepted release index and its ETag/serial
+    refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...}}
+
+A ref is replaced with one ``os.replace``, and only after every object of the new version is
+stored, so the current version switches atomically and the old one stays whole until then.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from satchel.content.errors import FormatError, NotFoundError, StoreError, TrustError
+from satchel.content.manifest import Manifest, check_chunk_id, parse_manifest
+from satchel.content.names import check_bundle, check_locale
+from satchel.content.signing import PublicKey, verify_envelope
+
+from .fsutil import write_atomic
+from .store import FolderChunkStore
+
+LOCAL_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    bundle: str
+    locale: str
+    version: int
+    manifest: str
+    versions: dict[int, str]
+
+
+class LocalStore:
+    """Everything a laptop, relay or USB-fed client keeps, in one folder."""
+
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        self.root = root
+        self.durable = durable
+        meta = root / "satchel.json"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if meta.exists():
+                fmt = self._json(meta).get("format")
+                if fmt != LOCAL_FORMAT:
+                    raise StoreError(f"store format {fmt!r} is not {LOCAL_FORMAT}; update satchel")
+            else:
+                write_atomic(meta, json.dumps({"format": LOCAL_FORMAT}).encode(), durable=durable)
+        except OSError as exc:
+            raise StoreError(f"cannot use {root} as a store: {exc.strerror}") from None
+        self.objects = FolderChunkStore(root / "objects", durable=durable)
+
+    @staticmethod
+    def _json(path: Path) -> dict[str, Any]:
+        try:
+            value = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path.name} in the store is unreadable ({exc}); run satchel fsck") from None
+        if not isinstance(value, dict):
+            raise StoreError(f"{path.name} in the store is corrupt; run satchel fsck")
+        return value
+
+    def _write_json(self, path: Path, value: dict[str, Any]) -> None:
+        write_atomic(path, json.dumps(value, sort_keys=True).encode(), durable=self.durable)
+
+    # -- trust -------------------------------------------------------------------------
+    def pinned_key(self) -> PublicKey | None:
+        path = self.root / "trust.json"
+        if not path.exists():
+            return None
+        try:
+            return PublicKey.from_json(self._json(path))
+        except FormatError as exc:
+            raise StoreError(f"trust.json is corrupt ({exc})") from None
+
+    def pin(self, key: PublicKey) -> None:
+        current = self.pinned_key()
+        if current is not None and current.keyid != key.keyid:
+            raise TrustError(f"store already trusts {current.fingerprint}")
+        self._write_json(self.root / "trust.json", key.to_json())
+
+    # -- index -------------------------------------------------------------------------
+    def index_meta(self) -> tuple[str | None, int | None]:
+        """(ETag, serial) of the last accepted index."""
+        path = self.root / "index.meta.json"
+        if not path.exists() or not (self.root / "index.json").exists():
+            return None, None
+        meta = self._json(path)
+        return meta.get("etag"), meta.get("serial")
+
+    def last_index(self) -> bytes | None:
+        path = self.root / "index.json"
+        return path.read_bytes() if path.exists() else None
+
+    def save_index(self, raw: bytes, etag: str | None, serial: int) -> None:
+        write_atomic(self.root / "index.json", raw, durable=self.durable)
+        self._write_json(self.root / "index.meta.json", {"etag": etag, "serial": serial})
+
+    # -- manifests ---------------------------------------------------------------------
+    def manifest_bytes(self, manifest_id: str) -> bytes | None:
+        path = self.root / "manifests" / check_chunk_id(manifest_id)
+        return path.read_bytes() if path.exists() else None
+
+    def save_manifest(self, manifest_id: str, data: bytes) -> None:
+        write_atomic(self.root / "manifests" / check_chunk_id(manifest_id), data, durable=self.durable)
+
+    def load_manifest(self, manifest_id: str) -> Manifest:
+        """A stored manifest, re-checked against the pinned key (the disk is not trusted)."""
+        data = self.manifest_bytes(manifest_id)
+        if data is None:
+            raise NotFoundError(f"manifest {manifest_id[:16]}... is not in the store")
+        key = self.pinned_key()
+        if key is None:
+            raise StoreError("store has manifests but no pinned key; run satchel fsck")
+        env, manifest = parse_manifest(data)
+        if env.doc_id != manifest_id:
+            raise StoreError(f"manifest {manifest_id[:16]}... on disk is corrupt; run satchel fsck")
+        verify_envelope(env, key, what="stored manifest")
+        return manifest
+
+    # -- refs --------------------------------------------------------------------------
+    def _ref_path(self, bundle: str, locale: str) -> Path:
+        return self.root / "refs" / check_bundle(bundle) / f"{check_locale(locale)}.json"
+
+    def ref(self, bundle: str, locale: str) -> Ref | None:
+        path = self._ref_path(bundle, locale)
+        if not path.exists():
+            return None
+        raw = self._json(path)
+        try:
+            versions = {int(k): check_chunk_id(v) for k, v in raw["versions"].items()}
+            return Ref(bundle, locale, int(raw["version"]), check_chunk_id(raw["manifest"]), versions)
+        except (KeyError, ValueError, TypeError, AttributeError, FormatError):
+            raise StoreError(f"ref for {bundle}/{locale} is corrupt; run satchel fsck") from None
+
+    def refs(self) -> list[Ref]:
+        out: list[Ref] = []
+        base = self.root / "refs"
+        if base.is_dir():
+            for bundle_dir in sorted(base.iterdir()):
+                for f in sorted(bundle_dir.glob("*.json")):
+                    ref = self.ref(bundle_dir.name, f.stem)
+                    if ref is not None:
+                        out.append(ref)
+        return out
+
+    def switch(self, bundle: str, locale: str, version: int, manifest_id: str) -> Ref:
+        """Make ``version`` current; callers ensure every object it needs is stored."""
+        old = self.ref(bundle, locale)
+        versions = dict(old.versions) if old else {}
+        versions[version] = manifest_id
+        self._write_json(
+            self._ref_path(bundle, locale),
+            {
+                "version": version,
+                "manifest": manifest_id,
+                "versions": {str(k): v for k, v in sorted(versions.items())},
+            },
+        )
+        return Ref(bundle, locale, version, manifest_id, versions)

@@ -1,0 +1,158 @@
+"""The client's sync workflow: index, manifest, one pack; verify all; switch atomically.
+
+Three request/response exchanges at most, whatever the number of changed files; one when
+nothing changed (a conditional GET of the index). Every object is verified and stored as it
+arrives, so a cut sync resumes by asking only for what is still missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from satchel.content.errors import IntegrityError, NotFoundError
+from satchel.content.index import IndexEntry, ReleaseIndex
+from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
+from satchel.content.names import check_bundle, check_locale
+from satchel.content.objects import decode_object
+
+from .fetcher import Fetcher
+from .local import LocalStore
+from .pack import PackReader
+from .plan import encode_want, missing
+from .receive import receive_frames
+from .trust import check_entry_version, verify_index, verify_manifest
+
+BytesProgress = Callable[[int, int | None], None]
+"""Called with (pack bytes received so far, total pack bytes if known)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    bundle: str
+    locale: str
+    version: int
+    previous_version: int | None
+    objects_fetched: int
+    pack_bytes: int
+    manifest_fetched: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.version != self.previous_version
+
+
+class Updater:
+    """Brings one store up to date with one source, trusting only the publisher's key."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        fetcher: Fetcher,
+        *,
+        trust: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.trust = trust
+        self.clock = clock
+        self.newly_pinned_fingerprint: str | None = None
+
+    def refresh_index(self) -> ReleaseIndex:
+        """Fetch and verify the release index (one exchange); pins the key on first use."""
+        etag, serial = self.store.index_meta()
+        resp = self.fetcher.fetch_index(etag)
+        raw = resp.body
+        if raw is None:
+            raw = self.store.last_index()
+            if raw is None:  # a source that answers 304 to an etag we never had
+                resp = self.fetcher.fetch_index(None)
+                raw = resp.body
+            if raw is None:
+                raise IntegrityError("source answered 'not modified' but sent no index")
+        trusted = verify_index(
+            raw,
+            pinned=self.store.pinned_key(),
+            expected_fingerprint=self.trust,
+            now=self.clock(),
+            last_serial=serial,
+        )
+        if trusted.newly_pinned is not None:
+            self.store.pin(trusted.newly_pinned)
+            self.newly_pinned_fingerprint = trusted.newly_pinned.fingerprint
+        if resp.body is not None:
+            self.store.save_index(raw, resp.etag, trusted.index.serial)
+        return trusted.index
+
+    def _manifest(self, entry: IndexEntry) -> tuple[Manifest, bool]:
+        key = self.store.pinned_key()
+        assert key is not None  # refresh_index pinned it
+        cached = self.store.manifest_bytes(entry.manifest)
+        if cached is not None:
+            return verify_manifest(cached, entry, key), False
+        if entry.size > MAX_MANIFEST_BYTES:
+            raise IntegrityError(f"manifest of {entry.size:,} bytes is over the limit")
+        data = decode_object(self.fetcher.fetch_manifest(entry.manifest), entry.size)
+        manifest = verify_manifest(data, entry, key)
+        self.store.save_manifest(entry.manifest, data)
+        return manifest, True
+
+    def sync(
+        self, bundle: str, locale: str, *, progress: BytesProgress | None = None
+    ) -> SyncResult:
+        check_bundle(bundle)
+        check_locale(locale)
+        index = self.refresh_index()
+        entry = index.entry(bundle, locale)
+        if entry is None:
+            offered = ", ".join(f"{e.bundle}/{e.locale}" for e in index.entries) or "nothing"
+            raise NotFoundError(f"{bundle}/{locale} is not published here (offered: {offered})")
+        current = self.store.ref(bundle, locale)
+        check_entry_version(
+            entry, current.version if current else None, current.manifest if current else None
+        )
+        previous = current.version if current else None
+        if current is not None and current.manifest == entry.manifest:
+            return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
+
+        manifest, fetched = self._manifest(entry)
+        distinct = manifest.distinct_chunks()
+        need = missing(distinct, self.store.objects)
+        objects = pack_bytes = 0
+        if need:
+            objects, pack_bytes = self._fetch_pack(manifest, entry, distinct, need, progress)
+        still = missing(distinct, self.store.objects)
+        if still:
+            raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
+        self.store.switch(bundle, locale, entry.version, entry.manifest)
+        return SyncResult(bundle, locale, entry.version, previous, objects, pack_bytes, fetched)
+
+    def _fetch_pack(
+        self,
+        manifest: Manifest,
+        entry: IndexEntry,
+        distinct: list[tuple[str, int]],
+        need: list[tuple[str, int]],
+        progress: BytesProgress | None,
+    ) -> tuple[int, int]:
+        want = encode_want(distinct, {cid for cid, _ in need})
+        expected = dict(need)
+        dictionaries = dict(manifest.dictionaries)
+        response = self.fetcher.fetch_pack(entry.manifest, want)
+        reader = PackReader()
+        received = 0
+        count = 0
+        for piece in response.pieces:
+            received += len(piece)
+            count += receive_frames(
+                reader.feed(piece), expected, self.store.objects, dictionaries=dictionaries
+            )
+            if progress is not None:
+                progress(received, response.length)
+        reader.close()
+        if count != len(need):
+            raise IntegrityError(f"pack held {count} chunks, {len(need)} were asked for")
+        return count, received
+
