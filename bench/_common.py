@@ -16,7 +16,9 @@ CORPUS = REPO.parent / "shared" / "corpus"
 def corpus(tree: str) -> Path:
     path = CORPUS / tree
     if not path.is_dir():
-        sys.exit(f"corpus tree {tree} not found at ../shared/corpus (bench needs the shared corpus)")
+        sys.exit(
+            f"corpus tree {tree} not found at ../shared/corpus (bench needs the shared corpus)"
+        )
     return path
 
 
@@ -33,6 +35,9 @@ def tar_zstd_size(root: Path, level: int = 19) -> int:
 def table(headers: list[str], rows: list[list[object]]) -> str:
     cells = [headers] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)

@@ -18,12 +18,11 @@ from pathlib import Path
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus, table, tar_zstd_size  # noqa: E402
-
-from satchel.content import canonical  # noqa: E402
-from satchel.content.chunking import Chunker, ChunkerParams  # noqa: E402
-from satchel.content.objects import encode_object  # noqa: E402
-from satchel.content.tree import ScannedTree, scan_tree  # noqa: E402
+from _common import corpus, table, tar_zstd_size
+from satchel.content import canonical
+from satchel.content.chunking import Chunker, ChunkerParams
+from satchel.content.objects import encode_object
+from satchel.content.tree import ScannedTree, scan_tree
 
 CANDIDATES = [
     (2048, 8192, 32768),

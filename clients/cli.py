@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,7 +26,6 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-
 from satchel.content.errors import ContentError, SatchelError, UsageError
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.content.signing import SigningKey
@@ -37,6 +36,9 @@ from satchel.sync.publish import Publisher
 from satchel.sync.updater import Updater
 
 from .http import HttpClient, parse_rate
+
+if TYPE_CHECKING:
+    from satchel.server.service import Repository
 
 app = typer.Typer(
     name="satchel",
@@ -103,7 +105,9 @@ Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk,
 
 
 # -- serve / token / keygen -------------------------------------------------------------------
-def _repository(data: Path, database_url: str | None, storage: str | None, signing_key: Path | None):  # type: ignore[no-untyped-def]
+def _repository(
+    data: Path, database_url: str | None, storage: str | None, signing_key: Path | None
+) -> Repository:
     from satchel.server.service import Repository
     from satchel.sync.store import FolderChunkStore
 
@@ -113,7 +117,8 @@ def _repository(data: Path, database_url: str | None, storage: str | None, signi
             store = FolderChunkStore(Path(storage.removeprefix("file://")))
         elif "://" in storage:
             raise UsageError(
-                f"storage {storage!r}: only a local folder (file://PATH or PATH) is supported so far"
+                f"storage {storage!r}: only a local folder (file://PATH or PATH) is"
+                " supported so far"
             )
         else:
             store = FolderChunkStore(Path(storage))
@@ -125,26 +130,36 @@ def serve(
     data: Annotated[Path, typer.Option(help="Data folder: database, objects, signing key.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")] = None,
-    storage: Annotated[str | None, typer.Option(help="Object storage; default DATA/objects.")] = None,
-    signing_key: Annotated[Path | None, typer.Option(help="Ed25519 key (satchel keygen); default DATA/signing-key.pem.")] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Publish the built-in sample bundle if it is not there yet.")] = False,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Object storage; default DATA/objects.")
+    ] = None,
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(help="Ed25519 key (satchel keygen); default DATA/signing-key.pem."),
+    ] = None,
+    sample: Annotated[
+        bool,
+        typer.Option("--sample", help="Publish the built-in sample bundle if it is not there yet."),
+    ] = False,
 ) -> None:
     """Run the server (SQLite + a local folder unless told otherwise)."""
     import uvicorn
-
     from satchel.server.app import create_app
 
     repo = run(lambda: _repository(data, database_url, storage, signing_key))
     if sample and not any(b["bundle"] == SAMPLE_BUNDLE for b in repo.catalog()):
-        source = Path(__file__).resolve().parent.parent / "server" / "sample"
-        if not source.is_dir():
-            from satchel import server as server_pkg
+        import satchel.server
 
-            source = Path(next(iter(server_pkg.__path__))) / "sample"
+        source = Path(satchel.server.__file__).resolve().parent / "sample"
         version = run(
             lambda: repo.publish_folder(
-                source, bundle=SAMPLE_BUNDLE, locale=DEFAULT_LOCALE, title="Numbers around us (sample)"
+                source,
+                bundle=SAMPLE_BUNDLE,
+                locale=DEFAULT_LOCALE,
+                title="Numbers around us (sample)",
             )
         )
         err.print(f"published sample bundle '{SAMPLE_BUNDLE}' version {version}")
@@ -160,7 +175,9 @@ def token_create(
     bundle: Annotated[str | None, typer.Option(help="Limit the token to one bundle.")] = None,
     locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
     label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+    ] = None,
 ) -> None:
     """Create a token and print it (only the token, on stdout)."""
     repo = run(lambda: _repository(data, database_url, None, None))
@@ -169,7 +186,9 @@ def token_create(
 
 
 @app.command()
-def keygen(out: Annotated[Path, typer.Option(help="Where to write the new private key (mode 0600).")]) -> None:
+def keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the new private key (mode 0600).")],
+) -> None:
     """Write a new Ed25519 signing key, for servers that share one key."""
     key = SigningKey.generate()
     try:
@@ -197,7 +216,12 @@ def publish(
     with HttpClient(server, token=token) as client, transfer_bar("upload", True) as bar:
         result = run(
             lambda: Publisher(client).publish(
-                src, bundle=bundle, locale=locale, title=title or src.name, notes=notes, progress=bar
+                src,
+                bundle=bundle,
+                locale=locale,
+                title=title or src.name,
+                notes=notes,
+                progress=bar,
             )
         )
     err.print(
@@ -214,9 +238,13 @@ def sync(
     bundle: Annotated[str, typer.Option(help="Bundle name.")],
     store: Annotated[Path, typer.Option(help="Local store folder.")],
     locale: Locale = DEFAULT_LOCALE,
-    rate_limit: Annotated[str | None, typer.Option(help="Cap download speed, bytes/s (e.g. 32k).")] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Cap download speed, bytes/s (e.g. 32k).")
+    ] = None,
     trust: Annotated[str | None, typer.Option(help="Publisher key fingerprint to trust.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the result.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object with the result.")
+    ] = False,
 ) -> None:
     """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
     rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
@@ -273,7 +301,9 @@ def checkout(
         manifest_id = ref.versions.get(wanted)
         if manifest_id is None:
             have = ", ".join(str(v) for v in sorted(ref.versions))
-            raise UsageError(f"version {wanted} of {bundle}/{locale} is not in the store (have {have})")
+            raise UsageError(
+                f"version {wanted} of {bundle}/{locale} is not in the store (have {have})"
+            )
         checkout_tree(local.load_manifest(manifest_id), local.objects, to)
         err.print(f"{bundle}/{locale} version {wanted} written to {to}")
 
@@ -285,4 +315,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

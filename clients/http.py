@@ -12,9 +12,9 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-
 from satchel.content.errors import ContentError, NotFoundError, SatchelError, UsageError
 from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
@@ -130,24 +130,26 @@ class HttpClient:
             response.close()
         return bytes(body)
 
-    def _get(self, path: str, limit: int, headers: dict[str, str] | None = None) -> httpx.Response:
+    def _get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return self._send(self.http.build_request("GET", path, headers=headers), stream=True)
 
     # -- Fetcher --------------------------------------------------------------------------
     def fetch_index(self, etag: str | None) -> IndexResponse:
         headers = {"If-None-Match": etag} if etag else None
-        response = self._get("/v1/index", MAX_INDEX_BYTES, headers)
+        response = self._get("/v1/index", headers)
         if response.status_code == 304:
             response.close()
             return IndexResponse(None, etag)
-        return IndexResponse(self._read_limited(response, MAX_INDEX_BYTES), response.headers.get("etag"))
+        return IndexResponse(
+            self._read_limited(response, MAX_INDEX_BYTES), response.headers.get("etag")
+        )
 
     def fetch_manifest(self, manifest_id: str) -> bytes:
-        response = self._get(f"/v1/manifests/{manifest_id}", MAX_MANIFEST_BYTES)
+        response = self._get(f"/v1/manifests/{manifest_id}")
         return self._read_limited(response, MAX_MANIFEST_BYTES + 1)
 
     def fetch_object(self, cid: str) -> bytes:
-        response = self._get(f"/v1/chunks/{cid}", 64 * 1024 * 1024)
+        response = self._get(f"/v1/chunks/{cid}")
         return self._read_limited(response, 64 * 1024 * 1024 + 1)
 
     def fetch_pack(self, manifest_id: str, want: bytes) -> PackResponse:
@@ -156,7 +158,9 @@ class HttpClient:
         self.counters.bytes_uploaded += len(request.content)
         response = self._send(request, stream=True)
         length = response.headers.get("content-length")
-        return PackResponse(int(length) if length and length.isdigit() else None, self._stream(response))
+        return PackResponse(
+            int(length) if length and length.isdigit() else None, self._stream(response)
+        )
 
     def _stream(self, response: httpx.Response) -> Iterator[bytes]:
         try:
@@ -173,7 +177,9 @@ class HttpClient:
     def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse:
         self.counters.bytes_uploaded += len(draft)
         request = self.http.build_request(
-            "POST", f"/v1/publish/{bundle}/{locale}", content=draft,
+            "POST",
+            f"/v1/publish/{bundle}/{locale}",
+            content=draft,
             headers={"Content-Type": "application/json"},
         )
         data = self._json(self._send(request))
@@ -195,20 +201,24 @@ class HttpClient:
                 yield piece
 
         request = self.http.build_request(
-            "POST", f"/v1/uploads/{upload_id}/pack", content=counted(),
+            "POST",
+            f"/v1/uploads/{upload_id}/pack",
+            content=counted(),
             headers={"Content-Type": "application/vnd.satchel.pack"},
         )
         self._json(self._send(request))
 
     def commit(self, upload_id: str, notes: str) -> int:
-        request = self.http.build_request("POST", f"/v1/uploads/{upload_id}/commit", json={"notes": notes})
+        request = self.http.build_request(
+            "POST", f"/v1/uploads/{upload_id}/commit", json={"notes": notes}
+        )
         data = self._json(self._send(request))
         version = data.get("version")
         if type(version) is not int:
             raise ContentError("server sent a malformed commit answer")
         return version
 
-    def _json(self, response: httpx.Response) -> dict[str, object]:
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:
             raw = response.read()
         except httpx.HTTPError as exc:

@@ -65,7 +65,9 @@ class ChunkerParams:
         if not isinstance(raw, dict):
             raise FormatError("chunker parameters must be an object")
         try:
-            values = {k: raw[k] for k in ("algorithm", "min", "avg", "max", "normalization", "seed")}
+            values = {
+                k: raw[k] for k in ("algorithm", "min", "avg", "max", "normalization", "seed")
+            }
         except KeyError as exc:
             raise FormatError(f"chunker parameters lack {exc.args[0]!r}") from None
         if not isinstance(values["algorithm"], str) or not all(

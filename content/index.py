@@ -52,7 +52,9 @@ class IndexEntry:
     def from_json(cls, raw: object) -> IndexEntry:
         if not isinstance(raw, dict):
             raise FormatError("index entry must be an object")
-        bundle, locale, version, size = (raw.get(k) for k in ("bundle", "locale", "version", "size"))
+        bundle, locale, version, size = (
+            raw.get(k) for k in ("bundle", "locale", "version", "size")
+        )
         title = raw.get("title", "")
         if not isinstance(bundle, str) or not isinstance(locale, str):
             raise FormatError("index entry bundle and locale must be strings")

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 from .chunking import ChunkerParams
@@ -59,7 +60,9 @@ def parse_time(text: object, what: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
-        raise FormatError(f"{what} {text[:40]!r} is not a UTC time like 2026-01-31T12:00:00Z") from None
+        raise FormatError(
+            f"{what} {text[:40]!r} is not a UTC time like 2026-01-31T12:00:00Z"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +126,11 @@ def _parse_files(raw: object, chunker: ChunkerParams) -> tuple[FileEntry, ...]:
         raise FormatError(f"{len(raw):,} files is over the limit of {MAX_FILES:,}")
     files = tuple(FileEntry.from_json(item, chunker.max_size) for item in raw)
     check_tree(f.path for f in files)
-    for before, after in zip(files, files[1:], strict=False):
+    for before, after in pairwise(files):
         if not before.path < after.path:
-            raise FormatError(f"files are not sorted by path ({before.path!r} before {after.path!r})")
+            raise FormatError(
+                f"files are not sorted by path ({before.path!r} before {after.path!r})"
+            )
     return files
 
 

@@ -27,5 +27,7 @@ def check_bundle(name: str) -> str:
 def check_locale(code: str) -> str:
     """Return ``code`` if it is a valid locale tag such as 'en', 'uk' or 'pt-BR'."""
     if not _LOCALE.fullmatch(code):
-        raise UsageError(f"invalid locale {code!r}: use a language tag such as 'en', 'uk' or 'pt-BR'")
+        raise UsageError(
+            f"invalid locale {code!r}: use a language tag such as 'en', 'uk' or 'pt-BR'"
+        )
     return code

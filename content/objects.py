@@ -43,7 +43,9 @@ _dict_lock = threading.Lock()
 _dicts: OrderedDict[tuple[str, int], zstandard.ZstdCompressionDict] = OrderedDict()
 
 
-def _compressor(level: int, dict_id: str | None, dict_bytes: bytes | None) -> zstandard.ZstdCompressor:
+def _compressor(
+    level: int, dict_id: str | None, dict_bytes: bytes | None
+) -> zstandard.ZstdCompressor:
     # Contexts are costly to build and not safe to share between threads: one per thread.
     cache: dict[tuple[int, str | None], zstandard.ZstdCompressor] | None = getattr(
         _local, "compressors", None
@@ -95,14 +97,17 @@ def train_dictionary(samples: list[bytes], size: int = 112 * 1024) -> bytes | No
     if len(samples) < 8 or total < 4 * size:
         return None
     try:
-        return zstandard.train_dictionary(size, samples, k=512, d=6).as_bytes()
+        pool: list[bytes | bytearray | memoryview] = list(samples)
+        return zstandard.train_dictionary(size, pool, k=512, d=6).as_bytes()
     except zstandard.ZstdError:
         return None
 
 
 def looks_compressible(data: bytes, threshold: float = 0.6) -> bool:
     """True for text-like data (level-1 zstd shrinks it below ``threshold``): dictionary food."""
-    return len(data) >= 64 and len(_compressor(1, None, None).compress(data)) < len(data) * threshold
+    return (
+        len(data) >= 64 and len(_compressor(1, None, None).compress(data)) < len(data) * threshold
+    )
 
 
 def encode_object(

@@ -108,7 +108,9 @@ class SigningKey:
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
-            raise FormatError(f"{path.name} is not an unencrypted PEM Ed25519 key ({exc})") from None
+            raise FormatError(
+                f"{path.name} is not an unencrypted PEM Ed25519 key ({exc})"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise FormatError(f"{path.name} holds a key that is not Ed25519")
         return cls(key)
@@ -183,6 +185,4 @@ def verify_envelope(env: Envelope, key: PublicKey, *, what: str) -> None:
             if key.verify(sig, message):
                 return
             raise TrustError(f"{what} has a bad signature from key {key.fingerprint}")
-    raise TrustError(
-        f"{what} is not signed by the pinned publisher key {key.fingerprint}"
-    )
+    raise TrustError(f"{what} is not signed by the pinned publisher key {key.fingerprint}")

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
-
 from satchel.content.errors import (
     ContentError,
     NotFoundError,
@@ -58,7 +57,9 @@ def _status(exc: Exception) -> int:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit")
+        raise BodyTooLarge(
+            f"request body of {int(declared):,} bytes is over the {limit:,}-byte limit"
+        )
     body = bytearray()
     async for piece in request.stream():
         body += piece
@@ -100,7 +101,9 @@ def object_response(request: Request, data: bytes, etag: str) -> Response:
         else:
             start, end = max(size - int(last), 0), size - 1
         if start >= size or start > end:
-            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+            return Response(
+                status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"}
+            )
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         return Response(data[start : end + 1], status_code=206, headers=headers, media_type=OCTETS)
     return Response(data, headers=headers, media_type=OCTETS)
@@ -148,7 +151,7 @@ def create_app(repo: Repository) -> FastAPI:
 
     @app.get("/v1/chunks/{chunk_id}", summary="One stored object by chunk id")
     def chunk(chunk_id: str, request: Request) -> Response:
-        return object_response(request, repo.object(chunk_id), f'"{chunk_id}"')
+        return object_response(request, repo.get_object(chunk_id), f'"{chunk_id}"')
 
     @app.post("/v1/pack", summary="Many stored objects in one framed stream")
     async def pack(request: Request) -> Response:
@@ -160,7 +163,10 @@ def create_app(repo: Repository) -> FastAPI:
             headers={"Content-Length": str(repo.pack_length(plan)), "Cache-Control": "no-store"},
         )
 
-    @app.post("/v1/publish/{bundle}/{locale}", summary="Begin a publish: send a draft, learn what is missing")
+    @app.post(
+        "/v1/publish/{bundle}/{locale}",
+        summary="Begin a publish: send a draft, learn what is missing",
+    )
     async def begin(bundle: str, locale: str, request: Request) -> dict[str, object]:
         who = await principal(request)
         draft = await _read_body(request, MAX_MANIFEST_BYTES)

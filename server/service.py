@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from satchel.content import canonical
 from satchel.content.chunking import Chunker
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
@@ -55,6 +53,7 @@ from satchel.sync.publish import (
     sign_manifest,
 )
 from satchel.sync.store import ChunkStore, FolderChunkStore
+from sqlmodel import Session, col, select
 
 from .db import Chunk, IndexState, Line, Token, Upload, Version, make_engine, sqlite_url
 
@@ -113,7 +112,15 @@ class Repository:
             raise UsageError("a curator token needs --bundle and --locale")
         token = "sat_" + secrets.token_urlsafe(32)
         with self._session() as s:
-            s.add(Token(token_hash=hash_token(token), role=role, bundle=bundle, locale=locale, label=label))
+            s.add(
+                Token(
+                    token_hash=hash_token(token),
+                    role=role,
+                    bundle=bundle,
+                    locale=locale,
+                    label=label,
+                )
+            )
             s.commit()
         return token
 
@@ -146,7 +153,11 @@ class Repository:
         if state is None or not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2:
             with self._write, self._session() as s:
                 state = s.get(IndexState, 1)
-                if state is None or not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2:
+                if (
+                    state is None
+                    or not state.body
+                    or now >= _aware(state.issued) + INDEX_VALIDITY / 2
+                ):
                     state = self._resign(s, now)
                     s.commit()
                     s.refresh(state)
@@ -158,7 +169,14 @@ class Repository:
             v = s.get(Version, (line.bundle, line.locale, line.latest_version))
             if v is not None:
                 entries.append(
-                    IndexEntry(line.bundle, line.locale, v.version, v.manifest_id, v.manifest_size, line.title)
+                    IndexEntry(
+                        line.bundle,
+                        line.locale,
+                        v.version,
+                        v.manifest_id,
+                        v.manifest_size,
+                        line.title,
+                    )
                 )
         state = s.get(IndexState, 1) or IndexState(id=1)
         state.serial += 1
@@ -208,7 +226,7 @@ class Repository:
             raise NotFoundError(f"no manifest {manifest_id[:16]}...")
         return self.store.get(manifest_id)
 
-    def object(self, cid: str) -> bytes:
+    def get_object(self, cid: str) -> bytes:
         check_chunk_id(cid)
         return self.store.get(cid)
 
@@ -247,14 +265,18 @@ class Repository:
         elif "chunks" in request:
             raw = request["chunks"]
             if not isinstance(raw, list) or len(raw) > MAX_PACK_IDS:
-                raise FormatError(f"pack request 'chunks' must be a list of at most {MAX_PACK_IDS:,} ids")
+                raise FormatError(
+                    f"pack request 'chunks' must be a list of at most {MAX_PACK_IDS:,} ids"
+                )
             ids = [check_chunk_id(c) for c in raw]
         else:
             raise FormatError("pack request needs 'manifest' and 'want', or 'chunks'")
         sizes = self._stored_sizes(ids)
         absent = [cid for cid in ids if cid not in sizes]
         if absent:
-            raise NotFoundError(f"{len(absent)} requested chunks are not here, e.g. {absent[0][:16]}...")
+            raise NotFoundError(
+                f"{len(absent)} requested chunks are not here, e.g. {absent[0][:16]}..."
+            )
         return [(cid, sizes[cid]) for cid in ids]
 
     def _stored_sizes(self, ids: list[str]) -> dict[str, int]:
@@ -298,7 +320,15 @@ class Repository:
         upload_id = secrets.token_hex(16)
         with self._session() as s:
             line = s.get(Line, (bundle, locale))
-            s.add(Upload(id=upload_id, bundle=bundle, locale=locale, draft=draft_bytes, token_id=who.token_id))
+            s.add(
+                Upload(
+                    id=upload_id,
+                    bundle=bundle,
+                    locale=locale,
+                    draft=draft_bytes,
+                    token_id=who.token_id,
+                )
+            )
             s.commit()
         dictionary = None
         if line is not None and line.dictionary_id and line.dictionary_length:
@@ -318,7 +348,7 @@ class Repository:
         return up, draft
 
     def upload_receiver(self, who: Principal, upload_id: str) -> UploadReceiver:
-        up, draft = self._upload(who, upload_id)
+        _up, draft = self._upload(who, upload_id)
         return UploadReceiver(self, dict(draft.distinct_chunks()))
 
     def commit(self, who: Principal, upload_id: str, notes: str = "") -> int:
@@ -384,13 +414,17 @@ class Repository:
             s.commit()
         return version
 
-    def publish_folder(self, source: Path, *, bundle: str, locale: str, title: str, notes: str = "") -> int:
+    def publish_folder(
+        self, source: Path, *, bundle: str, locale: str, title: str, notes: str = ""
+    ) -> int:
         """Publish a local folder in-process (used for the sample bundle and by tests)."""
         token = self.create_token("admin", label="in-process publish")
         who = self.authenticate(token)
-        return Publisher(LocalTarget(self, who), chunker=Chunker()).publish(
-            source, bundle=bundle, locale=locale, title=title, notes=notes
-        ).version
+        return (
+            Publisher(LocalTarget(self, who), chunker=Chunker())
+            .publish(source, bundle=bundle, locale=locale, title=title, notes=notes)
+            .version
+        )
 
 
 class UploadReceiver:
@@ -409,7 +443,9 @@ class UploadReceiver:
             with self.repo._session() as s:
                 row = s.get(Chunk, dict_id)
             if row is None:
-                raise FormatError(f"chunk uses dictionary {dict_id[:16]}..., which was not uploaded first")
+                raise FormatError(
+                    f"chunk uses dictionary {dict_id[:16]}..., which was not uploaded first"
+                )
             length = row.length
         return decode_object(self.repo.store.get(dict_id), length)
 
@@ -426,10 +462,19 @@ class UploadReceiver:
                     raise IntegrityError("upload carries objects that the draft does not list")
                 cid, length = identify_object(fr.obj, MAX_DICTIONARY)
                 if cid != fr.chunk_id:
-                    raise IntegrityError(f"uploaded object {fr.chunk_id[:16]}... hashes to {cid[:16]}...")
+                    raise IntegrityError(
+                        f"uploaded object {fr.chunk_id[:16]}... hashes to {cid[:16]}..."
+                    )
             self.repo.store.put(fr.chunk_id, fr.obj)
             self._lengths[fr.chunk_id] = length
-            rows.append(Chunk(id=fr.chunk_id, length=length, stored_size=len(fr.obj), dictionary=object_dictionary(fr.obj)))
+            rows.append(
+                Chunk(
+                    id=fr.chunk_id,
+                    length=length,
+                    stored_size=len(fr.obj),
+                    dictionary=object_dictionary(fr.obj),
+                )
+            )
         if rows:
             with self.repo._session() as s:
                 for row in rows:
@@ -449,7 +494,7 @@ class LocalTarget:
         return self.repo.begin(self.who, bundle, locale, draft)
 
     def fetch_object(self, cid: str) -> bytes:
-        return self.repo.object(cid)
+        return self.repo.get_object(cid)
 
     def upload(self, upload_id: str, pack: Iterator[bytes], length: int | None) -> None:
         receiver = self.repo.upload_receiver(self.who, upload_id)

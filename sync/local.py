@@ -64,7 +64,9 @@ class LocalStore:
         try:
             value = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError) as exc:
-            raise StoreError(f"{path.name} in the store is unreadable ({exc}); run satchel fsck") from None
+            raise StoreError(
+                f"{path.name} in the store is unreadable ({exc}); run satchel fsck"
+            ) from None
         if not isinstance(value, dict):
             raise StoreError(f"{path.name} in the store is corrupt; run satchel fsck")
         return value
@@ -111,7 +113,9 @@ class LocalStore:
         return path.read_bytes() if path.exists() else None
 
     def save_manifest(self, manifest_id: str, data: bytes) -> None:
-        write_atomic(self.root / "manifests" / check_chunk_id(manifest_id), data, durable=self.durable)
+        write_atomic(
+            self.root / "manifests" / check_chunk_id(manifest_id), data, durable=self.durable
+        )
 
     def load_manifest(self, manifest_id: str) -> Manifest:
         """A stored manifest, re-checked against the pinned key (the disk is not trusted)."""
@@ -138,7 +142,9 @@ class LocalStore:
         raw = self._json(path)
         try:
             versions = {int(k): check_chunk_id(v) for k, v in raw["versions"].items()}
-            return Ref(bundle, locale, int(raw["version"]), check_chunk_id(raw["manifest"]), versions)
+            return Ref(
+                bundle, locale, int(raw["version"]), check_chunk_id(raw["manifest"]), versions
+            )
         except (KeyError, ValueError, TypeError, AttributeError, FormatError):
             raise StoreError(f"ref for {bundle}/{locale} is corrupt; run satchel fsck") from None
 

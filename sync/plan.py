@@ -28,13 +28,13 @@ def encode_want(distinct: Sequence[tuple[str, int]], wanted: set[str]) -> bytes:
     return bytes(bits)
 
 
-def decode_want(
-    distinct: Sequence[tuple[str, int]], bitmap: bytes
-) -> list[tuple[str, int]]:
+def decode_want(distinct: Sequence[tuple[str, int]], bitmap: bytes) -> list[tuple[str, int]]:
     """The objects a bitmap selects; refuses a bitmap of the wrong size or with stray bits."""
     n = len(distinct)
     if len(bitmap) != (n + 7) // 8:
-        raise FormatError(f"want bitmap is {len(bitmap)} bytes; {(n + 7) // 8} expected for {n} objects")
+        raise FormatError(
+            f"want bitmap is {len(bitmap)} bytes; {(n + 7) // 8} expected for {n} objects"
+        )
     if n % 8 and bitmap[-1] & (0xFF >> (n % 8)):
         raise FormatError("want bitmap has bits set past the last object")
     return [item for i, item in enumerate(distinct) if bitmap[i >> 3] & (0x80 >> (i & 7))]

@@ -120,9 +120,7 @@ Progress = Callable[[int, int], None]
 """Called with (raw bytes compressed and sent so far, raw bytes to send in all)."""
 
 
-def choose_dictionary(
-    scan: ScannedTree, wanted: list[tuple[str, int]]
-) -> tuple[str, bytes] | None:
+def choose_dictionary(scan: ScannedTree, wanted: list[tuple[str, int]]) -> tuple[str, bytes] | None:
     """Train a dictionary on the text-like chunks to upload, if there are enough of them."""
     samples: list[bytes] = []
     total = 0
@@ -173,7 +171,9 @@ def encode_many(
 class Publisher:
     """Publishes a folder as a new version, sending only what the server lacks."""
 
-    def __init__(self, target: PublishTarget, *, chunker: Chunker | None = None, level: int = DEFAULT_LEVEL) -> None:
+    def __init__(
+        self, target: PublishTarget, *, chunker: Chunker | None = None, level: int = DEFAULT_LEVEL
+    ) -> None:
         self.target = target
         self.chunker = chunker or Chunker()
         self.level = level
@@ -205,7 +205,9 @@ class Publisher:
                 if dictionary is not None and dictionary[0] not in {c for c, _ in wanted}:
                     # A new dictionary travels first, so the server can check what uses it.
                     yield dictionary[0], encode_object(dictionary[1], level=self.level)
-                for cid, obj, length in encode_many(scan, wanted, dictionary=dictionary, level=self.level):
+                for cid, obj, length in encode_many(
+                    scan, wanted, dictionary=dictionary, level=self.level
+                ):
                     counter[0] += length
                     if progress is not None:
                         progress(counter[0], total)

@@ -19,7 +19,9 @@ def store_lookup(store: ChunkStore, expected: Mapping[str, int]) -> Callable[[st
 
     def lookup(dict_id: str) -> bytes:
         if dict_id not in expected:
-            raise FormatError(f"object needs dictionary {dict_id[:16]}..., which the manifest lacks")
+            raise FormatError(
+                f"object needs dictionary {dict_id[:16]}..., which the manifest lacks"
+            )
         return decode_object(store.get(dict_id), expected[dict_id])
 
     return lookup

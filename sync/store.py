@@ -98,11 +98,15 @@ class FolderChunkStore:
             except (ValueError, AttributeError):
                 raise StoreError(f"{config} is corrupt; move it aside to rebuild") from None
             if fmt != STORE_FORMAT:
-                raise StoreError(f"chunk store format {fmt!r} is not {STORE_FORMAT}; update satchel")
+                raise StoreError(
+                    f"chunk store format {fmt!r} is not {STORE_FORMAT}; update satchel"
+                )
         else:
             try:
                 root.mkdir(parents=True, exist_ok=True)
-                write_atomic(config, json.dumps({"format": STORE_FORMAT, "layout": "hex2"}).encode())
+                write_atomic(
+                    config, json.dumps({"format": STORE_FORMAT, "layout": "hex2"}).encode()
+                )
             except OSError as exc:
                 raise StoreError(f"cannot create chunk store at {root}: {exc.strerror}") from None
 

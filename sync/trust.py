@@ -69,7 +69,9 @@ def verify_index(
     return TrustedIndex(index=index, raw=data, newly_pinned=newly)
 
 
-def check_entry_version(entry: IndexEntry, current_version: int | None, current_manifest: str | None) -> None:
+def check_entry_version(
+    entry: IndexEntry, current_version: int | None, current_manifest: str | None
+) -> None:
     """Refuse a version lower than the one held, or the same number with other content."""
     if current_version is None:
         return

@@ -155,4 +155,3 @@ class Updater:
         if count != len(need):
             raise IntegrityError(f"pack held {count} chunks, {len(need)} were asked for")
         return count, received
-

@@ -1,0 +1,5 @@
+from fastapi.testclient import TestClient
+
+
+def test_x():
+    assert TestClient
