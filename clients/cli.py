@@ -310,6 +310,29 @@ def checkout(
     run(body)
 
 
+@app.command()
+def fsck(
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Delete bad objects so the next sync refetches them.")
+    ] = False,
+) -> None:
+    """Verify every stored chunk against its id and every version for completeness."""
+    from satchel.sync.fsck import fsck as check_store
+
+    report = run(lambda: check_store(LocalStore(store), repair=repair))
+    for cid in report.corrupt:
+        err.print(f"corrupt object {cid}" + (" (removed)" if cid in report.removed else ""))
+    for line in report.incomplete:
+        err.print(f"incomplete: {line}")
+    err.print(
+        f"{report.objects} objects checked, {len(report.corrupt)} corrupt,"
+        f" {len(report.incomplete)} incomplete versions"
+    )
+    if not report.clean:
+        raise typer.Exit(3)
+
+
 def main() -> None:
     app(prog_name="satchel")
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from satchel.content.errors import ContentError, NotFoundError, SatchelError, UsageError
+from satchel.content.errors import (
+    ContentError,
+    FormatError,
+    NotFoundError,
+    SatchelError,
+    UsageError,
+)
 from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.sync.errors import AuthError, TransportError
@@ -241,7 +247,9 @@ def _status_error(status: int, message: str, request: httpx.Request) -> SatchelE
         return NotFoundError(f"{message} ({where})")
     if status in (401, 403):
         return AuthError(f"{message} (HTTP {status})")
-    if status in (400, 413, 422):
+    if status == 422:
+        return FormatError(f"server refused the data: {message}")
+    if status in (400, 413):
         return UsageError(f"server refused the request: {message} (HTTP {status})")
     return TransportError(f"{where}: HTTP {status} {message}")
 

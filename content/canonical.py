@@ -37,7 +37,15 @@ def decode(data: bytes, *, what: str, max_bytes: int) -> JsonValue:
         raise FormatError(f"{what} is not valid JSON ({exc.msg} at byte {exc.pos})") from None
     except _Refused as exc:
         raise FormatError(f"{what}: {exc}") from None
-    if encode(value) != data:
+    except RecursionError:
+        raise FormatError(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise FormatError(f"{what} has an invalid value ({str(exc)[:80]})") from None
+    try:
+        again = encode(value)
+    except UnicodeEncodeError:
+        raise FormatError(f"{what} contains an unpaired surrogate escape") from None
+    if again != data:
         raise FormatError(f"{what} is not in canonical form (sorted keys, no spaces)")
     return value
 

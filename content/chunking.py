@@ -38,9 +38,13 @@ class ChunkerParams:
         avg = self.avg_size
         if avg < 256 or avg > 4 * 1024 * 1024 or avg & (avg - 1):
             raise FormatError(f"chunker avg {avg} must be a power of two from 256 to 4 MiB")
-        if not 64 <= self.min_size <= avg <= self.max_size <= 16 * 1024 * 1024:
+        if not (
+            64 <= self.min_size <= min(avg, 1024 * 1024)
+            and avg <= self.max_size <= 16 * 1024 * 1024
+        ):
             raise FormatError(
-                f"chunker sizes must satisfy 64 <= min <= avg <= max <= 16 MiB, got "
+                "chunker sizes must satisfy 64 <= min <= avg <= max, min <= 1 MiB,"
+                f" max <= 16 MiB, got "
                 f"{self.min_size}/{avg}/{self.max_size}"
             )
         if self.max_size < 1024:

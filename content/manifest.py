@@ -41,6 +41,7 @@ MAX_DICTIONARIES = 8
 ALLOWED_MODES = (0o644, 0o755)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -55,8 +56,8 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: object, what: str) -> datetime:
-    if not isinstance(text, str):
-        raise FormatError(f"{what} must be a time string")
+    if not isinstance(text, str) or not _TIME.fullmatch(text):
+        raise FormatError(f"{what} must be a UTC time like 2026-01-31T12:00:00Z")
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
@@ -126,6 +127,11 @@ def _parse_files(raw: object, chunker: ChunkerParams) -> tuple[FileEntry, ...]:
         raise FormatError(f"{len(raw):,} files is over the limit of {MAX_FILES:,}")
     files = tuple(FileEntry.from_json(item, chunker.max_size) for item in raw)
     check_tree(f.path for f in files)
+    lengths: dict[str, int] = {}
+    for entry in files:
+        for cid, length in entry.chunks:
+            if lengths.setdefault(cid, length) != length:
+                raise FormatError(f"chunk {cid[:16]}... is listed with two different lengths")
     for before, after in pairwise(files):
         if not before.path < after.path:
             raise FormatError(

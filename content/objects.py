@@ -34,6 +34,7 @@ DEFAULT_LEVEL = 19
 MAX_WINDOW = 8 * 1024 * 1024
 MAX_OBJECT_LENGTH = 64 * 1024 * 1024
 MAX_DICTIONARY = 1024 * 1024
+DICTIONARY_MAGIC = b"\x37\xa4\x30\xec"  # zstd's magic for a full (trained) dictionary
 
 DictLookup = Callable[[str], bytes]
 """Returns the bytes of the dictionary with the given id, or raises NotFoundError."""
@@ -78,8 +79,11 @@ def _zdict(dict_id: str, data: bytes, level: int) -> zstandard.ZstdCompressionDi
             return zd
     if chunk_id(data) != dict_id:
         raise IntegrityError(f"dictionary {dict_id[:16]}... does not match its id")
-    zd = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_AUTO)
-    zd.precompute_compress(level=level)
+    try:
+        zd = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_FULLDICT)
+        zd.precompute_compress(level=level)
+    except zstandard.ZstdError:
+        raise FormatError(f"object {dict_id[:16]}... is not a valid zstd dictionary") from None
     with _dict_lock:
         _dicts[key] = zd
         while len(_dicts) > 16:

@@ -23,7 +23,7 @@ from satchel.content.errors import (
     UsageError,
 )
 from satchel.content.manifest import MAX_MANIFEST_BYTES
-from satchel.sync.errors import AuthError
+from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
 from .service import Principal, Repository
@@ -47,8 +47,8 @@ def _status(exc: Exception) -> int:
         return 404
     if isinstance(exc, BodyTooLarge):
         return 413
-    if isinstance(exc, ContentError):
-        return 422
+    if isinstance(exc, ContentError | TransportError):
+        return 422  # a refused or incomplete upload body
     if isinstance(exc, UsageError):
         return 400
     return 500
@@ -72,8 +72,17 @@ async def _json_body(request: Request, limit: int) -> object:
     raw = await _read_body(request, limit)
     try:
         return json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageError("request body is not valid JSON") from None
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    """If-None-Match per RFC 9110: '*' or any listed tag, weak or strong, that matches."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _bearer(request: Request) -> str | None:
@@ -89,7 +98,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 def object_response(request: Request, data: bytes, etag: str) -> Response:
     """Serve an immutable object with conditional GET and single-range support."""
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
-    if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+    if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     spec = request.headers.get("range")
     match = _RANGE.fullmatch(spec.strip()) if spec else None
@@ -133,7 +142,7 @@ def create_app(repo: Repository) -> FastAPI:
     def index(request: Request) -> Response:
         body, etag = repo.index()
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if etag in (t.strip() for t in request.headers.get("if-none-match", "").split(",")):
+        if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)
         return Response(body, headers=headers, media_type="application/json")
 

@@ -70,6 +70,7 @@ class Upload(SQLModel, table=True):
     locale: str
     draft: bytes
     token_id: int | None = None
+    extras: int = 0  # objects not in the draft (dictionaries) uploaded so far
     created: datetime = Field(default_factory=utcnow)
 
 

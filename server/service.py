@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from satchel.content import canonical
-from satchel.content.chunking import Chunker
+from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
 from satchel.content.index import IndexEntry
 from satchel.content.manifest import (
@@ -33,10 +33,11 @@ from satchel.content.manifest import (
 )
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import (
+    DICTIONARY_MAGIC,
     MAX_DICTIONARY,
+    declared_length,
     decode_object,
     encode_object,
-    identify_object,
     object_dictionary,
     verify_object,
 )
@@ -348,14 +349,16 @@ class Repository:
         return up, draft
 
     def upload_receiver(self, who: Principal, upload_id: str) -> UploadReceiver:
-        _up, draft = self._upload(who, upload_id)
-        return UploadReceiver(self, dict(draft.distinct_chunks()))
+        up, draft = self._upload(who, upload_id)
+        return UploadReceiver(self, up.id, dict(draft.distinct_chunks()), up.extras)
 
     def commit(self, who: Principal, upload_id: str, notes: str = "") -> int:
         up, draft = self._upload(who, upload_id)
         self.authorize_publish(who, up.bundle, up.locale)
         distinct = draft.distinct_chunks()
         with self._write, self._session() as s:
+            if s.get(Upload, up.id) is None:  # a concurrent commit of the same upload won
+                raise NotFoundError(f"upload {up.id} was already committed")
             rows: dict[str, Chunk] = {}
             ids = [cid for cid, _ in distinct]
             for i in range(0, len(ids), 500):
@@ -385,7 +388,10 @@ class Repository:
             )
             envelope = sign_manifest(manifest, self.key)
             manifest_id = hashlib.sha256(envelope).hexdigest()
-            self.store.put(manifest_id, encode_object(envelope))
+            manifest_obj = encode_object(envelope)
+            if not self.store.put(manifest_id, manifest_obj):
+                manifest_obj = self.store.get(manifest_id)
+            s.merge(Chunk(id=manifest_id, length=len(envelope), stored_size=len(manifest_obj)))
             s.add(
                 Version(
                     bundle=up.bundle,
@@ -428,12 +434,15 @@ class Repository:
 
 
 class UploadReceiver:
-    """Verifies and keeps the objects of one upload request as they arrive."""
+    """Verifies and keeps the objects of one upload as they arrive (one request's worth)."""
 
-    def __init__(self, repo: Repository, expected: dict[str, int]) -> None:
+    def __init__(
+        self, repo: Repository, upload_id: str, expected: dict[str, int], extras: int
+    ) -> None:
         self.repo = repo
+        self.upload_id = upload_id
         self.expected = expected
-        self.extras = 0
+        self.extras = extras
         self.stored = 0
         self._lengths: dict[str, int] = {}  # objects of this request, before their rows commit
 
@@ -449,36 +458,54 @@ class UploadReceiver:
             length = row.length
         return decode_object(self.repo.store.get(dict_id), length)
 
-    def receive(self, frames: Iterable[PackFrame]) -> None:
-        rows = []
-        for fr in frames:
-            length = self.expected.get(fr.chunk_id)
-            if length is not None:
-                verify_object(fr.obj, fr.chunk_id, length, self._lookup)
-            else:
-                # Not in the draft: only a dictionary may come along, small and few.
-                self.extras += 1
-                if self.extras > MAX_DICTIONARIES:
-                    raise IntegrityError("upload carries objects that the draft does not list")
-                cid, length = identify_object(fr.obj, MAX_DICTIONARY)
-                if cid != fr.chunk_id:
-                    raise IntegrityError(
-                        f"uploaded object {fr.chunk_id[:16]}... hashes to {cid[:16]}..."
-                    )
-            self.repo.store.put(fr.chunk_id, fr.obj)
-            self._lengths[fr.chunk_id] = length
-            rows.append(
-                Chunk(
-                    id=fr.chunk_id,
-                    length=length,
-                    stored_size=len(fr.obj),
-                    dictionary=object_dictionary(fr.obj),
+    def _accept(self, fr: PackFrame) -> Chunk:
+        length = self.expected.get(fr.chunk_id)
+        if length is not None:
+            verify_object(fr.obj, fr.chunk_id, length, self._lookup)
+        else:
+            # Not in the draft: only a zstd dictionary may come along, small and few per upload.
+            self.extras += 1
+            if self.extras > MAX_DICTIONARIES:
+                raise IntegrityError("upload carries objects that the draft does not list")
+            length = declared_length(fr.obj)
+            if length > MAX_DICTIONARY:
+                raise FormatError(
+                    f"unlisted object of {length:,} bytes is too large for a dictionary"
                 )
-            )
-        if rows:
+            data = decode_object(fr.obj, length)
+            if chunk_id(data) != fr.chunk_id:
+                raise IntegrityError(f"uploaded object {fr.chunk_id[:16]}... does not match its id")
+            if not data.startswith(DICTIONARY_MAGIC):
+                raise FormatError(
+                    "only zstd dictionaries may be uploaded beside the draft's chunks"
+                )
+        stored = fr.obj
+        if not self.repo.store.put(fr.chunk_id, fr.obj):
+            # Write-once: describe the bytes really kept, which may be encoded differently.
+            stored = self.repo.store.get(fr.chunk_id)
+        self._lengths[fr.chunk_id] = length
+        return Chunk(
+            id=fr.chunk_id,
+            length=length,
+            stored_size=len(stored),
+            dictionary=object_dictionary(stored),
+        )
+
+    def receive(self, frames: Iterable[PackFrame]) -> None:
+        rows: list[Chunk] = []
+        try:
+            for fr in frames:
+                rows.append(self._accept(fr))
+        finally:
+            # Record what was stored even when a later frame is refused, so store and
+            # database never disagree about an object.
             with self.repo._session() as s:
                 for row in rows:
                     s.merge(row)
+                up = s.get(Upload, self.upload_id)
+                if up is not None:
+                    up.extras = self.extras
+                    s.add(up)
                 s.commit()
             self.stored += len(rows)
 

@@ -24,6 +24,10 @@ class TransportError(SatchelError):
     """The connection failed, timed out, was cut, or the server answered with an error status."""
 
 
+class TruncatedError(TransportError):
+    """A stream ended before its end marker: the link was cut (or cut on purpose). Resumable."""
+
+
 class AuthError(SatchelError):
     """Missing, unknown, revoked or insufficient credentials."""
 
@@ -37,6 +41,7 @@ __all__ = [
     "SatchelError",
     "StoreError",
     "TransportError",
+    "TruncatedError",
     "TrustError",
     "UnsafePathError",
     "UsageError",

@@ -65,10 +65,10 @@ class LocalStore:
             value = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError) as exc:
             raise StoreError(
-                f"{path.name} in the store is unreadable ({exc}); run satchel fsck"
+                f"{path.name} in the store is unreadable ({exc}); sync into a new store"
             ) from None
         if not isinstance(value, dict):
-            raise StoreError(f"{path.name} in the store is corrupt; run satchel fsck")
+            raise StoreError(f"{path.name} in the store is corrupt; sync into a new store")
         return value
 
     def _write_json(self, path: Path, value: dict[str, Any]) -> None:
@@ -84,9 +84,9 @@ class LocalStore:
         except FormatError as exc:
             raise StoreError(f"trust.json is corrupt ({exc})") from None
 
-    def pin(self, key: PublicKey) -> None:
+    def pin(self, key: PublicKey, *, replace: bool = False) -> None:
         current = self.pinned_key()
-        if current is not None and current.keyid != key.keyid:
+        if current is not None and current.keyid != key.keyid and not replace:
             raise TrustError(f"store already trusts {current.fingerprint}")
         self._write_json(self.root / "trust.json", key.to_json())
 
@@ -124,10 +124,12 @@ class LocalStore:
             raise NotFoundError(f"manifest {manifest_id[:16]}... is not in the store")
         key = self.pinned_key()
         if key is None:
-            raise StoreError("store has manifests but no pinned key; run satchel fsck")
+            raise StoreError("store has manifests but no pinned key; sync into a new store")
         env, manifest = parse_manifest(data)
         if env.doc_id != manifest_id:
-            raise StoreError(f"manifest {manifest_id[:16]}... on disk is corrupt; run satchel fsck")
+            raise StoreError(
+                f"manifest {manifest_id[:16]}... on disk is corrupt; sync into a new store"
+            )
         verify_envelope(env, key, what="stored manifest")
         return manifest
 
@@ -146,7 +148,9 @@ class LocalStore:
                 bundle, locale, int(raw["version"]), check_chunk_id(raw["manifest"]), versions
             )
         except (KeyError, ValueError, TypeError, AttributeError, FormatError):
-            raise StoreError(f"ref for {bundle}/{locale} is corrupt; run satchel fsck") from None
+            raise StoreError(
+                f"ref for {bundle}/{locale} is corrupt; sync into a new store"
+            ) from None
 
     def refs(self) -> list[Ref]:
         out: list[Ref] = []

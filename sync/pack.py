@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from satchel.content.errors import FormatError
 from satchel.content.objects import MAX_OBJECT_LENGTH
 
+from .errors import TruncatedError
+
 MAGIC = b"SATPACK\x01"
 _HEAD = struct.Struct(">32sI")
 HEAD_SIZE = _HEAD.size
@@ -111,11 +113,11 @@ class PackReader:
         return out
 
     def close(self) -> None:
-        """Raise FormatError if the pack ended before its trailer (a cut connection)."""
+        """Raise TruncatedError if the pack ended before its trailer (a cut connection)."""
         if not self.done:
-            raise FormatError(
+            raise TruncatedError(
                 f"pack was cut short after {self._count} complete frames"
-                f" ({self.bytes_read:,} bytes); run the sync again to resume"
+                f" ({self.bytes_read:,} bytes); the complete ones are kept"
             )
 
     @property

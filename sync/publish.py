@@ -202,7 +202,7 @@ class Publisher:
             counter = [0, 0]
 
             def objects() -> Iterator[tuple[str, bytes]]:
-                if dictionary is not None and dictionary[0] not in {c for c, _ in wanted}:
+                if dictionary is not None and begin.dictionary is None:
                     # A new dictionary travels first, so the server can check what uses it.
                     yield dictionary[0], encode_object(dictionary[1], level=self.level)
                 for cid, obj, length in encode_many(

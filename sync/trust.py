@@ -37,6 +37,7 @@ def verify_index(
     expected_fingerprint: str | None,
     now: datetime,
     last_serial: int | None,
+    last_raw: bytes | None = None,
 ) -> TrustedIndex:
     """Check a release index; returns it and, on first use, the key to pin."""
     env, index = parse_index(data)
@@ -48,12 +49,16 @@ def verify_index(
             raise TrustError(
                 f"server key {key.fingerprint} is not the trusted key {want[:16]}...; refusing"
             )
-    if pinned is None:
+    if pinned is None or (key.keyid != pinned.keyid and expected_fingerprint is not None):
+        # First use, or the person explicitly trusts this new key (it matched --trust above).
         newly = key
+        last_serial = None if pinned is not None else last_serial
+        last_raw = None if pinned is not None else last_raw
     elif key.keyid != pinned.keyid:
         raise TrustError(
             f"server key changed: pinned {pinned.fingerprint}, server offers {key.fingerprint};"
-            " if the publisher really changed keys, use a new store or --trust"
+            " refusing. If the publisher really changed keys, sync again with"
+            " --trust NEW_FINGERPRINT"
         )
     verify_envelope(env, key, what="release index")
     if index.expires <= now:
@@ -65,6 +70,10 @@ def verify_index(
         raise TrustError(
             f"release index serial {index.serial} is older than {last_serial} seen before"
             " (rollback); refusing"
+        )
+    if last_serial is not None and index.serial == last_serial and last_raw not in (None, data):
+        raise TrustError(
+            f"two different release indexes carry serial {index.serial} (equivocation); refusing"
         )
     return TrustedIndex(index=index, raw=data, newly_pinned=newly)
 

@@ -78,9 +78,11 @@ class Updater:
             expected_fingerprint=self.trust,
             now=self.clock(),
             last_serial=serial,
+            last_raw=self.store.last_index(),
         )
         if trusted.newly_pinned is not None:
-            self.store.pin(trusted.newly_pinned)
+            # Reaching here with a pin already set means --trust named this new key.
+            self.store.pin(trusted.newly_pinned, replace=True)
             self.newly_pinned_fingerprint = trusted.newly_pinned.fingerprint
         if resp.body is not None:
             self.store.save_index(raw, resp.etag, trusted.index.serial)

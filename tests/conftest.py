@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
-
 from satchel.server.service import Repository
 from satchel.sync.local import LocalStore
+
 from tests.support.repo import make_repository
 
 # No deadlines: CI machines vary, and no test here asserts on wall-clock time.

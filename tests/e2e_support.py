@@ -158,13 +158,13 @@ class SatchelServer:
 
 # -- client actions --------------------------------------------------------------------------
 def publish(server: str, token: str, src: Path, bundle: str, *extra: object) -> CliResult:
-    return run_cli(
-        "publish", src, "--server", server, "--token", token, "--bundle", bundle, *extra
-    )
+    return run_cli("publish", src, "--server", server, "--token", token, "--bundle", bundle, *extra)
 
 
 def sync(server: str, bundle: str, store: Path, *extra: object) -> CliResult:
-    return run_cli("sync", "--server", server, "--bundle", bundle, "--store", store, "--json", *extra)
+    return run_cli(
+        "sync", "--server", server, "--bundle", bundle, "--store", store, "--json", *extra
+    )
 
 
 def sync_json(server: str, bundle: str, store: Path, *extra: object) -> dict[str, Any]:

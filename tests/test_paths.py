@@ -7,7 +7,6 @@ import unicodedata
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from satchel.content.errors import FormatError, UnsafePathError
 from satchel.content.paths import (
     MAX_COMPONENT_BYTES,

@@ -23,11 +23,11 @@ from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import FileEntry, Manifest, parse_manifest
 from satchel.content.objects import decode_object, encode_object
 from satchel.server.service import LocalTarget, Repository
+from satchel.sync.errors import TransportError
 from satchel.sync.fetcher import IndexResponse, PackResponse
 from satchel.sync.pack import PackReader, pack_bytes
 from satchel.sync.plan import decode_want
 from satchel.sync.publish import Publisher, PublishResult, sign_index, sign_manifest
-from satchel.sync.errors import TransportError
 from satchel.sync.store import MemoryChunkStore
 
 # Small chunks: a 60 KB tree already makes dozens of objects, so resumes and partial packs
@@ -78,7 +78,9 @@ def sample_files(seed: int = 0, *, scale: int = 1) -> dict[str, bytes]:
 
 def tree_files(root: Path) -> dict[str, bytes]:
     return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -152,7 +154,9 @@ def forge_version(
         e for e in current.entries if (e.bundle, e.locale) != (manifest.bundle, manifest.locale)
     ]
     entries.append(
-        IndexEntry(manifest.bundle, manifest.locale, manifest.version, mid, len(envelope), manifest.title)
+        IndexEntry(
+            manifest.bundle, manifest.locale, manifest.version, mid, len(envelope), manifest.title
+        )
     )
     body = sign_index(
         entries,

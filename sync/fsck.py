@@ -1,0 +1,69 @@
+"""Check a local store: every object against its id, every version for completeness.
+
+``repair`` deletes objects that fail (the next sync fetches them again); it never touches
+refs, so the current version stays selected even while some of its chunks are refetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from satchel.content.chunking import chunk_id
+from satchel.content.errors import ContentError, NotFoundError, SatchelError
+from satchel.content.objects import MAX_DICTIONARY, declared_length, decode_object
+
+from .local import LocalStore
+
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    corrupt: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # "bundle/locale vN: K objects missing"
+
+    @property
+    def clean(self) -> bool:
+        return not self.corrupt and not self.incomplete
+
+
+def fsck(store: LocalStore, *, repair: bool = False) -> FsckReport:
+    report = FsckReport()
+    objects = store.objects
+
+    def lookup(dict_id: str) -> bytes:
+        obj = objects.get(dict_id)
+        length = declared_length(obj)
+        if length > MAX_DICTIONARY:
+            raise ContentError(f"dictionary {dict_id[:16]}... is too large")
+        data = decode_object(obj, length)
+        if chunk_id(data) != dict_id:
+            raise ContentError(f"dictionary {dict_id[:16]}... is corrupt")
+        return data
+
+    for cid in list(objects):
+        report.objects += 1
+        try:
+            obj = objects.get(cid)
+            if chunk_id(decode_object(obj, declared_length(obj), lookup)) != cid:
+                raise ContentError("hash mismatch")
+        except (ContentError, NotFoundError):
+            report.corrupt.append(cid)
+            if repair:
+                objects.delete(cid)
+                report.removed.append(cid)
+    bad = set(report.corrupt)
+    for ref in store.refs():
+        for version, manifest_id in sorted(ref.versions.items()):
+            where = f"{ref.bundle}/{ref.locale} v{version}"
+            try:
+                manifest = store.load_manifest(manifest_id)
+            except SatchelError as exc:
+                report.incomplete.append(f"{where}: manifest unusable ({exc})")
+                continue
+            lacking = [
+                cid for cid, _ in manifest.distinct_chunks() if cid in bad or not objects.has(cid)
+            ]
+            if lacking:
+                report.incomplete.append(f"{where}: {len(lacking)} objects missing or corrupt")
+    return report
