@@ -213,7 +213,8 @@ def publish(
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     if not src.is_dir():
         fail(f"{src} is not a folder", 2)
-    with HttpClient(server, token=token) as client, transfer_bar("upload", True) as bar:
+    client = run(lambda: HttpClient(server, token=token))
+    with client, transfer_bar("upload", True) as bar:
         result = run(
             lambda: Publisher(client).publish(
                 src,
@@ -250,11 +251,15 @@ def sync(
     rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
     started = time.monotonic()
     local = run(lambda: LocalStore(store))
-    with HttpClient(server, rate_limit=rate) as client, transfer_bar("sync", not as_json) as bar:
-        updater = Updater(local, client, trust=trust)
+    client = run(lambda: HttpClient(server, rate_limit=rate))
+
+    def announce_pin(fingerprint: str) -> None:
+        # Said the moment the key is pinned, so it is seen even if the sync then fails.
+        err.print(f"trusting publisher key {fingerprint} (first use)")
+
+    with client, transfer_bar("sync", not as_json) as bar:
+        updater = Updater(local, client, trust=trust, on_pin=announce_pin)
         result = run(lambda: updater.sync(bundle, locale, progress=bar))
-    if updater.newly_pinned_fingerprint:
-        err.print(f"trusting publisher key {updater.newly_pinned_fingerprint} (first use)")
     seconds = time.monotonic() - started
     if as_json:
         typer.echo(

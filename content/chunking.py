@@ -51,8 +51,8 @@ class ChunkerParams:
             raise FormatError("chunker max must be at least 1024 bytes")
         if self.normalization not in (0, 1, 2, 3):
             raise FormatError(f"chunker normalization {self.normalization} must be 0..3")
-        if not 0 <= self.seed < 2**64:
-            raise FormatError("chunker seed must be an unsigned 64-bit integer")
+        if not 0 <= self.seed < 2**63:  # pyfastcdc converts it to a signed C long
+            raise FormatError("chunker seed must be from 0 to 2**63 - 1")
 
     def to_json(self) -> dict[str, Any]:
         return {

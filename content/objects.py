@@ -109,9 +109,11 @@ def train_dictionary(samples: list[bytes], size: int = 112 * 1024) -> bytes | No
 
 def looks_compressible(data: bytes, threshold: float = 0.6) -> bool:
     """True for text-like data (level-1 zstd shrinks it below ``threshold``): dictionary food."""
-    return (
-        len(data) >= 64 and len(_compressor(1, None, None).compress(data)) < len(data) * threshold
-    )
+    return len(data) >= 64 and len(_quick(data)) < len(data) * threshold
+
+
+def _quick(data: bytes) -> bytes:
+    return _compressor(1, None, None).compress(data)
 
 
 def encode_object(
@@ -128,11 +130,14 @@ def encode_object(
     """
     raw = bytes(data)
     best = bytes([RAW]) + raw
-    if dictionary is not None and looks_compressible(raw):
-        dict_id, dict_bytes = dictionary
-        packed = _compressor(level, dict_id, dict_bytes).compress(raw)
-        if len(packed) + 33 < len(best):
-            return bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
+    if dictionary is not None and len(raw) >= 64:
+        quick = _quick(raw)
+        if len(quick) < len(raw) * 0.6:  # text-like: where a dictionary helps
+            dict_id, dict_bytes = dictionary
+            packed = _compressor(level, dict_id, dict_bytes).compress(raw)
+            # A dictionary that does not fit this chunk must not lose even to level-1 zstd.
+            if len(packed) + 33 < min(len(best), len(quick) + 1):
+                return bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
     plain = _compressor(level, None, None).compress(raw)
     if len(plain) + 1 < len(best):
         best = bytes([ZSTD]) + plain

@@ -53,11 +53,13 @@ class Updater:
         *,
         trust: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_pin: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.trust = trust
         self.clock = clock
+        self.on_pin = on_pin
         self.newly_pinned_fingerprint: str | None = None
 
     def refresh_index(self) -> ReleaseIndex:
@@ -84,6 +86,8 @@ class Updater:
             # Reaching here with a pin already set means --trust named this new key.
             self.store.pin(trusted.newly_pinned, replace=True)
             self.newly_pinned_fingerprint = trusted.newly_pinned.fingerprint
+            if self.on_pin is not None:
+                self.on_pin(trusted.newly_pinned.fingerprint)
         if resp.body is not None:
             self.store.save_index(raw, resp.etag, trusted.index.serial)
         return trusted.index
