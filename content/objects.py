@@ -126,21 +126,18 @@ def encode_object(
 
     Every chunk gets the high level: on the corpus a cheap level-1 probe misjudged PNG data
     that level 19 still shrinks by about 1% (see decisions.md). A dictionary is tried only on
-    text-like chunks, where it wins; media would just pay for compressing twice.
+    text-like chunks (level 1 shrinks them below 60%); media would just pay to compress twice.
     """
     raw = bytes(data)
     best = bytes([RAW]) + raw
-    if dictionary is not None and len(raw) >= 64:
-        quick = _quick(raw)
-        if len(quick) < len(raw) * 0.6:  # text-like: where a dictionary helps
-            dict_id, dict_bytes = dictionary
-            packed = _compressor(level, dict_id, dict_bytes).compress(raw)
-            # A dictionary that does not fit this chunk must not lose even to level-1 zstd.
-            if len(packed) + 33 < min(len(best), len(quick) + 1):
-                return bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
     plain = _compressor(level, None, None).compress(raw)
     if len(plain) + 1 < len(best):
         best = bytes([ZSTD]) + plain
+    if dictionary is not None and looks_compressible(raw):
+        dict_id, dict_bytes = dictionary
+        packed = _compressor(level, dict_id, dict_bytes).compress(raw)
+        if len(packed) + 33 < len(best):
+            best = bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
     return best
 
 

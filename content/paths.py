@@ -29,7 +29,7 @@ def check_path(path: str) -> str:
     shown = repr(path[:200])
     if path.startswith("/"):
         raise UnsafePathError(f"absolute path {shown} is not allowed")
-    if any(ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+    if any(ch == "\\" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in path):
         raise UnsafePathError(f"path {shown} contains a backslash or a control character")
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise UnsafePathError(f"path {shown}... is longer than {MAX_PATH_BYTES} bytes")

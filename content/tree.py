@@ -81,7 +81,10 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
             full = here / name
             rel = to_bundle_path((*rel_dir, name))
             if full.is_symlink():
-                target = full.resolve()
+                try:
+                    target = full.resolve(strict=True)
+                except (OSError, RuntimeError):  # a loop, or a link to nothing
+                    raise UnsafePathError(f"{rel!r} is a broken or looping link") from None
                 if not target.is_relative_to(real_root):
                     raise UnsafePathError(f"{rel!r} is a link pointing outside the folder")
                 full = target

@@ -84,11 +84,26 @@ class LocalStore:
         except FormatError as exc:
             raise StoreError(f"trust.json is corrupt ({exc})") from None
 
+    def retired_keys(self) -> list[PublicKey]:
+        """Keys trusted before an explicit rotation: they vouch only for what is already here."""
+        path = self.root / "trust.json"
+        if not path.exists():
+            return []
+        try:
+            return [PublicKey.from_json(k) for k in self._json(path).get("retired", [])]
+        except (FormatError, TypeError):
+            raise StoreError("trust.json is corrupt; sync into a new store") from None
+
     def pin(self, key: PublicKey, *, replace: bool = False) -> None:
         current = self.pinned_key()
-        if current is not None and current.keyid != key.keyid and not replace:
-            raise TrustError(f"store already trusts {current.fingerprint}")
-        self._write_json(self.root / "trust.json", key.to_json())
+        retired = self.retired_keys()
+        if current is not None and current.keyid != key.keyid:
+            if not replace:
+                raise TrustError(f"store already trusts {current.fingerprint}")
+            retired.append(current)
+        doc: dict[str, Any] = key.to_json()
+        doc["retired"] = [k.to_json() for k in retired if k.keyid != key.keyid]
+        self._write_json(self.root / "trust.json", doc)
 
     # -- index -------------------------------------------------------------------------
     def index_meta(self) -> tuple[str | None, int | None]:
@@ -130,7 +145,17 @@ class LocalStore:
             raise StoreError(
                 f"manifest {manifest_id[:16]}... on disk is corrupt; sync into a new store"
             )
-        verify_envelope(env, key, what="stored manifest")
+        try:
+            verify_envelope(env, key, what="stored manifest")
+        except TrustError:
+            # Verified on arrival under a key the person later rotated away from (--trust).
+            for old in self.retired_keys():
+                try:
+                    verify_envelope(env, old, what="stored manifest")
+                    return manifest
+                except TrustError:
+                    continue
+            raise
         return manifest
 
     # -- refs --------------------------------------------------------------------------

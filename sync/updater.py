@@ -16,6 +16,7 @@ from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import decode_object
+from satchel.content.signing import PublicKey
 
 from .fetcher import Fetcher
 from .local import LocalStore
@@ -61,6 +62,7 @@ class Updater:
         self.clock = clock
         self.on_pin = on_pin
         self.newly_pinned_fingerprint: str | None = None
+        self._pending_pin: tuple[PublicKey, bytes, str | None, int] | None = None
 
     def refresh_index(self) -> ReleaseIndex:
         """Fetch and verify the release index (one exchange); pins the key on first use."""
@@ -82,19 +84,40 @@ class Updater:
             last_serial=serial,
             last_raw=self.store.last_index(),
         )
+        self._pending_pin = None
+        if trusted.newly_pinned is not None and self.store.pinned_key() is not None:
+            # --trust named a new key for a store that trusts another one: switch only once
+            # a manifest signed by the new key has verified (see _commit_pin).
+            self._pending_pin = (trusted.newly_pinned, raw, resp.etag, trusted.index.serial)
+            return trusted.index
         if trusted.newly_pinned is not None:
-            # Reaching here with a pin already set means --trust named this new key.
-            self.store.pin(trusted.newly_pinned, replace=True)
-            self.newly_pinned_fingerprint = trusted.newly_pinned.fingerprint
-            if self.on_pin is not None:
-                self.on_pin(trusted.newly_pinned.fingerprint)
+            self._pin(trusted.newly_pinned)
         if resp.body is not None:
             self.store.save_index(raw, resp.etag, trusted.index.serial)
         return trusted.index
 
-    def _manifest(self, entry: IndexEntry) -> tuple[Manifest, bool]:
+    def _pin(self, key: PublicKey) -> None:
+        self.store.pin(key, replace=True)
+        self.newly_pinned_fingerprint = key.fingerprint
+        if self.on_pin is not None:
+            self.on_pin(key.fingerprint)
+
+    def _key(self) -> PublicKey:
+        if self._pending_pin is not None:
+            return self._pending_pin[0]
         key = self.store.pinned_key()
         assert key is not None  # refresh_index pinned it
+        return key
+
+    def _commit_pin(self) -> None:
+        if self._pending_pin is not None:
+            key, raw, etag, serial = self._pending_pin
+            self._pin(key)
+            self.store.save_index(raw, etag, serial)
+            self._pending_pin = None
+
+    def _manifest(self, entry: IndexEntry) -> tuple[Manifest, bool]:
+        key = self._key()
         cached = self.store.manifest_bytes(entry.manifest)
         if cached is not None:
             return verify_manifest(cached, entry, key), False
@@ -121,6 +144,9 @@ class Updater:
         )
         previous = current.version if current else None
         if current is not None and current.manifest == entry.manifest:
+            # An index signed by a newly trusted key names the held manifest by hash, which
+            # vouches for it; the old key is kept as retired so it stays readable offline.
+            self._commit_pin()
             return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
 
         manifest, fetched = self._manifest(entry)
@@ -132,6 +158,7 @@ class Updater:
         still = missing(distinct, self.store.objects)
         if still:
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
+        self._commit_pin()
         self.store.switch(bundle, locale, entry.version, entry.manifest)
         return SyncResult(bundle, locale, entry.version, previous, objects, pack_bytes, fetched)
 

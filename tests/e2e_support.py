@@ -101,7 +101,12 @@ class SatchelServer:
                 self.proc = subprocess.Popen(
                     args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
                 )
-            if self._wait_healthy(timeout):
+            try:
+                healthy = self._wait_healthy(timeout)
+            except BaseException:  # e.g. Ctrl-C while waiting: never leave a server behind
+                self.stop()
+                raise
+            if healthy:
                 return self
             self.stop()
         raise RuntimeError(f"satchel serve did not become healthy; log:\n{self.log()}")
@@ -140,7 +145,7 @@ class SatchelServer:
             return ""
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

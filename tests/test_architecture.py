@@ -14,7 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 # content <- sync <- server / clients: a lower layer never imports a higher one.
 FORBIDDEN = {
-    "content": ("satchel.sync", "satchel.server", "satchel.clients", "fastapi", "httpx", "sqlmodel"),
+    "content": (
+        "satchel.sync",
+        "satchel.server",
+        "satchel.clients",
+        "fastapi",
+        "httpx",
+        "sqlmodel",
+    ),
     "sync": ("satchel.server", "satchel.clients", "fastapi", "starlette", "httpx", "sqlmodel"),
     "server": ("satchel.clients",),
 }

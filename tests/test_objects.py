@@ -98,16 +98,11 @@ def test_dictionary_objects_name_their_dictionary(dictionary: tuple[str, bytes])
     assert lookups == [did]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: encode_object returns the zstd+dict form whenever it beats raw, without"
-    " comparing it to plain zstd, so a dictionary that does not fit the chunk makes the"
-    " object larger than plain zstd (docstring promises the smallest of the three)",
-)
-def test_encoding_picks_the_smallest_form_even_with_an_unhelpful_dictionary() -> None:
+@pytest.mark.parametrize("level", [3, objects.DEFAULT_LEVEL])
+def test_encoding_picks_the_smallest_form_even_with_an_unhelpful_dictionary(level: int) -> None:
     unhelpful = trained_on(text_bytes(random.Random(99), 660_000))  # another vocabulary
-    with_dict = encode_object(TEXT, level=3, dictionary=unhelpful)
-    plain = encode_object(TEXT, level=3)
+    with_dict = encode_object(TEXT, level=level, dictionary=unhelpful)
+    plain = encode_object(TEXT, level=level)
     assert len(with_dict) <= len(plain)
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from satchel.content.chunking import chunk_id
 from satchel.content.errors import FormatError, IntegrityError
 from satchel.content.objects import encode_object
+from satchel.sync.errors import TransportError, TruncatedError
 from satchel.sync.pack import (
     END_ID,
     HEAD_SIZE,
@@ -25,7 +26,6 @@ from satchel.sync.pack import (
     trailer,
     write_pack,
 )
-from satchel.sync.errors import TransportError, TruncatedError
 from satchel.sync.receive import receive_frames
 from satchel.sync.store import MemoryChunkStore
 

@@ -74,6 +74,13 @@ def test_hostile_paths_are_refused(path: str) -> None:
         check_path(path)
 
 
+@pytest.mark.parametrize("char", ["\x80", "\x85", "\x9b", "\x9f"])
+def test_c1_control_characters_are_refused(char: str) -> None:
+    assert unicodedata.category(char) == "Cc"
+    with pytest.raises(UnsafePathError):
+        check_path(f"a{char}b")
+
+
 def test_unsafe_path_error_is_a_format_error() -> None:
     assert issubclass(UnsafePathError, FormatError)
 

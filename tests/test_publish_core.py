@@ -270,6 +270,13 @@ def test_folder_links_and_special_files_are_refused(tmp_path: Path) -> None:
         scan_tree(root, title="", chunker=SMALL_CHUNKER)
 
 
+def test_symlink_loop_is_refused_cleanly(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", {"a.txt": b"a"})
+    (root / "self").symlink_to(root / "self")
+    with pytest.raises(UnsafePathError):
+        scan_tree(root, title="", chunker=SMALL_CHUNKER)
+
+
 def test_scan_of_a_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FormatError):
         scan_tree(tmp_path / "nope", title="", chunker=SMALL_CHUNKER)

@@ -27,6 +27,7 @@ from satchel.sync.local import LocalStore
 from satchel.sync.pack import pack_bytes
 from satchel.sync.plan import missing
 from satchel.sync.publish import sign_index
+from satchel.sync.store import MemoryChunkStore
 from satchel.sync.updater import Updater
 
 from tests.support.repo import (
@@ -468,3 +469,54 @@ def test_signed_manifest_with_unsafe_entries_is_refused(
     assert client.store.manifest_bytes(forged.manifest_id) is None
     assert not (tmp_path / "escape.txt").exists()
     assert_same_tree(v1, client.checkout_to(tmp_path / "out"))
+
+
+# -- key rotation --------------------------------------------------------------------------
+def rotated(tmp_path: Path, repo_dir: Path, store: MemoryChunkStore) -> Repository:
+    """The same repository (database and objects) restarted with a new signing key."""
+    return Repository(repo_dir, store=store, signing_key=tmp_path / "new-key.pem")
+
+
+def test_trust_option_moves_the_pin_to_a_new_key(tmp_path: Path) -> None:
+    objects = MemoryChunkStore()
+    old = Repository(tmp_path / "srv", store=objects)
+    files = sample_files(1)
+    publish(old, write_tree(tmp_path / "v1", files, MODES))
+    c = Client(tmp_path / "client", old)
+    c.sync()
+    new = rotated(tmp_path, tmp_path / "srv", objects)
+    v2 = v2_files(files)
+    publish(new, write_tree(tmp_path / "v2", v2, MODES))
+    c.fetcher.repo = new
+    with pytest.raises(TrustError, match="--trust"):
+        c.sync()
+    c2 = Client(tmp_path / "client", new, trust=new.key.public.fingerprint)
+    assert c2.sync().version == 2
+    assert c2.store.pinned_key() == new.key.public
+    assert_same_tree(v2, c2.checkout_to(tmp_path / "out"))
+
+
+def test_version_a_sync_reports_current_can_be_checked_out_after_a_key_change(
+    tmp_path: Path,
+) -> None:
+    objects = MemoryChunkStore()
+    old = Repository(tmp_path / "srv", store=objects)
+    files = sample_files(1)
+    publish(old, write_tree(tmp_path / "v1", files, MODES))
+    Client(tmp_path / "client", old).sync()
+    new = rotated(tmp_path, tmp_path / "srv", objects)
+    publish(new, write_tree(tmp_path / "other", {"x.txt": b"x"}), bundle="other")  # re-signs
+    c = Client(tmp_path / "client", new, trust=new.key.public.fingerprint)
+    result = c.sync()  # succeeds: "course/en version 1, nothing changed"
+    assert result.version == 1
+    assert_same_tree(files, c.checkout_to(tmp_path / "out"))
+
+
+def test_on_pin_is_called_once_on_first_use(
+    repo: Repository, v1: dict[str, bytes], tmp_path: Path
+) -> None:
+    pins: list[str] = []
+    c = Client(tmp_path / "client", repo, on_pin=pins.append)
+    c.sync()
+    c.sync()
+    assert pins == [repo.key.public.fingerprint]
