@@ -253,9 +253,10 @@ def sync(
     local = run(lambda: LocalStore(store))
     client = run(lambda: HttpClient(server, rate_limit=rate))
 
-    def announce_pin(fingerprint: str) -> None:
+    def announce_pin(fingerprint: str, rotated: bool) -> None:
         # Said the moment the key is pinned, so it is seen even if the sync then fails.
-        err.print(f"trusting publisher key {fingerprint} (first use)")
+        why = "key changed, as --trust asked" if rotated else "first use"
+        err.print(f"trusting publisher key {fingerprint} ({why})")
 
     with client, transfer_bar("sync", not as_json) as bar:
         updater = Updater(local, client, trust=trust, on_pin=announce_pin)

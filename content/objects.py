@@ -36,6 +36,9 @@ MAX_OBJECT_LENGTH = 64 * 1024 * 1024
 MAX_DICTIONARY = 1024 * 1024
 DICTIONARY_MAGIC = b"\x37\xa4\x30\xec"  # zstd's magic for a full (trained) dictionary
 
+OBJECT_MEDIA_TYPE = "application/vnd.satchel.object"
+"""Content type of a request body that is one stored object (e.g. a compressed draft)."""
+
 DictLookup = Callable[[str], bytes]
 """Returns the bytes of the dictionary with the given id, or raises NotFoundError."""
 

@@ -23,6 +23,7 @@ from satchel.content.errors import (
     UsageError,
 )
 from satchel.content.manifest import MAX_MANIFEST_BYTES
+from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_object
 from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
@@ -179,6 +180,8 @@ def create_app(repo: Repository) -> FastAPI:
     async def begin(bundle: str, locale: str, request: Request) -> dict[str, object]:
         who = await principal(request)
         draft = await _read_body(request, MAX_MANIFEST_BYTES)
+        if request.headers.get("content-type", "").startswith(OBJECT_MEDIA_TYPE):
+            draft = await run_in_threadpool(_unwrap_object, draft, MAX_MANIFEST_BYTES)
         resp = await run_in_threadpool(repo.begin, who, bundle, locale, draft)
         return {
             "upload": resp.upload_id,
@@ -209,6 +212,14 @@ def create_app(repo: Repository) -> FastAPI:
         return {"version": version}
 
     return app
+
+
+def _unwrap_object(body: bytes, limit: int) -> bytes:
+    """A request body sent as a stored object (zstd): bounded by its declared size."""
+    length = declared_length(body)
+    if length > limit:
+        raise BodyTooLarge(f"request body declares {length:,} bytes, over the {limit:,} limit")
+    return decode_object(body, length)
 
 
 async def _pieces(request: Request) -> AsyncIterator[bytes]:

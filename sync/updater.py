@@ -54,7 +54,7 @@ class Updater:
         *,
         trust: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_pin: Callable[[str], None] | None = None,
+        on_pin: Callable[[str, bool], None] | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -97,10 +97,11 @@ class Updater:
         return trusted.index
 
     def _pin(self, key: PublicKey) -> None:
+        rotated = self.store.pinned_key() is not None
         self.store.pin(key, replace=True)
         self.newly_pinned_fingerprint = key.fingerprint
         if self.on_pin is not None:
-            self.on_pin(key.fingerprint)
+            self.on_pin(key.fingerprint, rotated)
 
     def _key(self) -> PublicKey:
         if self._pending_pin is not None:

@@ -375,7 +375,7 @@ def test_non_satchel_server_is_refused(
     assert_store_intact(synced, site[1], tmp_path / "out")
 
 
-# -- bugs found here: fixed ones stay as regression tests, open ones are strict xfails -----------
+# -- bugs found by this file (all fixed since): kept as regression tests ---------------------------
 @pytest.mark.parametrize("command", ["sync", "publish"])
 def test_server_url_without_scheme_is_a_usage_error(
     site: tuple[SatchelServer, Path], tmp_path: Path, command: str
@@ -417,7 +417,11 @@ def test_key_rotation_needs_and_accepts_trust(
         assert refused.code == 3, refused.describe()
         assert "--trust" in assert_one_error_line(refused)
         assert current_version(synced) == 1
-        accepted = sync_json(b.url, BUNDLE, synced, "--trust", b.fingerprint())
+        new_key = b.fingerprint()
+        res = sync(b.url, BUNDLE, synced, "--trust", new_key, "--json")
+    assert res.code == 0, res.describe()
+    assert f"trusting publisher key {new_key} (key changed, as --trust asked)" in res.stderr
+    accepted = json.loads(res.stdout)
     assert (accepted["version"], accepted["previous_version"]) == (2, 1)
     assert_same_tree(newer, checkout_ok(synced, BUNDLE, tmp_path / "out"))
 
@@ -441,15 +445,11 @@ def test_refused_key_rotation_leaves_the_store_intact(
     assert sync(srv.url, BUNDLE, synced).code == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a key rotation accepted with --trust, versions kept in the store that the"
-    " old key signed can no longer be checked out ('stored manifest is not signed by the pinned"
-    " publisher key'), although the ref still lists them",
-)
 def test_old_versions_stay_readable_after_key_rotation(
     site: tuple[SatchelServer, Path], synced: Path, tmp_path: Path
 ) -> None:
+    """Found here as a bug (versions the old key signed could no longer be checked out after a
+    rotation accepted with --trust, though the ref still listed them); fixed since."""
     _srv, tree = site
     newer = edited_copy(tree, tmp_path / "newer")
     with rotated_server(tmp_path / "srv-b", [tree, newer]) as b:

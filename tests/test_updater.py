@@ -515,8 +515,8 @@ def test_version_a_sync_reports_current_can_be_checked_out_after_a_key_change(
 def test_on_pin_is_called_once_on_first_use(
     repo: Repository, v1: dict[str, bytes], tmp_path: Path
 ) -> None:
-    pins: list[str] = []
-    c = Client(tmp_path / "client", repo, on_pin=pins.append)
+    pins: list[tuple[str, bool]] = []
+    c = Client(tmp_path / "client", repo, on_pin=lambda fp, rotated: pins.append((fp, rotated)))
     c.sync()
     c.sync()
-    assert pins == [repo.key.public.fingerprint]
+    assert pins == [(repo.key.public.fingerprint, False)]
