@@ -1,4 +1,4 @@
-"""The ``satchel`` command: serve, token, publish, sync, checkout, keygen.
+"""The ``satchel`` command: serve, token, publish, sync, checkout, fsck, keygen.
 
 Output contract (docs and scripts rely on it): ``publish`` prints only the new version number
 on stdout, ``token create`` only the token, ``sync --json`` one JSON object. Progress and
@@ -62,14 +62,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run(action: Callable[[], T]) -> T:
+def run(action: Callable[[], T], *, content_note: str = "") -> T:
     """Run a command body, turning Satchel errors into one line and an exit code."""
     try:
         return action()
     except UsageError as exc:
         fail(str(exc), 2)
     except ContentError as exc:
-        fail(f"{exc} (nothing stored was changed)", 3)
+        fail(f"{exc}{content_note}", 3)
     except TransportError as exc:
         fail(f"{exc} (run the same command again to resume)", 4)
     except SatchelError as exc:
@@ -260,7 +260,10 @@ def sync(
 
     with client, transfer_bar("sync", not as_json) as bar:
         updater = Updater(local, client, trust=trust, on_pin=announce_pin)
-        result = run(lambda: updater.sync(bundle, locale, progress=bar))
+        result = run(
+            lambda: updater.sync(bundle, locale, progress=bar),
+            content_note=" (nothing stored was changed: the current version is intact)",
+        )
     seconds = time.monotonic() - started
     if as_json:
         typer.echo(
@@ -329,6 +332,8 @@ def fsck(
     report = run(lambda: check_store(LocalStore(store), repair=repair))
     for cid in report.corrupt:
         err.print(f"corrupt object {cid}" + (" (removed)" if cid in report.removed else ""))
+    for cid in report.unverifiable:
+        err.print(f"unverifiable object {cid} (its dictionary is bad or missing)")
     for line in report.incomplete:
         err.print(f"incomplete: {line}")
     err.print(

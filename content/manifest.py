@@ -41,7 +41,7 @@ MAX_DICTIONARIES = 8
 ALLOWED_MODES = (0o644, 0o755)
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -236,6 +236,7 @@ class Manifest:
         chunker = ChunkerParams.from_json(raw.get("chunker"))
         known = {"_type", "format", "bundle", "locale", "version", "parent_version", "created"}
         known |= {"title", "chunker", "files", "dictionaries"}
+        files = _parse_files(raw.get("files"), chunker)
         return cls(
             bundle=bundle,
             locale=locale,
@@ -244,8 +245,8 @@ class Manifest:
             created=parse_time(raw.get("created"), "manifest created"),
             title=_check_title(raw.get("title")),
             chunker=chunker,
-            files=_parse_files(raw.get("files"), chunker),
-            dictionaries=_parse_dictionaries(raw.get("dictionaries")),
+            files=files,
+            dictionaries=_check_lengths(_parse_dictionaries(raw.get("dictionaries")), files),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -276,6 +277,22 @@ def _parse_dictionaries(raw: object) -> tuple[tuple[str, int], ...]:
             raise FormatError(f"dictionary length {length!r} is invalid")
         out.append((did, length))
     return tuple(out)
+
+
+def _check_lengths(
+    dictionaries: tuple[tuple[str, int], ...], files: tuple[FileEntry, ...]
+) -> tuple[tuple[str, int], ...]:
+    """One id has one length across dictionaries and chunks; no dictionary is listed twice."""
+    lengths: dict[str, int] = {}
+    for did, length in dictionaries:
+        if did in lengths:
+            raise FormatError(f"dictionary {did[:16]}... is listed twice")
+        lengths[did] = length
+    for entry in files:
+        for cid, length in entry.chunks:
+            if lengths.get(cid, length) != length:
+                raise FormatError(f"object {cid[:16]}... is listed with two different lengths")
+    return dictionaries
 
 
 def distinct_chunks(

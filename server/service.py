@@ -23,7 +23,7 @@ from typing import Any
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
-from satchel.content.index import IndexEntry
+from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import (
     MAX_DICTIONARIES,
     MAX_MANIFEST_BYTES,
@@ -94,6 +94,22 @@ class Repository:
         self._write = threading.Lock()
         self._distinct: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
         self._distinct_lock = threading.Lock()
+        self._resign_if_key_changed()
+
+    def _resign_if_key_changed(self) -> None:
+        """A server started with another --signing-key must not keep serving the old index."""
+        with self._session() as s:
+            state = s.get(IndexState, 1)
+        if state is None or not state.body:
+            return
+        try:
+            signer = parse_index(state.body)[1].publisher.keyid
+        except FormatError:
+            signer = None
+        if signer != self.key.public.keyid:
+            with self._write, self._session() as s:
+                self._resign(s, self.clock())
+                s.commit()
 
     def _session(self) -> Session:
         # Rows are read after the session closes; keep their loaded values.
@@ -464,8 +480,7 @@ class UploadReceiver:
             verify_object(fr.obj, fr.chunk_id, length, self._lookup)
         else:
             # Not in the draft: only a zstd dictionary may come along, small and few per upload.
-            self.extras += 1
-            if self.extras > MAX_DICTIONARIES:
+            if self.extras >= MAX_DICTIONARIES:
                 raise IntegrityError("upload carries objects that the draft does not list")
             length = declared_length(fr.obj)
             if length > MAX_DICTIONARY:
@@ -479,6 +494,7 @@ class UploadReceiver:
                 raise FormatError(
                     "only zstd dictionaries may be uploaded beside the draft's chunks"
                 )
+            self.extras += 1
         stored = fr.obj
         if not self.repo.store.put(fr.chunk_id, fr.obj):
             # Write-once: describe the bytes really kept, which may be encoded differently.

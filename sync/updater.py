@@ -148,7 +148,10 @@ class Updater:
             # An index signed by a newly trusted key names the held manifest by hash, which
             # vouches for it; the old key is kept as retired so it stays readable offline.
             self._commit_pin()
-            return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
+            held = self.store.load_manifest(entry.manifest)
+            if not missing(held.distinct_chunks(), self.store.objects):
+                return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
+            # Objects of the current version went missing (e.g. fsck --repair): fetch them.
 
         manifest, fetched = self._manifest(entry)
         distinct = manifest.distinct_chunks()

@@ -136,6 +136,7 @@ def file_lists(draw: st.DrawFn) -> list[FileEntry]:
     dicts=st.lists(
         st.tuples(st.integers(100, 200).map(cid), st.integers(1, MAX_DICTIONARY)),
         max_size=MAX_DICTIONARIES,
+        unique_by=lambda d: d[0],  # one id, one entry (a repeated dictionary is refused)
     ),
     seconds=st.integers(0, 2**31),
 )
@@ -325,3 +326,16 @@ def test_file_lookup() -> None:
     assert m.file("b/c.png").size == 7
     with pytest.raises(KeyError):
         m.file("nope")
+
+
+def test_an_id_listed_as_dictionary_and_chunk_with_other_lengths_is_refused() -> None:
+    from satchel.content.manifest import _check_lengths
+
+    entry = FileEntry(
+        path="a", size=3, mode=0o644, media_type="text/plain", chunks=(("a" * 64, 3),)
+    )
+    with pytest.raises(FormatError, match="two different lengths"):
+        _check_lengths((("a" * 64, 4),), (entry,))
+    with pytest.raises(FormatError, match="listed twice"):
+        _check_lengths((("b" * 64, 4), ("b" * 64, 4)), (entry,))
+    assert _check_lengths((("b" * 64, 4),), (entry,)) == (("b" * 64, 4),)
