@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import FormatError
 from .manifest import MAX_TITLE, check_chunk_id, format_time, parse_time
-from .names import check_bundle, check_locale
+from .names import parse_bundle_locale
 from .signing import Envelope, PublicKey, open_envelope
 
 INDEX_FORMAT = 1
@@ -52,17 +52,8 @@ class IndexEntry:
     def from_json(cls, raw: object) -> IndexEntry:
         if not isinstance(raw, dict):
             raise FormatError("index entry must be an object")
-        bundle, locale, version, size = (
-            raw.get(k) for k in ("bundle", "locale", "version", "size")
-        )
-        title = raw.get("title", "")
-        if not isinstance(bundle, str) or not isinstance(locale, str):
-            raise FormatError("index entry bundle and locale must be strings")
-        try:
-            check_bundle(bundle)
-            check_locale(locale)
-        except Exception as exc:
-            raise FormatError(f"index entry: {exc}") from None
+        bundle, locale = parse_bundle_locale(raw, "index entry")
+        version, size, title = raw.get("version"), raw.get("size"), raw.get("title", "")
         if type(version) is not int or version < 1:
             raise FormatError("index entry version must be a positive integer")
         if type(size) is not int or not 0 < size <= 64 * 1024 * 1024:

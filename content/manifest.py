@@ -28,7 +28,7 @@ from typing import Any
 
 from .chunking import ChunkerParams
 from .errors import FormatError
-from .names import check_bundle, check_locale
+from .names import parse_bundle_locale
 from .objects import MAX_DICTIONARY
 from .paths import check_tree
 from .signing import Envelope, open_envelope
@@ -225,14 +225,7 @@ class Manifest:
             raise FormatError("manifest version must be a positive integer")
         if parent is not None and (type(parent) is not int or not 1 <= parent < version):
             raise FormatError("manifest parent_version must be null or an earlier version")
-        bundle, locale = raw.get("bundle"), raw.get("locale")
-        if not isinstance(bundle, str) or not isinstance(locale, str):
-            raise FormatError("manifest bundle and locale must be strings")
-        try:
-            check_bundle(bundle)
-            check_locale(locale)
-        except Exception as exc:
-            raise FormatError(f"manifest: {exc}") from None
+        bundle, locale = parse_bundle_locale(raw, "manifest")
         chunker = ChunkerParams.from_json(raw.get("chunker"))
         known = {"_type", "format", "bundle", "locale", "version", "parent_version", "created"}
         known |= {"title", "chunker", "files", "dictionaries"}

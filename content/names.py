@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UsageError
+from .errors import FormatError, UsageError
 
 _BUNDLE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 # A BCP 47-shaped tag: language, then optional script/region/variant subtags ("en", "pt-BR",
@@ -31,3 +31,14 @@ def check_locale(code: str) -> str:
             f"invalid locale {code!r}: use a language tag such as 'en', 'uk' or 'pt-BR'"
         )
     return code
+
+
+def parse_bundle_locale(raw: dict[str, object], what: str) -> tuple[str, str]:
+    """The bundle and locale fields of a signed document, or FormatError naming ``what``."""
+    bundle, locale = raw.get("bundle"), raw.get("locale")
+    if not isinstance(bundle, str) or not isinstance(locale, str):
+        raise FormatError(f"{what} bundle and locale must be strings")
+    try:
+        return check_bundle(bundle), check_locale(locale)
+    except UsageError as exc:
+        raise FormatError(f"{what}: {exc}") from None
