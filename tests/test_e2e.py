@@ -34,6 +34,7 @@ from tests.e2e_support import (
     sync_json,
 )
 from tests.support.proxy import LoopbackProxy
+from tests.support.repo import text_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS = REPO_ROOT.parent / "shared" / "corpus"
@@ -46,18 +47,8 @@ CUT_SLACK = 128 * 1024 + 8 * 1024
 
 # -- trees -----------------------------------------------------------------------------------------
 def _text(rng: random.Random, size: int) -> bytes:
-    """Compressible word-like text (with some non-ASCII) of exactly ``size`` bytes."""
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyzé") for _ in range(rng.randint(2, 9)))
-        for _ in range(500)
-    ]
-    out: list[str] = []
-    length = 0
-    while length < size:
-        w = rng.choice(words) + rng.choice([" ", " ", " ", ", ", ".\n", "\n\n"])
-        out.append(w)
-        length += len(w.encode())
-    return "".join(out).encode()[:size]
+    """Compressible word-like text, some of it non-ASCII, of exactly ``size`` bytes."""
+    return text_bytes(rng, size, alphabet="abcdefghijklmnopqrstuvwxyzé")
 
 
 def make_tree(

@@ -26,11 +26,7 @@ else:
         from support.proxy import HttpRequestScanner, LoopbackProxy
 
 FIXED_RESPONSE = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"Content-Length: 13\r\n"
-    b"\r\n"
-    b"hello satchel"
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nhello satchel"
 )
 
 
@@ -182,8 +178,7 @@ def test_counts_requests_on_one_keep_alive_connection(proxy: LoopbackProxy) -> N
 
 def test_counts_a_request_written_one_byte_at_a_time(proxy: LoopbackProxy) -> None:
     request = (
-        b"POST /echo HTTP/1.1\r\nHost: satchel\r\nContent-Length: 3\r\n"
-        b"Connection: close\r\n\r\nabc"
+        b"POST /echo HTTP/1.1\r\nHost: satchel\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
     )
     with connect(proxy) as sock:
         for i in range(len(request)):
@@ -279,9 +274,7 @@ def test_scanner_reports_a_request_once_its_head_is_complete() -> None:
         pytest.param(b"GET / HTTP/1.1\r\n folded\r\n\r\n", id="obs-fold"),
         pytest.param(b"POST / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n", id="bad-cl"),
         pytest.param(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", id="te"),
-        pytest.param(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="size"
-        ),
+        pytest.param(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="size"),
         pytest.param(
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc0\r\n\r\n",
             id="chunk-end",
@@ -297,9 +290,7 @@ def test_scanner_stops_on_what_is_not_http(stream: bytes) -> None:
 
 
 def test_scanner_stops_after_a_protocol_switch() -> None:
-    found, active = scan(
-        [b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\n\r\n"]
-    )
+    found, active = scan([b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET / HTTP/1.1\r\n\r\n"])
     assert (found, active) == (["GET /ws HTTP/1.1"], False)
 
 

@@ -51,9 +51,7 @@ _MAX_TRAILERS: Final = 64 * 1024
 _TCHAR: Final = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
-_REQUEST_LINE: Final = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.[0-9]"
-)
+_REQUEST_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/1\.[0-9]")
 _HEADER: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 
@@ -343,9 +341,7 @@ class _Link:
 class _Connection:
     """One proxied client connection and its upstream connection."""
 
-    def __init__(
-        self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
         self.writers: dict[_Direction, asyncio.StreamWriter] = {
             _Direction.UP: upstream,
             _Direction.DOWN: client,
@@ -376,9 +372,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
 
 
@@ -622,9 +616,7 @@ class LoopbackProxy:
         self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
     ) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(
-                *self._target
-            )
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
             _reset(client_writer)
             return

@@ -48,18 +48,17 @@ def write_tree(root: Path, files: dict[str, bytes], modes: dict[str, int] | None
     return root
 
 
-def text_bytes(rng: random.Random, size: int) -> bytes:
+def text_bytes(
+    rng: random.Random, size: int, alphabet: str = "abcdefghijklmnopqrstuvwxyz"
+) -> bytes:
     """Compressible, word-like text of exactly ``size`` bytes."""
-    words = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-        for _ in range(400)
-    ]
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(2, 9))) for _ in range(400)]
     out: list[str] = []
     length = 0
     while length < size:
         w = rng.choice(words) + rng.choice([" ", " ", " ", ", ", ".\n"])
         out.append(w)
-        length += len(w)
+        length += len(w.encode())
     return "".join(out).encode()[:size]
 
 
