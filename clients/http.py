@@ -151,19 +151,28 @@ class HttpClient:
             self._read_limited(response, MAX_INDEX_BYTES), response.headers.get("etag")
         )
 
-    def fetch_manifest(self, manifest_id: str) -> bytes:
-        response = self._get(f"/v1/manifests/{manifest_id}")
+    def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:
+        query = f"?from={base}" if base else ""
+        response = self._get(f"/v1/manifests/{manifest_id}{query}")
         return self._read_limited(response, MAX_MANIFEST_BYTES + 1)
 
     def fetch_object(self, cid: str) -> bytes:
         response = self._get(f"/v1/chunks/{cid}")
         return self._read_limited(response, 64 * 1024 * 1024 + 1)
 
-    def fetch_pack(self, manifest_id: str, want: bytes) -> PackResponse:
+    def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:
         body = {"manifest": manifest_id, "want": base64.b64encode(want).decode("ascii")}
+        if base:
+            body["base"] = base
         request = self.http.build_request("POST", "/v1/pack", json=body)
         self.counters.bytes_uploaded += len(request.content)
-        response = self._send(request, stream=True)
+        return self._pack_response(self._send(request, stream=True))
+
+    def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
+        request = self.http.build_request("GET", f"/v1/deltas/{base}/{manifest_id}")
+        return self._pack_response(self._send(request, stream=True))
+
+    def _pack_response(self, response: httpx.Response) -> PackResponse:
         length = response.headers.get("content-length")
         return PackResponse(
             int(length) if length and length.isdigit() else None, self._stream(response)

@@ -7,7 +7,10 @@ Its ``signed`` part::
      "publisher": {"keyid": HEX, "public_key": BASE64, "scheme": "ed25519"},
      "entries": [{"bundle": "intro-stats", "locale": "en", "version": 3,
                   "manifest": "<sha256 of the manifest envelope>", "size": 98765,
-                  "title": "Introductory Statistics"}, ...]}
+                  "title": "Introductory Statistics", "delta_from": [2, 1]}, ...]}
+
+``delta_from`` (optional) lists the older versions from which a ready-made, cacheable delta
+pack to this version exists (``GET /v1/deltas/{from manifest}/{to manifest}``).
 
 ``serial`` grows with every new index, ``expires`` bounds how long a stale copy (a freeze
 attack, or a mirror that stopped updating) can be passed off as current. The publisher key
@@ -27,6 +30,7 @@ from .signing import Envelope, PublicKey, open_envelope
 
 INDEX_FORMAT = 1
 MAX_INDEX_BYTES = 8 * 1024 * 1024
+MAX_DELTAS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +41,10 @@ class IndexEntry:
     manifest: str
     size: int
     title: str
+    delta_from: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "bundle": self.bundle,
             "locale": self.locale,
             "version": self.version,
@@ -47,6 +52,9 @@ class IndexEntry:
             "size": self.size,
             "title": self.title,
         }
+        if self.delta_from:
+            doc["delta_from"] = list(self.delta_from)
+        return doc
 
     @classmethod
     def from_json(cls, raw: object) -> IndexEntry:
@@ -60,7 +68,16 @@ class IndexEntry:
             raise FormatError("index entry manifest size is invalid")
         if not isinstance(title, str) or len(title) > MAX_TITLE:
             raise FormatError("index entry title is invalid")
-        return cls(bundle, locale, version, check_chunk_id(raw.get("manifest")), size, title)
+        deltas = raw.get("delta_from", [])
+        if (
+            not isinstance(deltas, list)
+            or len(deltas) > MAX_DELTAS
+            or not all(type(v) is int and 1 <= v < version for v in deltas)
+        ):
+            raise FormatError("index entry delta_from must list up to 16 earlier versions")
+        return cls(
+            bundle, locale, version, check_chunk_id(raw.get("manifest")), size, title, tuple(deltas)
+        )
 
 
 @dataclass(frozen=True, slots=True)

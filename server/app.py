@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from satchel.content.errors import (
@@ -156,8 +156,19 @@ def create_app(repo: Repository) -> FastAPI:
         return {**repo.key.public.to_json(), "fingerprint": repo.key.public.fingerprint}
 
     @app.get("/v1/manifests/{manifest_id}", summary="A signed manifest as a stored object")
-    def manifest(manifest_id: str, request: Request) -> Response:
-        return object_response(request, repo.manifest_object(manifest_id), f'"{manifest_id}"')
+    def manifest(
+        manifest_id: str, request: Request, base: str | None = Query(None, alias="from")
+    ) -> Response:
+        """With ``?from=OLD`` (a manifest the client holds) the answer may be a delta (0x04)."""
+        body, etag = repo.manifest_response(manifest_id, base)
+        return object_response(request, body, etag)
+
+    @app.get(
+        "/v1/deltas/{from_manifest}/{to_manifest}", summary="A ready-made, cacheable update pack"
+    )
+    def static_delta(from_manifest: str, to_manifest: str, request: Request) -> Response:
+        body = repo.static_delta(from_manifest, to_manifest)
+        return object_response(request, body, f'"{from_manifest}-to-{to_manifest}"')
 
     @app.get("/v1/chunks/{chunk_id}", summary="One stored object by chunk id")
     def chunk(chunk_id: str, request: Request) -> Response:
@@ -166,12 +177,11 @@ def create_app(repo: Repository) -> FastAPI:
     @app.post("/v1/pack", summary="Many stored objects in one framed stream")
     async def pack(request: Request) -> Response:
         body = await _json_body(request, MAX_PACK_REQUEST)
-        plan = await run_in_threadpool(repo.pack_plan, body)
-        return StreamingResponse(
-            repo.pack_stream(plan),
-            media_type=PACK_MEDIA_TYPE,
-            headers={"Content-Length": str(repo.pack_length(plan)), "Cache-Control": "no-store"},
-        )
+        stream, length = await run_in_threadpool(repo.pack_response, body)
+        headers = {"Cache-Control": "no-store"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        return StreamingResponse(stream, media_type=PACK_MEDIA_TYPE, headers=headers)
 
     @app.post(
         "/v1/publish/{bundle}/{locale}",

@@ -74,6 +74,17 @@ class Upload(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow)
 
 
+class StaticDelta(SQLModel, table=True):
+    """A ready-made pack from one version's manifest to a later one of the same line."""
+
+    from_manifest: str = Field(primary_key=True)
+    to_manifest: str = Field(primary_key=True, index=True)
+    from_version: int
+    object_id: str
+    size: int
+    objects: int
+
+
 class IndexState(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     serial: int = 0

@@ -22,11 +22,13 @@ from typing import Any
 
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
+from satchel.content.delta import encode_object_delta
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import (
     MAX_DICTIONARIES,
     MAX_MANIFEST_BYTES,
+    Manifest,
     ManifestDraft,
     check_chunk_id,
     parse_manifest,
@@ -35,6 +37,8 @@ from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import (
     DICTIONARY_MAGIC,
     MAX_DICTIONARY,
+    RAW,
+    DictLookup,
     declared_length,
     decode_object,
     encode_object,
@@ -42,8 +46,9 @@ from satchel.content.objects import (
     verify_object,
 )
 from satchel.content.signing import SigningKey
+from satchel.sync.delta import delta_objects, static_pack
 from satchel.sync.errors import AuthError
-from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader, frame, trailer
+from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader, frame, trailer, write_pack
 from satchel.sync.plan import decode_want, encode_want
 from satchel.sync.publish import (
     INDEX_VALIDITY,
@@ -53,10 +58,21 @@ from satchel.sync.publish import (
     sign_index,
     sign_manifest,
 )
+from satchel.sync.receive import store_lookup
 from satchel.sync.store import ChunkStore, FolderChunkStore
 from sqlmodel import Session, col, select
 
-from .db import Chunk, IndexState, Line, Token, Upload, Version, make_engine, sqlite_url
+from .db import (
+    Chunk,
+    IndexState,
+    Line,
+    StaticDelta,
+    Token,
+    Upload,
+    Version,
+    make_engine,
+    sqlite_url,
+)
 
 ROLES = ("admin", "teacher", "curator")
 MAX_PACK_IDS = 1_000_000
@@ -83,16 +99,18 @@ class Repository:
         database_url: str | None = None,
         signing_key: Path | None = None,
         store: ChunkStore | None = None,
+        static_deltas: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(microsecond=0),
     ) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.clock = clock
+        self.static_deltas = static_deltas  # ready-made packs from the last K versions
         self.key = SigningKey.load_or_create(signing_key or data / "signing-key.pem")
         self.engine = make_engine(database_url or sqlite_url(data))
         self.store: ChunkStore = store or FolderChunkStore(data / "objects")
         self._write = threading.Lock()
-        self._distinct: OrderedDict[str, list[tuple[str, int]]] = OrderedDict()
+        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._distinct_lock = threading.Lock()
         self._resign_if_key_changed()
 
@@ -185,6 +203,9 @@ class Repository:
         for line in s.exec(select(Line).where(Line.latest_version > 0)).all():
             v = s.get(Version, (line.bundle, line.locale, line.latest_version))
             if v is not None:
+                deltas = s.exec(
+                    select(StaticDelta).where(StaticDelta.to_manifest == v.manifest_id)
+                ).all()
                 entries.append(
                     IndexEntry(
                         line.bundle,
@@ -193,6 +214,7 @@ class Repository:
                         v.manifest_id,
                         v.manifest_size,
                         line.title,
+                        tuple(sorted((d.from_version for d in deltas), reverse=True)),
                     )
                 )
         state = s.get(IndexState, 1) or IndexState(id=1)
@@ -247,23 +269,125 @@ class Repository:
         check_chunk_id(cid)
         return self.store.get(cid)
 
-    def _manifest_distinct(self, manifest_id: str) -> list[tuple[str, int]]:
+    def manifest(self, manifest_id: str) -> Manifest:
+        """A published manifest, parsed (kept in a small cache: packs ask for them often)."""
+        check_chunk_id(manifest_id)
         with self._distinct_lock:
-            hit = self._distinct.get(manifest_id)
+            hit = self._manifests.get(manifest_id)
             if hit is not None:
-                self._distinct.move_to_end(manifest_id)
+                self._manifests.move_to_end(manifest_id)
                 return hit
         with self._session() as s:
             v = s.exec(select(Version).where(Version.manifest_id == manifest_id)).first()
         if v is None:
             raise NotFoundError(f"no manifest {manifest_id[:16]}...")
-        _env, manifest = parse_manifest(decode_object(self.store.get(manifest_id), v.manifest_size))
-        distinct = manifest.distinct_chunks()
+        _env, manifest = parse_manifest(self.manifest_bytes(manifest_id, v.manifest_size))
         with self._distinct_lock:
-            self._distinct[manifest_id] = distinct
-            while len(self._distinct) > 32:
-                self._distinct.popitem(last=False)
-        return distinct
+            self._manifests[manifest_id] = manifest
+            while len(self._manifests) > 32:
+                self._manifests.popitem(last=False)
+        return manifest
+
+    def manifest_bytes(self, manifest_id: str, size: int) -> bytes:
+        return decode_object(self.store.get(manifest_id), size)
+
+    def _manifest_distinct(self, manifest_id: str) -> list[tuple[str, int]]:
+        return self.manifest(manifest_id).distinct_chunks()
+
+    def _lookup_for(self, *manifests: Manifest) -> DictLookup:
+        listed: dict[str, int] = {}
+        for m in manifests:
+            listed.update(m.dictionaries)
+        return store_lookup(self.store, listed)
+
+    def pack_response(self, request: object) -> tuple[Iterator[bytes], int | None]:
+        """The pack a request asks for, and its length when known in advance.
+
+        With ``"base": <manifest id>`` (the version the client holds) chunks go as deltas
+        against that version where smaller; the length is then only known at the end.
+        """
+        plan = self.pack_plan(request)
+        assert isinstance(request, dict)  # pack_plan refused anything else
+        base_id, new_id = request.get("base"), request.get("manifest")
+        if base_id is None or new_id is None:
+            return self.pack_stream(plan), self.pack_length(plan)
+        new = self.manifest(check_chunk_id(new_id))
+        try:
+            base = self.manifest(check_chunk_id(base_id))
+        except NotFoundError:  # a version from another publisher or server: no deltas then
+            return self.pack_stream(plan), self.pack_length(plan)
+        lengths = dict(new.distinct_chunks())
+        wanted = [(cid, lengths[cid]) for cid, _ in plan]
+        objects = delta_objects(new, base, wanted, self.store, self._lookup_for(new, base))
+        return _batched(write_pack(objects)), None
+
+    def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
+        """A manifest as a stored object, or as a delta against ``base_id`` when that is smaller."""
+        stored = self.manifest_object(manifest_id)
+        if base_id is None:
+            return stored, f'"{manifest_id}"'
+        check_chunk_id(base_id)
+        with self._session() as s:
+            new_v = s.exec(select(Version).where(Version.manifest_id == manifest_id)).first()
+            base_v = s.exec(select(Version).where(Version.manifest_id == base_id)).first()
+        if new_v is None or base_v is None:
+            return stored, f'"{manifest_id}"'
+        delta = encode_object_delta(
+            self.manifest_bytes(manifest_id, new_v.manifest_size),
+            base_id,
+            self.manifest_bytes(base_id, base_v.manifest_size),
+        )
+        if len(delta) >= len(stored):
+            return stored, f'"{manifest_id}"'
+        return delta, f'"{manifest_id}-from-{base_id}"'
+
+    def static_delta(self, from_manifest: str, to_manifest: str) -> bytes:
+        check_chunk_id(from_manifest)
+        check_chunk_id(to_manifest)
+        with self._session() as s:
+            row = s.get(StaticDelta, (from_manifest, to_manifest))
+        if row is None:
+            raise NotFoundError("no ready-made delta between these versions; use POST /v1/pack")
+        return self.store.get(row.object_id)[1:]  # kept as a raw object: strip the format byte
+
+    def _build_static_deltas(self, bundle: str, locale: str, version: int) -> None:
+        """Pack the update from each of the last K versions, for caches to serve (after commit)."""
+        if self.static_deltas <= 0:
+            return
+        with self._session() as s:
+            rows = s.exec(
+                select(Version)
+                .where(Version.bundle == bundle, Version.locale == locale)
+                .where(Version.version < version, Version.version >= version - self.static_deltas)
+            ).all()
+            target = s.get(Version, (bundle, locale, version))
+        if target is None:
+            return
+        new = self.manifest(target.manifest_id)
+        made = []
+        for old in sorted(rows, key=lambda r: -r.version):
+            base = self.manifest(old.manifest_id)
+            body, count = static_pack(new, base, self.store, self._lookup_for(new, base))
+            obj = bytes([RAW]) + body
+            object_id = chunk_id(body)
+            self.store.put(object_id, obj)
+            made.append(
+                StaticDelta(
+                    from_manifest=old.manifest_id,
+                    to_manifest=target.manifest_id,
+                    from_version=old.version,
+                    object_id=object_id,
+                    size=len(body),
+                    objects=count,
+                )
+            )
+        if made:
+            with self._write, self._session() as s:
+                for row in made:
+                    s.merge(row)
+                s.flush()
+                self._resign(s, self.clock())
+                s.commit()
 
     def pack_plan(self, request: object) -> list[tuple[str, int]]:
         """Which objects a pack request selects, with their stored sizes (for Content-Length)."""
@@ -434,6 +558,7 @@ class Repository:
             s.flush()
             self._resign(s, self.clock())
             s.commit()
+        self._build_static_deltas(up.bundle, up.locale, version)
         return version
 
     def publish_folder(
@@ -553,3 +678,17 @@ class LocalTarget:
 def _aware(moment: datetime) -> datetime:
     # SQLite returns naive datetimes; everything here is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _batched(pieces: Iterator[bytes], size: int = PACK_BATCH_BYTES) -> Iterator[bytes]:
+    """Join small pieces so a streaming response makes few thread hops."""
+    buf: list[bytes] = []
+    total = 0
+    for piece in pieces:
+        buf.append(piece)
+        total += len(piece)
+        if total >= size:
+            yield b"".join(buf)
+            buf, total = [], 0
+    if buf:
+        yield b"".join(buf)

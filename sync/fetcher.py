@@ -28,10 +28,14 @@ class Fetcher(Protocol):
         """The signed release index, or ``body=None`` if it still has ``etag``."""
         ...
 
-    def fetch_manifest(self, manifest_id: str) -> bytes:
-        """The stored object (format byte + payload) holding the manifest envelope."""
+    def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:
+        """The manifest as a stored object, or as a delta (0x04) against manifest ``base``."""
         ...
 
-    def fetch_pack(self, manifest_id: str, want: bytes) -> PackResponse:
-        """A pack with the objects ``want`` selects from the manifest's distinct objects."""
+    def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:
+        """A pack with the objects ``want`` selects, as deltas against ``base`` where smaller."""
+        ...
+
+    def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
+        """The ready-made pack from version ``base`` to ``manifest_id`` (NotFoundError if none)."""
         ...

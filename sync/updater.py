@@ -11,18 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from satchel.content.errors import IntegrityError, NotFoundError
+from satchel.content.delta import DELTA_OF, decode_delta, object_ref
+from satchel.content.errors import FormatError, IntegrityError, NotFoundError, SatchelError
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import decode_object
 from satchel.content.signing import PublicKey
 
+from .delta import FileReader
 from .fetcher import Fetcher
-from .local import LocalStore
+from .local import LocalStore, Ref
 from .pack import PackReader
 from .plan import encode_want, missing
-from .receive import receive_frames
+from .receive import receive_frames, store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]
@@ -117,17 +119,36 @@ class Updater:
             self.store.save_index(raw, etag, serial)
             self._pending_pin = None
 
-    def _manifest(self, entry: IndexEntry) -> tuple[Manifest, bool]:
+    def _manifest(self, entry: IndexEntry, base: str | None) -> tuple[Manifest, bool]:
         key = self._key()
         cached = self.store.manifest_bytes(entry.manifest)
         if cached is not None:
             return verify_manifest(cached, entry, key), False
         if entry.size > MAX_MANIFEST_BYTES:
             raise IntegrityError(f"manifest of {entry.size:,} bytes is over the limit")
-        data = decode_object(self.fetcher.fetch_manifest(entry.manifest), entry.size)
+        obj = self.fetcher.fetch_manifest(entry.manifest, base)
+        if obj[:1] == bytes([DELTA_OF]):
+            reference = (
+                self.store.manifest_bytes(base) if base and object_ref(obj) == base else None
+            )
+            if reference is None:
+                raise FormatError("manifest came as a delta against a version not held here")
+            data = decode_delta(obj, reference, entry.size)
+        else:
+            data = decode_object(obj, entry.size)
         manifest = verify_manifest(data, entry, key)
         self.store.save_manifest(entry.manifest, data)
         return manifest, True
+
+    def _base(self, current: Ref | None) -> Manifest | None:
+        """The held version to send deltas against: only if every object of it is here."""
+        if current is None:
+            return None
+        try:
+            base = self.store.load_manifest(current.manifest)
+        except SatchelError:
+            return None
+        return None if missing(base.distinct_chunks(), self.store.objects) else base
 
     def sync(
         self, bundle: str, locale: str, *, progress: BytesProgress | None = None
@@ -153,12 +174,16 @@ class Updater:
                 return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
             # Objects of the current version went missing (e.g. fsck --repair): fetch them.
 
-        manifest, fetched = self._manifest(entry)
+        base = self._base(current)
+        base_id = current.manifest if base is not None and current is not None else None
+        manifest, fetched = self._manifest(entry, base_id)
         distinct = manifest.distinct_chunks()
         need = missing(distinct, self.store.objects)
         objects = pack_bytes = 0
         if need:
-            objects, pack_bytes = self._fetch_pack(manifest, entry, distinct, need, progress)
+            objects, pack_bytes = self._fetch_pack(
+                manifest, entry, distinct, need, base, base_id, progress
+            )
         still = missing(distinct, self.store.objects)
         if still:
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
@@ -172,19 +197,42 @@ class Updater:
         entry: IndexEntry,
         distinct: list[tuple[str, int]],
         need: list[tuple[str, int]],
+        base: Manifest | None,
+        base_id: str | None,
         progress: BytesProgress | None,
     ) -> tuple[int, int]:
-        want = encode_want(distinct, {cid for cid, _ in need})
         expected = dict(need)
+        response = None
+        if base is not None and base_id is not None and base.version in entry.delta_from:
+            held = {cid for cid, _ in base.distinct_chunks()}
+            if set(expected) == {cid for cid, _ in distinct if cid not in held}:
+                # Exactly the update from the held version: the ready-made pack, which a
+                # school proxy or CDN may already have cached for the whole classroom.
+                try:
+                    response = self.fetcher.fetch_delta(base_id, entry.manifest)
+                except NotFoundError:
+                    response = None
+        if response is None:
+            want = encode_want(distinct, set(expected))
+            response = self.fetcher.fetch_pack(entry.manifest, want, base_id)
+        objects = self.store.objects
+        reader_base = (
+            FileReader(base, objects, store_lookup(objects, dict(base.dictionaries)))
+            if base is not None
+            else None
+        )
         dictionaries = dict(manifest.dictionaries)
-        response = self.fetcher.fetch_pack(entry.manifest, want)
         reader = PackReader()
         received = 0
         count = 0
         for piece in response.pieces:
             received += len(piece)
             count += receive_frames(
-                reader.feed(piece), expected, self.store.objects, dictionaries=dictionaries
+                reader.feed(piece),
+                expected,
+                objects,
+                dictionaries=dictionaries,
+                base=reader_base,
             )
             if progress is not None:
                 progress(received, response.length)

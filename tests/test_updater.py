@@ -132,6 +132,7 @@ def test_first_sync_takes_three_exchanges_and_checks_out(
 def test_update_fetches_only_new_chunks(
     client: Client, repo: Repository, v1: dict[str, bytes], tmp_path: Path
 ) -> None:
+    client.fetcher.deltas = False  # a source without deltas: plain objects, want bitmap
     client.sync()
     old_ids = {c for c, _ in served_manifest(repo).distinct_chunks()}
     v2 = publish_v2(repo, tmp_path, v1)
@@ -147,6 +148,31 @@ def test_update_fetches_only_new_chunks(
     assert client.fetcher.requests == 3
     ref = client.store.ref("course", "en")
     assert ref is not None and sorted(ref.versions) == [1, 2]
+    assert_same_tree(v2, client.checkout_to(tmp_path / "out"))
+
+
+def index_entry_manifest(repo: Repository, version: int) -> str:
+    return next(v["manifest"] for v in repo.catalog()[0]["versions"] if v["version"] == version)
+
+
+def test_update_from_the_held_version_uses_the_ready_made_delta(
+    client: Client, repo: Repository, v1: dict[str, bytes], tmp_path: Path
+) -> None:
+    client.sync()
+    m1 = served_manifest(repo)
+    v2 = publish_v2(repo, tmp_path, v1)
+    m2 = served_manifest(repo)
+    entry = index_entry(repo, "course", "en")
+    assert entry.delta_from == (1,)
+    client.fetcher.reset()
+    result = client.sync()
+    assert (result.version, result.previous_version) == (2, 1)
+    assert client.fetcher.delta_calls == [(index_entry_manifest(repo, 1), entry.manifest)]
+    assert client.fetcher.pack_calls == []
+    assert client.fetcher.requests == 3
+    assert result.objects_fetched == len(
+        {c for c, _ in m2.distinct_chunks()} - {c for c, _ in m1.distinct_chunks()}
+    )
     assert_same_tree(v2, client.checkout_to(tmp_path / "out"))
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from satchel.content.chunking import Chunker, ChunkerParams
+from satchel.content.errors import NotFoundError
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import FileEntry, Manifest, parse_manifest
 from satchel.content.objects import decode_object, encode_object
@@ -197,15 +198,23 @@ class RepoFetcher:
     index_calls: list[tuple[str | None, bool]] = field(default_factory=list)
     manifest_calls: list[str] = field(default_factory=list)
     pack_calls: list[PackCall] = field(default_factory=list)
+    delta_calls: list[tuple[str, str]] = field(default_factory=list)
+    deltas: bool = True  # False: behave like a source with no delta support (plain objects)
 
     @property
     def requests(self) -> int:
-        return len(self.index_calls) + len(self.manifest_calls) + len(self.pack_calls)
+        return (
+            len(self.index_calls)
+            + len(self.manifest_calls)
+            + len(self.pack_calls)
+            + len(self.delta_calls)
+        )
 
     def reset(self) -> None:
         self.index_calls.clear()
         self.manifest_calls.clear()
         self.pack_calls.clear()
+        self.delta_calls.clear()
 
     def fetch_index(self, etag: str | None) -> IndexResponse:
         if self.index_override is not None:
@@ -217,17 +226,37 @@ class RepoFetcher:
         self.index_calls.append((etag, modified))
         return IndexResponse(body if modified else None, current)
 
-    def fetch_manifest(self, manifest_id: str) -> bytes:
+    def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:
         self.manifest_calls.append(manifest_id)
         if manifest_id in self.manifest_overrides:
             return self.manifest_overrides[manifest_id]
+        if self.deltas:
+            return self.repo.manifest_response(manifest_id, base)[0]
         return self.repo.manifest_object(manifest_id)
 
-    def fetch_pack(self, manifest_id: str, want: bytes) -> PackResponse:
-        plan = self.repo.pack_plan(
-            {"manifest": manifest_id, "want": base64.b64encode(want).decode("ascii")}
-        )
-        body = b"".join(self.repo.pack_stream(plan))
+    def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:
+        request: dict[str, str] = {
+            "manifest": manifest_id,
+            "want": base64.b64encode(want).decode("ascii"),
+        }
+        if base is not None and self.deltas:
+            request["base"] = base
+        plan = self.repo.pack_plan(request)
+        body = b"".join(self.repo.pack_response(request)[0])
+        return self._respond(manifest_id, want, plan, body)
+
+    def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
+        if not self.deltas:
+            raise NotFoundError("this fetcher serves no ready-made deltas")
+        self.delta_calls.append((base, manifest_id))
+        body = self.repo.static_delta(base, manifest_id)
+        if self.pack_rewrite is not None:
+            body = self.pack_rewrite(body)
+        return PackResponse(len(body), self._pieces(body))
+
+    def _respond(
+        self, manifest_id: str, want: bytes, plan: list[tuple[str, int]], body: bytes
+    ) -> PackResponse:
         if self.pack_rewrite is not None:
             body = self.pack_rewrite(body)
         self.pack_calls.append(PackCall(manifest_id, want, plan, body))
