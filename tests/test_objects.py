@@ -321,3 +321,18 @@ def test_dictionary_object_without_a_frame_is_refused() -> None:
 def test_raw_and_zstd_objects_need_no_dictionary() -> None:
     assert object_dictionary(encode_object(TEXT)) is None
     assert object_dictionary(bytes([RAW]) + NOISE) is None
+
+
+def test_python_zstandard_does_not_enforce_max_window_size_in_single_pass() -> None:
+    """Why decode_object checks the window itself: the library's limit is not applied to
+    single-pass decompression of a frame that declares its content size (streaming applies
+    it). If a future python-zstandard enforces it, this test says our check became a second
+    line of defence rather than the only one."""
+    data = bytes(3 * 1024 * 1024)
+    params = zstandard.ZstdCompressionParameters.from_level(1, window_log=22, write_content_size=1)
+    frame = zstandard.ZstdCompressor(compression_params=params).compress(data)
+    assert zstandard.get_frame_parameters(frame).window_size > 1024 * 1024
+    limited = zstandard.ZstdDecompressor(max_window_size=1024 * 1024)
+    assert limited.decompress(frame) == data  # not enforced here
+    with pytest.raises(zstandard.ZstdError, match="memory"):
+        limited.decompressobj().decompress(frame)  # enforced when streaming
