@@ -507,7 +507,12 @@ def test_corpus_intro_stats_v2_to_v3_on_the_wire(
             update_wire = proxy.stats()
             assert (second["version"], second["previous_version"]) == (2, 1)
             assert update_wire.requests <= 3, update_wire.request_lines
-            assert update_wire.bytes_down <= 250_000, update_wire
+            assert update_wire.bytes_down <= 250_000, update_wire  # issue 2's budget
+            # Issue 3's: within 3x the `zstd -19 --long --patch-from` floor of the whole tree,
+            # 3,477 bytes as measured on this project's machines (bench/compare.py measures it
+            # again in each run); the wire count includes HTTP heads both ways.
+            record_property("update_v2_v3_wire", update_wire.bytes_down + update_wire.bytes_up)
+            assert update_wire.bytes_down + update_wire.bytes_up <= 3 * 3_477, update_wire
             assert_same_tree(v3, checkout_ok(store, "intro-stats", tmp_path / "out-v3"))
 
             proxy.reset()
