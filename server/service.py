@@ -24,7 +24,7 @@ from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.delta import encode_object_delta
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
-from satchel.content.index import IndexEntry, parse_index
+from satchel.content.index import MAX_DELTAS, IndexEntry, parse_index
 from satchel.content.manifest import (
     MAX_DICTIONARIES,
     MAX_MANIFEST_BYTES,
@@ -105,6 +105,10 @@ class Repository:
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.clock = clock
+        if not 0 <= static_deltas <= MAX_DELTAS:
+            raise UsageError(
+                f"static deltas must be 0..{MAX_DELTAS} (the index lists at most that)"
+            )
         self.static_deltas = static_deltas  # ready-made packs from the last K versions
         self.key = SigningKey.load_or_create(signing_key or data / "signing-key.pem")
         self.engine = make_engine(database_url or sqlite_url(data))
@@ -348,7 +352,8 @@ class Repository:
             row = s.get(StaticDelta, (from_manifest, to_manifest))
         if row is None:
             raise NotFoundError("no ready-made delta between these versions; use POST /v1/pack")
-        return self.store.get(row.object_id)[1:]  # kept as a raw object: strip the format byte
+        # Content-addressed: the store may already hold these bytes in another encoding.
+        return decode_object(self.store.get(row.object_id), row.size)
 
     def _build_static_deltas(self, bundle: str, locale: str, version: int) -> None:
         """Pack the update from each of the last K versions, for caches to serve (after commit)."""
