@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench._common import table  # noqa: E402
+from tests.support.proxy import LoopbackProxy  # noqa: E402
 
 # Command -> Debian package that provides it.
 PACKAGES: dict[str, str] = {
@@ -59,9 +60,10 @@ class Link:
     def up_rate(self) -> float:
         return self.up_bps / 8
 
-    def proxy_kwargs(self) -> dict[str, float]:
-        # The proxy delays each direction by ``latency``, so a round trip costs twice that.
-        return {"down_rate": self.down_rate, "up_rate": self.up_rate, "latency": self.rtt / 2}
+    @property
+    def latency(self) -> float:
+        """Per-direction delay for LoopbackProxy: a round trip costs twice this."""
+        return self.rtt / 2
 
     def transfer_time(self, bytes_down: int, bytes_up: int) -> float:
         return bytes_down / self.down_rate + bytes_up / self.up_rate
@@ -114,6 +116,19 @@ def _fmt_bps(bps: float) -> str:
     return f"{bps:g}"
 
 
+def counting_proxy(port: int, link: Link | None) -> LoopbackProxy:
+    """The one counting proxy in front of a server on 127.0.0.1:``port``, over ``link`` if any."""
+    if link is None:
+        return LoopbackProxy("127.0.0.1", port)
+    return LoopbackProxy(
+        "127.0.0.1",
+        port,
+        down_rate=link.down_rate,
+        up_rate=link.up_rate,
+        latency=link.latency,
+    )
+
+
 # -- tools and installing them -------------------------------------------------------------
 def which(command: str) -> str | None:
     found = shutil.which(command)
@@ -157,7 +172,8 @@ def tool_version(command: str) -> str:
         return f"{command} not installed"
     flag = {"zsync": "-V", "nginx": "-v"}.get(command, "--version")
     res = subprocess.run([path, flag], capture_output=True, text=True, check=False)
-    match = re.search(r"v?(\d+(?:\.\d+)*)", res.stdout + res.stderr)
+    banner = res.stdout + res.stderr
+    match = re.search(r"(\d+\.\d+(?:\.\d+)*)", banner) or re.search(r"\b(\d+)\b", banner)
     return f"{command} {match.group(1)}" if match else command
 
 

@@ -52,7 +52,6 @@ from bench import _tools as tools  # noqa: E402
 from bench._common import CORPUS, corpus, tar_zstd_size  # noqa: E402
 from bench._tools import FLOOR, RSYNC, WHOLE, Link, Result  # noqa: E402
 from tests.e2e_support import SATCHEL, SatchelServer, run_cli, tree_differences  # noqa: E402
-from tests.support.proxy import LoopbackProxy, ProxyStats  # noqa: E402
 
 DEFAULT_PAIRS = [
     "intro-stats:v2:v3",
@@ -113,10 +112,6 @@ def parse_pair(text: str) -> Pair:
     return Pair(*parts)
 
 
-def wire(stats: ProxyStats) -> int:
-    return stats.bytes_up + stats.bytes_down
-
-
 @dataclass(frozen=True)
 class Ran:
     code: int
@@ -163,10 +158,6 @@ def tree_problems(expected: Path, actual: Path) -> str:
     return "" if not problems else f"WRONG OUTPUT: {len(problems)} differences, {problems[0]}"
 
 
-def proxy_kwargs(link: Link | None) -> dict[str, float]:
-    return link.proxy_kwargs() if link is not None else {}
-
-
 # -- the tools -------------------------------------------------------------------------------
 T_OLD = 1_600_000_000
 T_NEW = 1_700_000_000
@@ -191,7 +182,7 @@ def run_rsync(pair: str, old: Path, new: Path, work: Path, link: Link | None) ->
         os.utime(path, (stamp, stamp), follow_symlinks=False)
     with (
         tools.rsync_daemon(served, work / "rsyncd") as port,
-        LoopbackProxy("127.0.0.1", port, **proxy_kwargs(link)) as proxy,
+        tools.counting_proxy(port, link) as proxy,
     ):
         url = f"rsync://127.0.0.1:{proxy.port}/new/"
         ran = timed(["rsync", "-rltz", "--delete", "--stats", url, f"{client}/"])
@@ -225,7 +216,7 @@ def run_zsync(
     )
     client = work / "zsync-client"
     client.mkdir()
-    with LoopbackProxy("127.0.0.1", port, **proxy_kwargs(link)) as proxy:
+    with tools.counting_proxy(port, link) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/{www.name}/new.tar.zsync"
         ran = timed(["zsync", "-i", old_tar, "-o", "new.tar", url], cwd=client)
         stats = proxy.stats()
@@ -277,7 +268,7 @@ def run_casync(
         capture_output=True,
     )
     out = work / f"{name}-out"
-    with LoopbackProxy("127.0.0.1", port, **proxy_kwargs(link)) as proxy:
+    with tools.counting_proxy(port, link) as proxy:
         base = f"http://127.0.0.1:{proxy.port}/{www.name}/{name}"
         args = ["casync", "extract", "--without=all", f"--store={base}/store", f"--seed={old}"]
         ran = timed([*args, f"{base}/new.caidx", out])
@@ -315,7 +306,7 @@ def run_satchel(
         satchel_ok("sync", "--server", server.url, "--bundle", bundle, "--store", store)
         for tree in [*between, new]:
             satchel_ok("publish", tree, *publish)
-        with LoopbackProxy("127.0.0.1", server.port, **proxy_kwargs(link)) as proxy:
+        with tools.counting_proxy(server.port, link) as proxy:
             args = ["sync", "--server", proxy.url, "--bundle", bundle, "--store", store, "--json"]
             ran = timed([SATCHEL, *args])
             stats = proxy.stats()
@@ -325,7 +316,7 @@ def run_satchel(
     satchel_ok("checkout", "--store", store, "--bundle", bundle, "--to", out)
     own = (
         f"{int(report['bytes_downloaded']):,} B down, {report['requests']} req,"
-        f" {report['chunks_downloaded']} chunks"
+        f" {report['chunks_downloaded']} chunks, {report['seconds']} s"
     )
     return Result(
         pair.label,
@@ -554,14 +545,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         " one pipelined stream, connections shown); every result was checked against the new"
         " tree. Servers: rsync --daemon, nginx (zsync, casync), satchel serve. Floor ="
         " zstd -19 --long=27 --patch-from=old.tar new.tar (tar --sort=name, mtime 0), checked by"
-        " decoding; 'x floor'/'x rsync' = bytes / that row's bytes."
+        " decoding; 'x floor'/'x rsync' = bytes / that row's bytes; satchel's own count is its"
+        " sync --json (bytes_downloaded excludes HTTP heads; seconds exclude start-up)."
     )
     if link is not None:
         footer += (
             f" Link {link}: LoopbackProxy(down {link.down_rate:,.0f} B/s, up"
             f" {link.up_rate:,.0f} B/s, latency {link.rtt / 2:g} s each way); time = wall time"
             " of the client command incl. its start-up (satchel --help alone:"
-            f" {startup:.1f} s); ~idle RTTs = (time - down/down_rate - up/up_rate) / RTT;"
+            f" {startup:.1f} s); ~idle RTTs = (time - down/down_rate - up/up_rate) / RTT, which"
+            " also holds start-up and CPU time (casync chunks its seed tree);"
             " model = down/down_rate + up/up_rate + 3 RTT."
         )
     footer += f" Tools: {versions}. Runtime {time.monotonic() - started:.0f} s."

@@ -20,7 +20,7 @@ def test_parse_link_brief_example() -> None:
     assert link == Link(256_000, 64_000, 0.3)
     assert link.down_rate == 32_000  # bytes/s, what LoopbackProxy takes
     assert link.up_rate == 8_000
-    assert link.proxy_kwargs() == {"down_rate": 32_000, "up_rate": 8_000, "latency": 0.15}
+    assert link.latency == 0.15  # each way, so a round trip costs 0.3 s
     assert str(link) == "256k/64k/300ms"
 
 
