@@ -417,7 +417,7 @@ def render(results: Sequence[Result], link: Link | None = None) -> str:
     headers = ["pair", "tool", "bytes (down+up)", "down / up", "exchanges"]
     headers += ["x floor", "x rsync"]
     if link is not None:
-        headers += ["time (s)", "~idle RTTs", "model (s)", "measured / model"]
+        headers += ["time (s)", "~idle RTTs", "model (s)", "measured / model", "sync / model"]
     headers += ["tool's own count"]
     rows: list[list[object]] = []
     for r in sorted(results, key=sort_key):
@@ -426,7 +426,7 @@ def render(results: Sequence[Result], link: Link | None = None) -> str:
             row: list[object] = [r.pair, r.tool, r.status or "n/a", "", ""]
             row += ["", ""]
             if link is not None:
-                row += ["", "", "", ""]
+                row += ["", "", "", "", ""]
             rows.append([*row, r.own])
             continue
         split = "" if r.bytes_up is None else f"{r.bytes_down:,} / {r.bytes_up:,}"
@@ -435,15 +435,22 @@ def render(results: Sequence[Result], link: Link | None = None) -> str:
         row += [_ratio(wire, floors.get(r.pair)), _ratio(wire, rsyncs.get(r.pair))]
         if link is not None:
             if r.seconds is None:
-                row += ["", "", "", ""]
+                row += ["", "", "", "", ""]
             else:
                 idle = (r.seconds - link.transfer_time(r.bytes_down or 0, r.bytes_up or 0)) / (
                     link.rtt or 1
                 )
                 row += [f"{r.seconds:.1f}", f"{idle:.1f}" if link.rtt else ""]
                 if r.model_seconds is not None:
-                    row += [f"{r.model_seconds:.1f}", f"{r.seconds / r.model_seconds:.2f}"]
+                    # The process's wall time includes interpreter start-up; the sync's own
+                    # clock (its --json "seconds") is the sync alone.
+                    own = r.extra.get("sync_seconds")
+                    row += [
+                        f"{r.model_seconds:.1f}",
+                        f"{r.seconds / r.model_seconds:.2f}",
+                        f"{float(own) / r.model_seconds:.2f}" if isinstance(own, float) else "",
+                    ]
                 else:
-                    row += ["", ""]
+                    row += ["", "", ""]
         rows.append([*row, r.own])
     return table(headers, rows)

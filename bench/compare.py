@@ -328,6 +328,7 @@ def run_satchel(
         tree_problems(new, out),
         own,
         link.model_time(stats.bytes_down, stats.bytes_up) if link is not None else None,
+        extra={"sync_seconds": float(report["seconds"])},
     )
 
 
