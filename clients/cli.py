@@ -1,14 +1,18 @@
 """The ``satchel`` command: serve, token, publish, sync, checkout, fsck, keygen.
 
 Output contract (docs and scripts rely on it): ``publish`` prints only the new version number
-on stdout, ``token create`` only the token, ``sync --json`` one JSON object. Progress and
-notices go to stderr. Exit codes: 0 ok; 1 any other error; 2 bad usage; 3 the data failed
-verification or trust (nothing stored was changed); 4 the link failed (run again to resume).
+on stdout, ``token create`` only the token, ``sync --json`` one JSON object, ``sync --dry-run``
+only the number of bytes the update would download (or, with ``--json``, one JSON object with
+``bytes_to_download``). Progress and notices go to stderr. Exit codes: 0 ok; 1 any other
+error; 2 bad usage; 3 the data failed verification or trust (nothing stored was changed); 4
+the link failed, after any retries (run again to resume); 5 ``sync --max-bytes`` reached its
+budget: everything received is kept, the version did not switch, the next sync resumes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,9 +37,10 @@ from satchel.sync.checkout import checkout as checkout_tree
 from satchel.sync.errors import TransportError
 from satchel.sync.local import LocalStore
 from satchel.sync.publish import Publisher
-from satchel.sync.updater import Updater
+from satchel.sync.resume import RetryPolicy
+from satchel.sync.updater import SyncPlan, Updater
 
-from .http import HttpClient, parse_rate
+from .http import HttpClient, parse_rate, parse_size
 
 if TYPE_CHECKING:
     from satchel.server.service import Repository
@@ -62,7 +67,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run(action: Callable[[], T], *, content_note: str = "") -> T:
+EXIT_BUDGET = 5
+RETRY_BASE_ENV = "SATCHEL_RETRY_BASE_SECONDS"
+
+
+def run(
+    action: Callable[[], T],
+    *,
+    content_note: str = "",
+    link_note: Callable[[], str] = lambda: "",
+) -> T:
     """Run a command body, turning Satchel errors into one line and an exit code."""
     try:
         return action()
@@ -71,7 +85,7 @@ def run(action: Callable[[], T], *, content_note: str = "") -> T:
     except ContentError as exc:
         fail(f"{exc}{content_note}", 3)
     except TransportError as exc:
-        fail(f"{exc} (run the same command again to resume)", 4)
+        fail(f"{exc} ({link_note()}run the same command again to resume)", 4)
     except SatchelError as exc:
         fail(str(exc), 1)
     except OSError as exc:
@@ -233,6 +247,19 @@ def publish(
     typer.echo(result.version)
 
 
+def _retry_base() -> float:
+    raw = os.environ.get(RETRY_BASE_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{RETRY_BASE_ENV}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise UsageError(f"{RETRY_BASE_ENV} must be between 0 and 3600 seconds")
+    return value
+
+
 @app.command()
 def sync(
     server: Annotated[str, typer.Option(help="Server or peer URL.")],
@@ -246,9 +273,40 @@ def sync(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with the result.")
     ] = False,
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            help="Data budget: stop once about this many bytes of chunk data have arrived"
+            " (e.g. 500k, 2m; k=1000). Everything received is kept, the version does not"
+            " switch yet, exit code 5; the next sync resumes where this one stopped."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the exact number of bytes the update would download (its pack of"
+            " chunks), without downloading it. That number excludes the index and manifest"
+            " exchanges, which a dry run makes (and keeps) and prints separately as"
+            " 'index+manifest: X bytes'. The version does not switch.",
+        ),
+    ] = False,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Retry a failed link this many times, waiting about 1, 2, 4... seconds"
+            " (at most 30); each retry resumes where the last one stopped.",
+        ),
+    ] = 3,
 ) -> None:
     """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
     rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
+    budget = run(lambda: parse_size(max_bytes)) if max_bytes is not None else None
+    if dry_run and budget is not None:
+        fail("--dry-run downloads nothing, so it takes no --max-bytes", 2)
+    policy = RetryPolicy(retries=retries, base=run(_retry_base))
     started = time.monotonic()
     local = run(lambda: LocalStore(store))
     client = run(lambda: HttpClient(server, rate_limit=rate))
@@ -258,11 +316,33 @@ def sync(
         why = "key changed, as --trust asked" if rotated else "first use"
         err.print(f"trusting publisher key {fingerprint} ({why})")
 
+    retried = [0]
+
+    def announce_retry(exc: BaseException, attempt: int, delay: float) -> None:
+        retried[0] = attempt
+        if err.is_terminal:  # chatter for a person watching; scripts get one line at the end
+            err.print(f"link failed ({exc}); retry {attempt} of {retries} in {delay:.1f} s")
+
+    def link_note() -> str:
+        n = retried[0]
+        return f"gave up after {n} {'retry' if n == 1 else 'retries'}; " if n else ""
+
+    updater = Updater(
+        local, client, trust=trust, on_pin=announce_pin, retry=policy, on_retry=announce_retry
+    )
+    content_note = " (nothing stored was changed: the current version is intact)"
+    if dry_run:
+        with client:
+            plan = run(
+                lambda: updater.plan(bundle, locale), content_note=content_note, link_note=link_note
+            )
+        _print_plan(plan, as_json, client, time.monotonic() - started)
+        return
     with client, transfer_bar("sync", not as_json) as bar:
-        updater = Updater(local, client, trust=trust, on_pin=announce_pin)
         result = run(
-            lambda: updater.sync(bundle, locale, progress=bar),
-            content_note=" (nothing stored was changed: the current version is intact)",
+            lambda: updater.sync(bundle, locale, progress=bar, max_bytes=budget),
+            content_note=content_note,
+            link_note=link_note,
         )
     seconds = time.monotonic() - started
     if as_json:
@@ -271,10 +351,55 @@ def sync(
                 {
                     "bundle": result.bundle,
                     "locale": result.locale,
-                    "version": result.version,
+                    "version": result.version if result.complete else result.previous_version,
+                    "target_version": result.version,
                     "previous_version": result.previous_version,
                     "changed": result.changed,
+                    "complete": result.complete,
                     "chunks_downloaded": result.objects_fetched,
+                    "pack_bytes": result.bytes_fetched,
+                    "bytes_downloaded": client.counters.bytes_downloaded,
+                    "bytes_uploaded": client.counters.bytes_uploaded,
+                    "requests": client.counters.requests,
+                    "retries": result.retries,
+                    "seconds": round(seconds, 3),
+                }
+            )
+        )
+    if not result.complete:
+        err.print(
+            f"{bundle}/{locale}: budget reached after {result.bytes_fetched:,} bytes of chunk"
+            f" data ({client.counters.bytes_downloaded:,} bytes in all); kept"
+            f" {result.objects_fetched} chunks, version {result.previous_version or 'none'}"
+            f" stays current; the next sync resumes where this one stopped"
+        )
+        raise typer.Exit(EXIT_BUDGET)
+    if as_json:
+        return
+    if result.changed:
+        err.print(
+            f"{bundle}/{locale}: version {result.previous_version or 'none'} -> {result.version};"
+            f" {client.counters.bytes_downloaded:,} bytes in {client.counters.requests} requests"
+        )
+    else:
+        err.print(f"{bundle}/{locale}: version {result.version} is current")
+
+
+def _print_plan(plan: SyncPlan, as_json: bool, client: HttpClient, seconds: float) -> None:
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "bundle": plan.bundle,
+                    "locale": plan.locale,
+                    "dry_run": True,
+                    "version": plan.previous_version,
+                    "target_version": plan.version,
+                    "previous_version": plan.previous_version,
+                    "route": plan.route,
+                    "chunks_to_download": plan.objects + plan.ranges,
+                    "bytes_to_download": plan.bytes_to_download,
+                    "index_manifest_bytes": plan.meta_bytes,
                     "bytes_downloaded": client.counters.bytes_downloaded,
                     "bytes_uploaded": client.counters.bytes_uploaded,
                     "requests": client.counters.requests,
@@ -282,13 +407,21 @@ def sync(
                 }
             )
         )
-    elif result.changed:
-        err.print(
-            f"{bundle}/{locale}: version {result.previous_version or 'none'} -> {result.version};"
-            f" {client.counters.bytes_downloaded:,} bytes in {client.counters.requests} requests"
-        )
+        return
+    typer.echo(plan.bytes_to_download)
+    if plan.route == "none" and not plan.ranges:
+        what = f"version {plan.version} is current: nothing to download"
     else:
-        err.print(f"{bundle}/{locale}: version {result.version} is current")
+        how = {"static": "ready-made pack", "dynamic": "pack", "none": "no pack"}[plan.route]
+        finish = f" and {plan.ranges} partly received" if plan.ranges else ""
+        what = (
+            f"version {plan.previous_version or 'none'} -> {plan.version} would download"
+            f" {plan.bytes_to_download:,} bytes ({how}: {plan.objects} chunks{finish})"
+        )
+    err.print(
+        f"{plan.bundle}/{plan.locale}: {what}; index+manifest: {plan.meta_bytes:,} bytes"
+        " (exchanged by this dry run, not counted above)"
+    )
 
 
 @app.command()

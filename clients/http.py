@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, encode_object
 from satchel.sync.errors import AuthError, TransportError
-from satchel.sync.fetcher import IndexResponse, PackResponse
+from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.publish import BeginResponse
 
 USER_AGENT = "satchel/0.1"
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 @dataclass
@@ -50,6 +52,29 @@ def parse_rate(text: str) -> float:
     if value <= 0:
         raise UsageError("rate must be positive")
     return value
+
+
+def parse_size(text: str) -> int:
+    """'500k' -> 500000 bytes, '2m' -> 2000000 (k = 1000, m = 1000000, g = 10**9)."""
+    t = text.strip().lower().removesuffix("b")
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in "kmg" else t) * scale
+    except ValueError:
+        raise UsageError(f"size {text!r} is not like 500k or 2m (bytes)") from None
+    if not value >= 1 or value == float("inf"):
+        raise UsageError("a byte budget must be at least 1 byte")
+    return int(value)
+
+
+class StatusError(TransportError):
+    """The server answered with an error status the client cannot act on (5xx, 429, ...)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        # Worth retrying: the server or a proxy is overloaded or restarting, or says so.
+        self.transient = status >= 500 or status in (408, 425, 429)
 
 
 class Throttle:
@@ -172,6 +197,56 @@ class HttpClient:
         request = self.http.build_request("GET", f"/v1/deltas/{base}/{manifest_id}")
         return self._pack_response(self._send(request, stream=True))
 
+    def fetch_range(self, cid: str, start: int, end: int | None = None) -> RangeResponse:
+        spec = f"bytes={start}-{'' if end is None else end}"
+        response = self._get(f"/v1/chunks/{cid}", {"Range": spec})
+        total: int | None = None
+        first = 0
+        if response.status_code == 206:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+            if match is None:
+                response.close()
+                raise TransportError(f"GET /v1/chunks/{cid[:16]}...: 206 without a Content-Range")
+            first, total = int(match.group(1)), int(match.group(3))
+        else:
+            length = response.headers.get("content-length")
+            total = int(length) if length and length.isdigit() else None
+        return RangeResponse(first, total, self._stream(response))
+
+    def delta_size(self, base: str, manifest_id: str) -> int:
+        request = self.http.build_request("HEAD", f"/v1/deltas/{base}/{manifest_id}")
+        try:
+            response = self._send(request)
+        except StatusError as exc:
+            if exc.status in (405, 501):  # a source without HEAD: ask for the pack's size
+                raise NotFoundError("source does not tell ready-made pack sizes") from None
+            raise
+        response.close()
+        length = response.headers.get("content-length")
+        if not length or not length.isdigit():
+            raise NotFoundError("source sent no Content-Length for the ready-made pack")
+        return int(length)
+
+    def pack_size(self, manifest_id: str, want: bytes, base: str | None = None) -> int:
+        body: dict[str, object] = {
+            "manifest": manifest_id,
+            "want": base64.b64encode(want).decode("ascii"),
+            "dry_run": True,
+        }
+        if base:
+            body["base"] = base
+        request = self.http.build_request("POST", "/v1/pack", json=body)
+        self.counters.bytes_uploaded += len(request.content)
+        response = self._send(request, stream=True)
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            # A server that does not know dry runs would send the whole pack: do not read it.
+            response.close()
+            raise UsageError("this server cannot tell pack sizes in advance (no dry-run support)")
+        size = self._json(response).get("bytes")
+        if type(size) is not int or size < 0:
+            raise ContentError("server sent a malformed dry-run answer")
+        return size
+
     def _pack_response(self, response: httpx.Response) -> PackResponse:
         length = response.headers.get("content-length")
         return PackResponse(
@@ -264,7 +339,9 @@ def _status_error(status: int, message: str, request: httpx.Request) -> SatchelE
         return FormatError(f"server refused the data: {message}")
     if status in (400, 413):
         return UsageError(f"server refused the request: {message} (HTTP {status})")
-    return TransportError(f"{where}: HTTP {status} {message}")
+    if status == 416:
+        return NotFoundError(f"range not satisfiable: {message} ({where})")
+    return StatusError(f"{where}: HTTP {status} {message}", status)
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -27,7 +27,7 @@ from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_o
 from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
-from .service import Principal, Repository
+from .service import Principal, Repository, wants_dry_run
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_PACK_REQUEST = 8 * 1024 * 1024
@@ -170,6 +170,18 @@ def create_app(repo: Repository) -> FastAPI:
         body = repo.static_delta(from_manifest, to_manifest)
         return object_response(request, body, f'"{from_manifest}-to-{to_manifest}"')
 
+    @app.head("/v1/deltas/{from_manifest}/{to_manifest}", include_in_schema=False)
+    def static_delta_head(from_manifest: str, to_manifest: str) -> Response:
+        """The ready-made pack's Content-Length without its body (for ``sync --dry-run``)."""
+        size = repo.static_delta_size(from_manifest, to_manifest)
+        headers = {
+            "ETag": f'"{from_manifest}-to-{to_manifest}"',
+            "Cache-Control": IMMUTABLE,
+            "Accept-Ranges": "bytes",
+            "Content-Length": str(size),
+        }
+        return Response(headers=headers, media_type=OCTETS)
+
     @app.get("/v1/chunks/{chunk_id}", summary="One stored object by chunk id")
     def chunk(chunk_id: str, request: Request) -> Response:
         return object_response(request, repo.get_object(chunk_id), f'"{chunk_id}"')
@@ -177,6 +189,9 @@ def create_app(repo: Repository) -> FastAPI:
     @app.post("/v1/pack", summary="Many stored objects in one framed stream")
     async def pack(request: Request) -> Response:
         body = await _json_body(request, MAX_PACK_REQUEST)
+        if wants_dry_run(body):  # only the size: {"objects": n, "bytes": exact length}
+            size = await run_in_threadpool(repo.pack_dry_run, body)
+            return JSONResponse(size, headers={"Cache-Control": "no-store"})
         stream, length = await run_in_threadpool(repo.pack_response, body)
         headers = {"Cache-Control": "no-store"}
         if length is not None:

@@ -355,6 +355,27 @@ class Repository:
         # Content-addressed: the store may already hold these bytes in another encoding.
         return decode_object(self.store.get(row.object_id), row.size)
 
+    def static_delta_size(self, from_manifest: str, to_manifest: str) -> int:
+        """The ready-made pack's byte length, unread (for HEAD and dry runs)."""
+        check_chunk_id(from_manifest)
+        check_chunk_id(to_manifest)
+        with self._session() as s:
+            row = s.get(StaticDelta, (from_manifest, to_manifest))
+        if row is None:
+            raise NotFoundError("no ready-made delta between these versions; use POST /v1/pack")
+        return row.size
+
+    def pack_dry_run(self, request: object) -> dict[str, int]:
+        """What a pack request would send, unsent: ``{"objects": n, "bytes": exact length}``.
+
+        A pack of deltas has no length until it is made, so it is made here and counted.
+        """
+        objects = len(self.pack_plan(request))
+        stream, length = self.pack_response(request)
+        if length is None:
+            length = sum(len(piece) for piece in stream)
+        return {"objects": objects, "bytes": length}
+
     def _build_static_deltas(self, bundle: str, locale: str, version: int) -> None:
         """Pack the update from each of the last K versions, for caches to serve (after commit)."""
         if self.static_deltas <= 0:
@@ -678,6 +699,14 @@ class LocalTarget:
 
     def commit(self, upload_id: str, notes: str) -> int:
         return self.repo.commit(self.who, upload_id, notes)
+
+
+def wants_dry_run(request: object) -> bool:
+    """Whether a pack request asks only for the pack's size (``"dry_run": true``)."""
+    flag = request.get("dry_run", False) if isinstance(request, dict) else False
+    if not isinstance(flag, bool):
+        raise FormatError("pack request 'dry_run' must be true or false")
+    return flag
 
 
 def _aware(moment: datetime) -> datetime:

@@ -37,6 +37,25 @@ class PackFrame:
     obj: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PartialFrame:
+    """The frame a pack stopped inside: its id, declared object length and the bytes so far."""
+
+    chunk_id: str
+    length: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingHead:
+    """The frame begun: id, declared object length, object bytes so far, first object byte."""
+
+    chunk_id: str
+    length: int
+    have: int
+    format: int | None
+
+
 def frame(cid: str, obj: bytes) -> bytes:
     return _HEAD.pack(bytes.fromhex(cid), len(obj)) + obj
 
@@ -123,6 +142,29 @@ class PackReader:
     @property
     def frames(self) -> int:
         return self._count
+
+    @property
+    def pending(self) -> PartialFrame | None:
+        """The frame begun but not complete (its head has arrived), or None.
+
+        After a cut this is what a client may keep to finish later with a Range request; the
+        reader itself never hands out a partial frame as a frame.
+        """
+        head = self.pending_head
+        if head is None:
+            return None
+        return PartialFrame(head.chunk_id, head.length, bytes(self._buf[HEAD_SIZE:]))
+
+    @property
+    def pending_head(self) -> PendingHead | None:
+        """Like :attr:`pending` without copying the bytes: cheap enough to ask after each feed."""
+        if self.done or not self._magic_seen or len(self._buf) < HEAD_SIZE:
+            return None
+        raw_id, length = _HEAD.unpack_from(self._buf, 0)
+        if raw_id == END_ID or length > self._max:
+            return None
+        have = len(self._buf) - HEAD_SIZE
+        return PendingHead(raw_id.hex(), length, have, self._buf[HEAD_SIZE] if have else None)
 
 
 def read_pack(chunks: Iterable[bytes]) -> Iterator[PackFrame]:

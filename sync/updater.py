@@ -3,47 +3,111 @@
 Three request/response exchanges at most, whatever the number of changed files; one when
 nothing changed (a conditional GET of the index). Every object is verified and stored as it
 arrives, so a cut sync resumes by asking only for what is still missing.
+
+For poor links (see :mod:`satchel.sync.resume`): a sync may stop at a data budget and keep
+everything complete; a transient link failure is retried with backoff; a large object cut in
+the middle is kept and finished later with one Range request; and :meth:`Updater.plan` says
+exactly how many bytes an update will cost before any of them is spent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from satchel.content.delta import DELTA_OF, decode_delta, object_ref
-from satchel.content.errors import FormatError, IntegrityError, NotFoundError, SatchelError
+from satchel.content.errors import (
+    ContentError,
+    FormatError,
+    IntegrityError,
+    NotFoundError,
+    SatchelError,
+)
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
 from satchel.content.names import check_bundle, check_locale
-from satchel.content.objects import decode_object
+from satchel.content.objects import decode_object, object_dictionary, verify_object
 from satchel.content.signing import PublicKey
 
 from .delta import FileReader
-from .fetcher import Fetcher
+from .errors import TransportError
+from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
-from .pack import PackReader
+from .pack import HEAD_SIZE, PackReader
 from .plan import encode_want, missing
 from .receive import receive_frames, store_lookup
+from .resume import Budget, Partial, PartialStore, RetryPolicy, is_transient, keepable
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]
 """Called with (pack bytes received so far, total pack bytes if known)."""
+
+RetryNotice = Callable[[BaseException, int, float], None]
+"""Called before each retry with (the error, retry number from 1, seconds it will wait)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
     bundle: str
     locale: str
-    version: int
+    version: int  # the version synced to (when not complete: the one still being fetched)
     previous_version: int | None
-    objects_fetched: int
-    pack_bytes: int
+    objects_fetched: int  # objects stored by this sync, from packs and ranges
+    pack_bytes: int  # pack bytes received (over all attempts)
     manifest_fetched: bool
+    complete: bool = True  # False: a data budget stopped it; nothing switched, progress kept
+    range_bytes: int = 0  # bytes received to finish partly received objects
+    ranges: int = 0  # objects finished with a Range request
+    retries: int = 0
 
     @property
     def changed(self) -> bool:
-        return self.version != self.previous_version
+        return self.complete and self.version != self.previous_version
+
+    @property
+    def bytes_fetched(self) -> int:
+        """Object data received: pack bytes plus range bytes (what a budget counts)."""
+        return self.pack_bytes + self.range_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    """What a sync would download, found without downloading it (``satchel sync --dry-run``)."""
+
+    bundle: str
+    locale: str
+    version: int
+    previous_version: int | None
+    route: str  # "none", "static" (ready-made pack, GET) or "dynamic" (POST /v1/pack)
+    objects: int  # objects the pack would carry
+    pack_bytes: int  # exact length of that pack
+    ranges: int  # partly received objects that Range requests would finish first
+    range_bytes: int  # bytes those Range requests would bring
+    meta_bytes: int  # index and manifest bytes this dry run itself exchanged
+    manifest_fetched: bool
+
+    @property
+    def bytes_to_download(self) -> int:
+        return self.pack_bytes + self.range_bytes
+
+
+class _Run:
+    """What one sync has done so far, over all its attempts."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.objects = 0
+        self.pack_bytes = 0
+        self.range_bytes = 0
+        self.ranges = 0
+        self.retries = 0
+        self.manifest_fetched = False
+        self.kept = False  # anything stored or kept (a partial grew) by this sync
+        self.stopped = False  # the budget ran out
 
 
 class Updater:
@@ -57,13 +121,19 @@ class Updater:
         trust: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_pin: Callable[[str, bool], None] | None = None,
+        retry: RetryPolicy | None = None,
+        on_retry: RetryNotice | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.trust = trust
         self.clock = clock
         self.on_pin = on_pin
+        self.retry = retry or RetryPolicy()
+        self.on_retry = on_retry
+        self.partials = PartialStore(store.root / "partial", durable=store.durable)
         self.newly_pinned_fingerprint: str | None = None
+        self.meta_bytes = 0  # index and manifest bytes received by the last sync or plan
         self._pending_pin: tuple[PublicKey, bytes, str | None, int] | None = None
 
     def refresh_index(self) -> ReleaseIndex:
@@ -78,6 +148,8 @@ class Updater:
                 raw = resp.body
             if raw is None:
                 raise IntegrityError("source answered 'not modified' but sent no index")
+        if resp.body is not None:
+            self.meta_bytes += len(resp.body)
         trusted = verify_index(
             raw,
             pinned=self.store.pinned_key(),
@@ -127,6 +199,7 @@ class Updater:
         if entry.size > MAX_MANIFEST_BYTES:
             raise IntegrityError(f"manifest of {entry.size:,} bytes is over the limit")
         obj = self.fetcher.fetch_manifest(entry.manifest, base)
+        self.meta_bytes += len(obj)
         if obj[:1] == bytes([DELTA_OF]):
             reference = (
                 self.store.manifest_bytes(base) if base and object_ref(obj) == base else None
@@ -150,11 +223,22 @@ class Updater:
             return None
         return None if missing(base.distinct_chunks(), self.store.objects) else base
 
-    def sync(
-        self, bundle: str, locale: str, *, progress: BytesProgress | None = None
-    ) -> SyncResult:
-        check_bundle(bundle)
-        check_locale(locale)
+    # -- the workflow ------------------------------------------------------------------------
+    def _with_retries(self, run: _Run, attempt: Callable[[], T]) -> T:
+        """``attempt()``, again after each transient link failure, as the retry policy allows."""
+        while True:
+            try:
+                return attempt()
+            except TransportError as exc:
+                if not is_transient(exc) or run.retries >= self.retry.retries:
+                    raise
+                delay = self.retry.delay(run.retries)
+                run.retries += 1
+                if self.on_retry is not None:
+                    self.on_retry(exc, run.retries, delay)
+                self.retry.sleep(delay)
+
+    def _target(self, bundle: str, locale: str) -> tuple[IndexEntry, Ref | None]:
         index = self.refresh_index()
         entry = index.entry(bundle, locale)
         if entry is None:
@@ -164,32 +248,255 @@ class Updater:
         check_entry_version(
             entry, current.version if current else None, current.manifest if current else None
         )
-        previous = current.version if current else None
-        if current is not None and current.manifest == entry.manifest:
+        return entry, current
+
+    def _held_and_whole(self, entry: IndexEntry, current: Ref | None, *, commit: bool) -> bool:
+        """True when the store already holds the index's version, every object of it."""
+        if current is None or current.manifest != entry.manifest:
+            return False
+        if commit:
             # An index signed by a newly trusted key names the held manifest by hash, which
             # vouches for it; the old key is kept as retired so it stays readable offline.
             self._commit_pin()
-            held = self.store.load_manifest(entry.manifest)
-            if not missing(held.distinct_chunks(), self.store.objects):
-                return SyncResult(bundle, locale, entry.version, previous, 0, 0, False)
-            # Objects of the current version went missing (e.g. fsck --repair): fetch them.
+        held = self.store.load_manifest(entry.manifest)
+        # Objects of the current version may have gone missing (e.g. fsck --repair): if so,
+        # the sync goes on and fetches them.
+        return not missing(held.distinct_chunks(), self.store.objects)
 
+    def sync(
+        self,
+        bundle: str,
+        locale: str,
+        *,
+        progress: BytesProgress | None = None,
+        max_bytes: int | None = None,
+    ) -> SyncResult:
+        """Update one line. With ``max_bytes``, stop once about that many bytes of object data
+        (packs and ranges) have arrived: everything complete is kept, the version does not
+        switch, and the result says ``complete=False``; the next sync resumes."""
+        check_bundle(bundle)
+        check_locale(locale)
+        self.meta_bytes = 0
+        run = _Run(Budget(max_bytes))
+        return self._with_retries(run, lambda: self._sync_once(bundle, locale, run, progress))
+
+    def _sync_once(
+        self, bundle: str, locale: str, run: _Run, progress: BytesProgress | None
+    ) -> SyncResult:
+        entry, current = self._target(bundle, locale)
+        previous = current.version if current else None
+
+        def result(complete: bool = True) -> SyncResult:
+            return SyncResult(
+                bundle,
+                locale,
+                entry.version,
+                previous,
+                run.objects,
+                run.pack_bytes,
+                run.manifest_fetched,
+                complete,
+                run.range_bytes,
+                run.ranges,
+                run.retries,
+            )
+
+        if self._held_and_whole(entry, current, commit=True):
+            return result()
         base = self._base(current)
         base_id = current.manifest if base is not None and current is not None else None
         manifest, fetched = self._manifest(entry, base_id)
+        run.manifest_fetched = run.manifest_fetched or fetched
         distinct = manifest.distinct_chunks()
+        self._finish_partials(manifest, run, progress)
         need = missing(distinct, self.store.objects)
-        objects = pack_bytes = 0
-        if need:
-            objects, pack_bytes = self._fetch_pack(
-                manifest, entry, distinct, need, base, base_id, progress
-            )
+        if need and run.budget.spent:
+            run.stopped = True
+        elif need:
+            self._fetch_pack(manifest, entry, distinct, need, base, base_id, run, progress)
         still = missing(distinct, self.store.objects)
+        self._tidy_partials({cid for cid, _ in still})
         if still:
+            if run.stopped:
+                return result(complete=False)
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
         self._commit_pin()
         self.store.switch(bundle, locale, entry.version, entry.manifest)
-        return SyncResult(bundle, locale, entry.version, previous, objects, pack_bytes, fetched)
+        return result()
+
+    def plan(self, bundle: str, locale: str) -> SyncPlan:
+        """What :meth:`sync` would download, exactly, without downloading any object.
+
+        The index and (if not cached) the manifest are fetched, verified and kept, as a sync
+        would; the version does not switch and the key is pinned only on first use.
+        """
+        check_bundle(bundle)
+        check_locale(locale)
+        self.meta_bytes = 0
+        run = _Run(Budget(None))
+        return self._with_retries(run, lambda: self._plan_once(bundle, locale, run))
+
+    def _plan_once(self, bundle: str, locale: str, run: _Run) -> SyncPlan:
+        entry, current = self._target(bundle, locale)
+        previous = current.version if current else None
+
+        def plan(
+            route: str, objects: int = 0, size: int = 0, ranges: Sequence[Partial] = ()
+        ) -> SyncPlan:
+            return SyncPlan(
+                bundle,
+                locale,
+                entry.version,
+                previous,
+                route,
+                objects,
+                size,
+                len(ranges),
+                sum(p.length - p.have for p in ranges),
+                self.meta_bytes,
+                run.manifest_fetched,
+            )
+
+        if self._held_and_whole(entry, current, commit=False):  # a dry run changes no trust
+            return plan("none")
+        base = self._base(current)
+        base_id = current.manifest if base is not None and current is not None else None
+        manifest, fetched = self._manifest(entry, base_id)
+        run.manifest_fetched = run.manifest_fetched or fetched
+        distinct = manifest.distinct_chunks()
+        finishing = self._finishable_partials(manifest)
+        finished = {p.chunk_id for p in finishing}
+        need = [(cid, n) for cid, n in missing(distinct, self.store.objects) if cid not in finished]
+        if not need:
+            return plan("none", ranges=finishing)
+        if self._static_route(entry, distinct, need, base, base_id):
+            assert base_id is not None
+            try:
+                size = self.fetcher.delta_size(base_id, entry.manifest)
+                return plan("static", len(need), size, finishing)
+            except NotFoundError:
+                pass
+        want = encode_want(distinct, {cid for cid, _ in need})
+        size = self.fetcher.pack_size(entry.manifest, want, base_id)
+        return plan("dynamic", len(need), size, finishing)
+
+    # -- partly received objects -------------------------------------------------------------
+    def _finishable_partials(self, manifest: Manifest) -> list[Partial]:
+        """Partials worth a Range request now; drops those the target version does not need."""
+        lengths = dict(manifest.distinct_chunks())
+        objects = self.store.objects
+        out = []
+        for partial in self.partials.load():
+            if partial.chunk_id not in lengths or objects.has(partial.chunk_id):
+                self.partials.delete(partial.chunk_id)
+                continue
+            dict_id = object_dictionary(partial.data)
+            if dict_id is not None and not objects.has(dict_id):
+                continue  # its dictionary comes in the pack; the pack brings it whole too
+            out.append(partial)
+        return out
+
+    def _finish_partials(
+        self, manifest: Manifest, run: _Run, progress: BytesProgress | None
+    ) -> None:
+        """Complete each kept partial object with one Range request, verify it, store it."""
+        lengths = dict(manifest.distinct_chunks())
+        lookup = store_lookup(self.store.objects, dict(manifest.dictionaries))
+        for partial in self._finishable_partials(manifest):
+            left = run.budget.left
+            if left == 0:
+                run.stopped = True
+                return
+            self._finish_partial(partial, lengths[partial.chunk_id], lookup, left, run, progress)
+
+    def _finish_partial(
+        self,
+        partial: Partial,
+        length: int,
+        lookup: Callable[[str], bytes],
+        left: int | None,
+        run: _Run,
+        progress: BytesProgress | None,
+    ) -> None:
+        cid = partial.chunk_id
+        end = None if left is None else min(partial.have + left, partial.length) - 1
+        try:
+            response = self.fetcher.fetch_range(cid, partial.have, end)
+        except NotFoundError:  # not there, or shorter than we have: this source differs
+            self.partials.delete(cid)
+            return
+        if response.start not in (0, partial.have) or (
+            response.total is not None and response.total != partial.length
+        ):
+            # Another encoding of the object (another server or relay): start over whole.
+            response.close()
+            self.partials.delete(cid)
+            return
+        data = bytearray(partial.data if response.start else b"")
+        received = 0
+        try:
+            for piece in response.pieces:
+                received += len(piece)
+                data += piece
+                if progress is not None:
+                    progress(len(data), partial.length)
+                if len(data) > partial.length or (left is not None and received >= left):
+                    break
+        except TransportError:
+            if len(data) > partial.have:
+                self._save_partial(Partial(cid, partial.length, bytes(data)), run)
+            raise
+        finally:
+            response.close()
+            run.range_bytes += received
+            run.budget.used += received
+        run.stopped = run.budget.spent
+        if len(data) == partial.length:
+            self.partials.delete(cid)
+            try:
+                verify_object(bytes(data), cid, length, lookup)
+            except ContentError:
+                return  # a bad partial or a mismatched source: the pack brings it whole
+            self.store.objects.put(cid, bytes(data))
+            run.objects += 1
+            run.ranges += 1
+            run.kept = True
+        elif len(data) > partial.length:
+            self.partials.delete(cid)  # the source holds something else under this id
+        elif len(data) > partial.have:  # the budget ran out on the way: keep what grew
+            self._save_partial(Partial(cid, partial.length, bytes(data)), run)
+
+    def _save_partial(self, partial: Partial, run: _Run) -> None:
+        self.partials.save(partial)
+        run.kept = True
+
+    def _keep_pending(self, reader: PackReader, run: _Run) -> None:
+        """Keep the start of the object a pack stopped inside, if it is worth a Range later."""
+        head = reader.pending_head
+        if head is not None and keepable(head.format, head.have, head.length):
+            pending = reader.pending
+            assert pending is not None
+            self._save_partial(Partial(pending.chunk_id, pending.length, pending.data), run)
+
+    def _tidy_partials(self, still_missing: set[str]) -> None:
+        for cid in self.partials.ids():
+            if cid not in still_missing:
+                self.partials.delete(cid)
+
+    # -- the pack ----------------------------------------------------------------------------
+    @staticmethod
+    def _static_route(
+        entry: IndexEntry,
+        distinct: list[tuple[str, int]],
+        need: list[tuple[str, int]],
+        base: Manifest | None,
+        base_id: str | None,
+    ) -> bool:
+        """Whether the need is exactly the ready-made update from the held version."""
+        if base is None or base_id is None or base.version not in entry.delta_from:
+            return False
+        held = {cid for cid, _ in base.distinct_chunks()}
+        return {cid for cid, _ in need} == {cid for cid, _ in distinct if cid not in held}
 
     def _fetch_pack(
         self,
@@ -199,19 +506,19 @@ class Updater:
         need: list[tuple[str, int]],
         base: Manifest | None,
         base_id: str | None,
+        run: _Run,
         progress: BytesProgress | None,
-    ) -> tuple[int, int]:
+    ) -> None:
         expected = dict(need)
-        response = None
-        if base is not None and base_id is not None and base.version in entry.delta_from:
-            held = {cid for cid, _ in base.distinct_chunks()}
-            if set(expected) == {cid for cid, _ in distinct if cid not in held}:
-                # Exactly the update from the held version: the ready-made pack, which a
-                # school proxy or CDN may already have cached for the whole classroom.
-                try:
-                    response = self.fetcher.fetch_delta(base_id, entry.manifest)
-                except NotFoundError:
-                    response = None
+        response: PackResponse | None = None
+        if self._static_route(entry, distinct, need, base, base_id):
+            assert base_id is not None
+            # Exactly the update from the held version: the ready-made pack, which a school
+            # proxy or CDN may already have cached for the whole classroom.
+            try:
+                response = self.fetcher.fetch_delta(base_id, entry.manifest)
+            except NotFoundError:
+                response = None
         if response is None:
             want = encode_want(distinct, set(expected))
             response = self.fetcher.fetch_pack(entry.manifest, want, base_id)
@@ -223,20 +530,63 @@ class Updater:
         )
         dictionaries = dict(manifest.dictionaries)
         reader = PackReader()
-        received = 0
-        count = 0
-        for piece in response.pieces:
-            received += len(piece)
-            count += receive_frames(
-                reader.feed(piece),
-                expected,
-                objects,
-                dictionaries=dictionaries,
-                base=reader_base,
-            )
-            if progress is not None:
-                progress(received, response.length)
-        reader.close()
+        cap = run.budget.left  # pack bytes this sync may still take (None: no budget)
+        total = response.length if cap is None else min(response.length or cap, cap)
+        received = count = 0
+        stopped = False
+        try:
+            for piece in response.pieces:
+                # Bytes that arrived are paid for: all of them are used, even past the budget.
+                received += len(piece)
+                got = receive_frames(
+                    reader.feed(piece),
+                    expected,
+                    objects,
+                    dictionaries=dictionaries,
+                    base=reader_base,
+                )
+                count += got
+                run.objects += got
+                run.kept = run.kept or got > 0
+                if progress is not None:
+                    progress(received, total)
+                if cap is not None and not reader.done:
+                    cap = _budget_cap(reader, received, cap, run.kept)
+                    if received >= cap:
+                        stopped = True
+                        break
+            if stopped:
+                response.close()
+                self._keep_pending(reader, run)
+                run.stopped = True
+                return
+            reader.close()
+        except TransportError:
+            self._keep_pending(reader, run)
+            raise
+        finally:
+            run.pack_bytes += received
+            run.budget.used += received
         if count != len(need):
             raise IntegrityError(f"pack held {count} chunks, {len(need)} were asked for")
-        return count, received
+
+
+def _budget_cap(reader: PackReader, received: int, cap: int, kept: bool) -> int:
+    """Where a budgeted sync stops reading a pack, decided frame by frame as heads arrive.
+
+    A frame that fits in the budget is read. One that does not is read up to the budget when
+    its start is worth keeping as a partial object; otherwise the sync stops before reading
+    more of it, unless nothing at all was kept yet: then it reads that one frame to its end,
+    over the budget, so that every sync makes progress however small the budget.
+    """
+    head = reader.pending_head
+    if head is None:  # between frames or inside a frame head
+        return cap if kept or received < cap else received + HEAD_SIZE
+    end = received + head.length - head.have
+    if end <= cap:
+        return cap
+    if head.format is None:  # the object's format byte has not arrived yet
+        return cap if kept or received < cap else end
+    if keepable(head.format, head.have + max(cap - received, 0), head.length):
+        return cap
+    return received if kept else end

@@ -180,7 +180,7 @@ def test_sync_cut_mid_pack_resumes(tmp_path: Path, server: SatchelServer, case: 
 
         proxy.reset()
         proxy.cut_down_after(full_wire // 2)
-        cut = sync(proxy.url, BUNDLE, store)
+        cut = sync(proxy.url, BUNDLE, store, "--retries", 0)
         received = proxy.stats().bytes_down
         assert proxy.stats().cuts == 1
         assert cut.code == 4, cut.describe()
@@ -458,7 +458,7 @@ def test_first_use_pin_is_announced_even_after_a_cut(server: SatchelServer, tmp_
     store = tmp_path / "store"
     with LoopbackProxy("127.0.0.1", server.port) as proxy:
         proxy.cut_down_after(3000)  # inside the manifest or the pack, after the index
-        cut = sync(proxy.url, BUNDLE, store)
+        cut = sync(proxy.url, BUNDLE, store, "--retries", 0)
         assert cut.code == 4, cut.describe()
         assert_one_error_line(cut)
         again = sync(proxy.url, BUNDLE, store)

@@ -25,7 +25,7 @@ from satchel.content.manifest import FileEntry, Manifest, parse_manifest
 from satchel.content.objects import decode_object, encode_object
 from satchel.server.service import LocalTarget, Repository
 from satchel.sync.errors import TransportError
-from satchel.sync.fetcher import IndexResponse, PackResponse
+from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.pack import PackReader, pack_bytes
 from satchel.sync.plan import decode_want
 from satchel.sync.publish import Publisher, PublishResult, sign_index, sign_manifest
@@ -200,6 +200,9 @@ class RepoFetcher:
     pack_calls: list[PackCall] = field(default_factory=list)
     delta_calls: list[tuple[str, str]] = field(default_factory=list)
     deltas: bool = True  # False: behave like a source with no delta support (plain objects)
+    ranges: bool = True  # False: ignore Range like a plain file server (send whole objects)
+    range_calls: list[tuple[str, int, int | None]] = field(default_factory=list)
+    size_calls: list[str] = field(default_factory=list)  # dry runs: "static" or "dynamic"
 
     @property
     def requests(self) -> int:
@@ -208,6 +211,8 @@ class RepoFetcher:
             + len(self.manifest_calls)
             + len(self.pack_calls)
             + len(self.delta_calls)
+            + len(self.range_calls)
+            + len(self.size_calls)
         )
 
     def reset(self) -> None:
@@ -215,6 +220,8 @@ class RepoFetcher:
         self.manifest_calls.clear()
         self.pack_calls.clear()
         self.delta_calls.clear()
+        self.range_calls.clear()
+        self.size_calls.clear()
 
     def fetch_index(self, etag: str | None) -> IndexResponse:
         if self.index_override is not None:
@@ -253,6 +260,37 @@ class RepoFetcher:
         if self.pack_rewrite is not None:
             body = self.pack_rewrite(body)
         return PackResponse(len(body), self._pieces(body))
+
+    def fetch_range(self, cid: str, start: int, end: int | None = None) -> RangeResponse:
+        self.range_calls.append((cid, start, end))
+        obj = self.repo.get_object(cid)
+        if not self.ranges:
+            return RangeResponse(0, len(obj), self._range_pieces(obj))
+        if start >= len(obj) or (end is not None and end < start):
+            raise NotFoundError(f"range {start}-{end} not satisfiable for {len(obj)} bytes")
+        stop = len(obj) if end is None else min(end + 1, len(obj))
+        return RangeResponse(start, len(obj), self._range_pieces(obj[start:stop]))
+
+    def delta_size(self, base: str, manifest_id: str) -> int:
+        if not self.deltas:
+            raise NotFoundError("this fetcher serves no ready-made deltas")
+        self.size_calls.append("static")
+        return self.repo.static_delta_size(base, manifest_id)
+
+    def pack_size(self, manifest_id: str, want: bytes, base: str | None = None) -> int:
+        request: dict[str, object] = {
+            "manifest": manifest_id,
+            "want": base64.b64encode(want).decode("ascii"),
+            "dry_run": True,
+        }
+        if base is not None and self.deltas:
+            request["base"] = base
+        self.size_calls.append("dynamic")
+        return self.repo.pack_dry_run(request)["bytes"]
+
+    def _range_pieces(self, body: bytes) -> Iterator[bytes]:
+        for start in range(0, len(body), self.piece_size):
+            yield body[start : start + self.piece_size]
 
     def _respond(
         self, manifest_id: str, want: bytes, plan: list[tuple[str, int]], body: bytes
