@@ -120,7 +120,11 @@ Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk,
 
 # -- serve / token / keygen -------------------------------------------------------------------
 def _repository(
-    data: Path, database_url: str | None, storage: str | None, signing_key: Path | None
+    data: Path,
+    database_url: str | None,
+    storage: str | None,
+    signing_key: Path | None,
+    static_deltas: int = 3,
 ) -> Repository:
     from satchel.server.service import Repository
     from satchel.sync.store import FolderChunkStore
@@ -136,7 +140,13 @@ def _repository(
             )
         else:
             store = FolderChunkStore(Path(storage))
-    return Repository(data, database_url=database_url, signing_key=signing_key, store=store)
+    return Repository(
+        data,
+        database_url=database_url,
+        signing_key=signing_key,
+        store=store,
+        static_deltas=static_deltas,
+    )
 
 
 @app.command()
@@ -158,12 +168,18 @@ def serve(
         bool,
         typer.Option("--sample", help="Publish the built-in sample bundle if it is not there yet."),
     ] = False,
+    static_deltas: Annotated[
+        int,
+        typer.Option(
+            help="Ready-made, cacheable update packs from each of the last K versions (0-16)."
+        ),
+    ] = 3,
 ) -> None:
     """Run the server (SQLite + a local folder unless told otherwise)."""
     import uvicorn
     from satchel.server.app import create_app
 
-    repo = run(lambda: _repository(data, database_url, storage, signing_key))
+    repo = run(lambda: _repository(data, database_url, storage, signing_key, static_deltas))
     if sample and not any(b["bundle"] == SAMPLE_BUNDLE for b in repo.catalog()):
         import satchel.server
 

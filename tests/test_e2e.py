@@ -525,3 +525,9 @@ def test_corpus_intro_stats_v2_to_v3_on_the_wire(
     record_property("first_sync_bytes_down", first_wire.bytes_down)
     record_property("tar_zstd19_v2", base)
     assert first_wire.bytes_down <= 1.03 * base, (first_wire.bytes_down, base)
+
+
+def test_serve_refuses_more_static_deltas_than_an_index_lists(tmp_path: Path) -> None:
+    res = run_cli("serve", "--data", tmp_path / "srv", "--static-deltas", 17, timeout=60)
+    assert res.code == 2, res.describe()
+    assert "0..16" in assert_one_error_line(res)
