@@ -292,7 +292,7 @@ def sync(
     max_bytes: Annotated[
         str | None,
         typer.Option(
-            help="Data budget: stop once about this many bytes of chunk data have arrived"
+            help="Data budget: stop once about this many bytes of pack data have arrived"
             " (e.g. 500k, 2m; k=1000). Everything received is kept, the version does not"
             " switch yet, exit code 5; the next sync resumes where this one stopped."
         ),
@@ -487,7 +487,7 @@ def fsck(
         err.print(f"incomplete: {line}")
     err.print(
         f"{report.objects} objects checked, {len(report.corrupt)} corrupt,"
-        f" {len(report.incomplete)} incomplete versions"
+        f" {len(report.unverifiable)} unverifiable, {len(report.incomplete)} incomplete versions"
     )
     if not report.clean:
         raise typer.Exit(3)

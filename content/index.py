@@ -73,8 +73,11 @@ class IndexEntry:
             not isinstance(deltas, list)
             or len(deltas) > MAX_DELTAS
             or not all(type(v) is int and 1 <= v < version for v in deltas)
+            or deltas != sorted(set(deltas), reverse=True)
         ):
-            raise FormatError("index entry delta_from must list up to 16 earlier versions")
+            raise FormatError(
+                "index entry delta_from must list up to 16 earlier versions, newest first"
+            )
         return cls(
             bundle, locale, version, check_chunk_id(raw.get("manifest")), size, title, tuple(deltas)
         )

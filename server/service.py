@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -23,7 +24,13 @@ from typing import Any
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.delta import encode_object_delta
-from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
+from satchel.content.errors import (
+    FormatError,
+    IntegrityError,
+    NotFoundError,
+    SatchelError,
+    UsageError,
+)
 from satchel.content.index import MAX_DELTAS, IndexEntry, parse_index
 from satchel.content.manifest import (
     MAX_DICTIONARIES,
@@ -73,6 +80,8 @@ from .db import (
     make_engine,
     sqlite_url,
 )
+
+log = logging.getLogger(__name__)
 
 ROLES = ("admin", "teacher", "curator")
 MAX_PACK_IDS = 1_000_000
@@ -584,7 +593,14 @@ class Repository:
             s.flush()
             self._resign(s, self.clock())
             s.commit()
-        self._build_static_deltas(up.bundle, up.locale, version)
+        try:
+            self._build_static_deltas(up.bundle, up.locale, version)
+        except SatchelError as exc:
+            # The version is committed and served; without a ready-made pack clients use the
+            # dynamic one. Say so rather than failing a publish that succeeded.
+            log.warning(
+                "no ready-made deltas for %s/%s v%d: %s", up.bundle, up.locale, version, exc
+            )
         return version
 
     def publish_folder(

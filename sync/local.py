@@ -8,6 +8,8 @@ Layout of ``STORE/``::
     trust.json                    the pinned publisher key
     index.json, index.meta.json   the last accepted release index and its ETag/serial
     refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...}}
+    partial/<chunk id>            partly received objects, finished later with a Range request
+                                  (at most 8; see :mod:`satchel.sync.resume`)
 
 A ref is replaced with one ``os.replace``, and only after every object of the new version is
 stored, so the current version switches atomically and the old one stays whole until then.

@@ -1,8 +1,9 @@
 """The client's sync workflow: index, manifest, one pack; verify all; switch atomically.
 
-Three request/response exchanges at most, whatever the number of changed files; one when
-nothing changed (a conditional GET of the index). Every object is verified and stored as it
-arrives, so a cut sync resumes by asking only for what is still missing.
+Three request/response exchanges, whatever the number of changed files (index, manifest, one
+pack); one when nothing changed (a conditional GET of the index). More only when finishing a
+cut object with Range, after a 404 for a ready-made pack, or on a retry. Every object is
+verified and stored as it arrives, so a cut sync resumes by asking only for what is missing.
 
 For poor links (see :mod:`satchel.sync.resume`): a sync may stop at a data budget and keep
 everything complete; a transient link failure is retried with backoff; a large object cut in

@@ -649,3 +649,21 @@ def test_many_static_deltas_still_give_an_index_clients_accept(tmp_path: Path) -
         body = client.get("/v1/index").content
     index: ReleaseIndex = parse_index(body)[1]
     assert index.entries[0].version == 18
+
+
+def test_a_publish_succeeds_even_when_its_ready_made_deltas_cannot_be_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = Repository(tmp_path / "srv", store=MemoryChunkStore())
+    root = tmp_path / "tree"
+    write_tree(root, {"a.txt": b"first version\n" * 100})
+    publish(srv, root, chunker=CHUNKER, level=LEVEL)
+
+    def broken(*_args: object, **_kwargs: object) -> tuple[bytes, int]:
+        raise FormatError("simulated failure while building a delta")
+
+    monkeypatch.setattr("satchel.server.service.static_pack", broken)
+    write_tree(root, {"a.txt": b"second version\n" * 100})
+    assert publish(srv, root, chunker=CHUNKER, level=LEVEL).version == 2
+    index: ReleaseIndex = parse_index(srv.index()[0])[1]
+    assert (index.entries[0].version, index.entries[0].delta_from) == (2, ())
