@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import zstandard
 
-from .errors import FormatError, IntegrityError
-from .objects import MAX_OBJECT_LENGTH, MAX_WINDOW
+from .errors import FormatError
+from .objects import check_frame, decompress_checked
 
 DELTA_RANGE = 0x03
 DELTA_OF = 0x04
@@ -87,29 +87,14 @@ def object_ref(obj: bytes | memoryview) -> str:
 
 def decode_delta(obj: bytes | memoryview, reference: bytes, expected_length: int) -> bytes:
     """Undo a delta given the reference bytes; exactly ``expected_length`` bytes or an error."""
-    if not 0 <= expected_length <= MAX_OBJECT_LENGTH:
-        raise FormatError(f"object length {expected_length} is outside 0..{MAX_OBJECT_LENGTH}")
     if len(obj) == 0 or obj[0] not in (DELTA_RANGE, DELTA_OF):
         raise FormatError("not a delta object")
     frame = memoryview(obj)[1 + _RANGE.size :] if obj[0] == DELTA_RANGE else memoryview(obj)[33:]
     if len(reference) > MAX_REFERENCE and obj[0] == DELTA_RANGE:
         raise FormatError("delta reference is too large")
-    try:
-        params = zstandard.get_frame_parameters(frame)
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"delta has a corrupt zstd frame header ({exc})") from None
-    if params.content_size != expected_length:
-        raise IntegrityError(
-            f"delta declares {params.content_size} bytes, the manifest says {expected_length}"
-        )
-    if params.window_size > MAX_WINDOW:
-        raise FormatError(f"delta window {params.window_size} exceeds {MAX_WINDOW} bytes")
+    check_frame(frame, expected_length, "delta")
     try:
         zdict = zstandard.ZstdCompressionDict(reference, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        dctx = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=MAX_WINDOW)
-        out = dctx.decompress(frame, max_output_size=expected_length, allow_extra_data=False)
     except zstandard.ZstdError as exc:
-        raise FormatError(f"delta does not decode against its reference ({exc})") from None
-    if len(out) != expected_length:
-        raise IntegrityError(f"delta gave {len(out)} bytes, expected {expected_length}")
-    return out
+        raise FormatError(f"delta reference is unusable ({exc})") from None
+    return decompress_checked(frame, expected_length, zdict, "delta against its reference")

@@ -195,16 +195,7 @@ def decode_object(
         return bytes(memoryview(obj)[1:])
     dict_id = object_dictionary(obj)
     frame = _frame(obj)
-    try:
-        params = zstandard.get_frame_parameters(frame)
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"zstd object has a corrupt frame header ({exc})") from None
-    if params.content_size != expected_length:
-        raise IntegrityError(
-            f"zstd frame declares {params.content_size} bytes, the manifest says {expected_length}"
-        )
-    if params.window_size > MAX_WINDOW:
-        raise FormatError(f"zstd frame window {params.window_size} exceeds {MAX_WINDOW} bytes")
+    check_frame(frame, expected_length, "zstd object")
     zdict = None
     if dict_id is not None:
         if dictionaries is None:
@@ -213,13 +204,41 @@ def decode_object(
         if len(data) > MAX_DICTIONARY:
             raise FormatError(f"dictionary {dict_id[:16]}... is over {MAX_DICTIONARY} bytes")
         zdict = _zdict(dict_id, data, DEFAULT_LEVEL)
+    return decompress_checked(frame, expected_length, zdict, "zstd object")
+
+
+def check_frame(frame: bytes | memoryview, expected_length: int, what: str) -> None:
+    """Refuse a frame before decompressing it: its declared size must be the expected one
+    and its window at most MAX_WINDOW. python-zstandard does not apply ``max_window_size``
+    to single-pass decompression of a frame that declares its size, so this is the guard."""
+    if not 0 <= expected_length <= MAX_OBJECT_LENGTH:
+        raise FormatError(f"object length {expected_length} is outside 0..{MAX_OBJECT_LENGTH}")
+    try:
+        params = zstandard.get_frame_parameters(frame)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"{what} has a corrupt frame header ({exc})") from None
+    if params.content_size != expected_length:
+        raise IntegrityError(
+            f"{what} declares {params.content_size} bytes, the manifest says {expected_length}"
+        )
+    if params.window_size > MAX_WINDOW:
+        raise FormatError(f"{what} window {params.window_size} exceeds {MAX_WINDOW} bytes")
+
+
+def decompress_checked(
+    frame: bytes | memoryview,
+    expected_length: int,
+    zdict: zstandard.ZstdCompressionDict | None,
+    what: str,
+) -> bytes:
+    """Decompress one frame already passed by :func:`check_frame`, output capped."""
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=MAX_WINDOW)
         out = dctx.decompress(frame, max_output_size=expected_length, allow_extra_data=False)
     except zstandard.ZstdError as exc:
-        raise FormatError(f"zstd object does not decompress ({exc})") from None
+        raise FormatError(f"{what} does not decompress ({exc})") from None
     if len(out) != expected_length:
-        raise IntegrityError(f"zstd object gave {len(out)} bytes, expected {expected_length}")
+        raise IntegrityError(f"{what} gave {len(out)} bytes, expected {expected_length}")
     return out
 
 

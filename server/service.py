@@ -354,25 +354,23 @@ class Repository:
             return stored, f'"{manifest_id}"'
         return delta, f'"{manifest_id}-from-{base_id}"'
 
-    def static_delta(self, from_manifest: str, to_manifest: str) -> bytes:
+    def _static_row(self, from_manifest: str, to_manifest: str) -> StaticDelta:
         check_chunk_id(from_manifest)
         check_chunk_id(to_manifest)
         with self._session() as s:
             row = s.get(StaticDelta, (from_manifest, to_manifest))
         if row is None:
             raise NotFoundError("no ready-made delta between these versions; use POST /v1/pack")
+        return row
+
+    def static_delta(self, from_manifest: str, to_manifest: str) -> bytes:
+        row = self._static_row(from_manifest, to_manifest)
         # Content-addressed: the store may already hold these bytes in another encoding.
         return decode_object(self.store.get(row.object_id), row.size)
 
     def static_delta_size(self, from_manifest: str, to_manifest: str) -> int:
         """The ready-made pack's byte length, unread (for HEAD and dry runs)."""
-        check_chunk_id(from_manifest)
-        check_chunk_id(to_manifest)
-        with self._session() as s:
-            row = s.get(StaticDelta, (from_manifest, to_manifest))
-        if row is None:
-            raise NotFoundError("no ready-made delta between these versions; use POST /v1/pack")
-        return row.size
+        return self._static_row(from_manifest, to_manifest).size
 
     def pack_dry_run(self, request: object) -> dict[str, int]:
         """What a pack request would send, unsent: ``{"objects": n, "bytes": exact length}``.
