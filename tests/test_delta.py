@@ -54,8 +54,8 @@ from satchel.sync.receive import receive_frames, store_lookup
 from satchel.sync.store import MemoryChunkStore
 
 from tests.support.repo import FAST_LEVEL, SMALL_CHUNKER, split_pack, text_bytes
+from tests.support.zstd_forge import ZSTD_MAGIC, forge_content_size
 
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 RANGE_HEADER = 1 + 4 + 8 + 4  # format byte, file:u32, offset:u64, length:u32
 OF_HEADER = 1 + 32  # format byte, ref:32
 MIB = 1024 * 1024
@@ -98,23 +98,6 @@ def forbid_decompression(monkeypatch: pytest.MonkeyPatch) -> None:
             raise AssertionError("decompression was attempted")
 
     monkeypatch.setattr(zstandard, "ZstdDecompressor", NoDecompressor)
-
-
-def forge_content_size(frame: bytes, size: int) -> bytes:
-    """Rewrite a single-segment frame header to declare ``size`` in an 8-byte field."""
-    assert frame[:4] == ZSTD_MAGIC
-    fhd = frame[4]
-    assert fhd & 0x20, "expected a single-segment frame"
-    fcs_bytes = {0: 1, 1: 2, 2: 4, 3: 8}[fhd >> 6]
-    dict_bytes = {0: 0, 1: 1, 2: 2, 3: 4}[fhd & 0x03]
-    header_end = 5 + dict_bytes + fcs_bytes
-    return (
-        ZSTD_MAGIC
-        + bytes([(fhd & 0x3F) | 0xC0])
-        + frame[5 : 5 + dict_bytes]
-        + struct.pack("<Q", size)
-        + frame[header_end:]
-    )
 
 
 def with_frame(obj: bytes, frame: bytes) -> bytes:

@@ -28,12 +28,12 @@ from satchel.content.objects import (
 )
 
 from tests.support.repo import text_bytes
+from tests.support.zstd_forge import ZSTD_MAGIC, forge_content_size
 
 RNG = random.Random(11)
 CORPUS = text_bytes(RNG, 660_000)  # one vocabulary: a dictionary trained on it helps TEXT
 TEXT = CORPUS[-20_000:]
 NOISE = RNG.randbytes(5_000)
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def trained_on(corpus: bytes) -> tuple[str, bytes]:
@@ -187,24 +187,6 @@ def test_frame_without_content_size_is_refused() -> None:
         decode_object(bytes([ZSTD]) + frame, len(TEXT))
     with pytest.raises(FormatError, match="content size"):
         identify_object(bytes([ZSTD]) + frame, MAX_OBJECT_LENGTH)
-
-
-def forge_content_size(frame: bytes, size: int) -> bytes:
-    """Rewrite a single-segment frame header to declare ``size`` in an 8-byte field."""
-    assert frame[:4] == ZSTD_MAGIC
-    fhd = frame[4]
-    assert fhd & 0x20, "expected a single-segment frame"
-    fcs_bytes = {0: 1, 1: 2, 2: 4, 3: 8}[fhd >> 6]
-    dict_bytes = {0: 0, 1: 1, 2: 2, 3: 4}[fhd & 0x03]
-    header_end = 5 + dict_bytes + fcs_bytes
-    new_fhd = (fhd & 0x3F) | 0xC0  # FCS field of 8 bytes, still single segment
-    return (
-        ZSTD_MAGIC
-        + bytes([new_fhd])
-        + frame[5 : 5 + dict_bytes]
-        + struct.pack("<Q", size)
-        + frame[header_end:]
-    )
 
 
 @pytest.mark.parametrize("declared", [MAX_OBJECT_LENGTH + 1, 2**40, 2**62])
