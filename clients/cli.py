@@ -493,6 +493,94 @@ def fsck(
         raise typer.Exit(3)
 
 
+# -- USB sync packs ---------------------------------------------------------------------------
+@app.command("export")
+def export_usb(
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    to: Annotated[Path, typer.Option("--to", help="USB folder to write or refresh.")],
+    locale: Locale = DEFAULT_LOCALE,
+    since: Annotated[
+        int | None,
+        typer.Option(help="Leave out objects of this version (the stick's reader has it)."),
+    ] = None,
+) -> None:
+    """Write the current version to a USB folder that any client can verify offline."""
+    from satchel.sync.usb import export_stick
+
+    result = run(lambda: export_stick(LocalStore(store), bundle, locale, to, since=since))
+    files = len(result.pack_files)
+    plural = "" if files == 1 else "s"
+    err.print(
+        f"{bundle}/{locale} version {result.version} -> {to}: wrote {result.objects_written}"
+        f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
+        f" the stick holds {result.objects_on_stick} objects"
+    )
+
+
+@app.command("import")
+def import_usb(
+    path: Annotated[Path, typer.Argument(help="USB folder written by satchel export.")],
+    store: Annotated[Path | None, typer.Option(help="Local store folder.")] = None,
+    bundle: Annotated[
+        str | None, typer.Option(help="Import only this bundle; default all on the stick.")
+    ] = None,
+    locale: Annotated[str | None, typer.Option(help="Import only this locale.")] = None,
+    trust: Annotated[str | None, typer.Option(help="Publisher key fingerprint to trust.")] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Print what is on the stick; needs no store.")
+    ] = False,
+) -> None:
+    """Import versions from a USB folder: verify everything, store what is missing, switch."""
+    from functools import partial
+
+    from satchel.sync.usb import UsbFetcher, list_stick, stick_entries
+
+    if list_only:
+        listing = run(lambda: list_stick(path))
+        for line in listing.lines:
+            e = line.entry
+            typer.echo(
+                f"{e.bundle}/{e.locale} version {e.version}:"
+                f" {line.objects_on_stick} of {line.objects} objects on the stick"
+            )
+        typer.echo(
+            f"{listing.objects} objects in {listing.pack_files} pack files,"
+            f" {listing.pack_bytes:,} bytes"
+        )
+        return
+    if store is None:
+        fail("import needs --store DIR (or --list)", 2)
+    local = run(lambda: LocalStore(store))
+    fetcher = run(lambda: UsbFetcher(path))
+    if bundle is not None:
+        lines = [(bundle, locale or DEFAULT_LOCALE)]
+    else:
+        lines = [
+            (e.bundle, e.locale)
+            for e in run(lambda: stick_entries(path))
+            if locale is None or e.locale == locale
+        ]
+        if not lines:
+            fail(f"{path} carries no version to import", 1)
+
+    def announce_pin(fingerprint: str, rotated: bool) -> None:
+        why = "key changed, as --trust asked" if rotated else "first use"
+        err.print(f"trusting publisher key {fingerprint} ({why})")
+
+    updater = Updater(local, fetcher, trust=trust, on_pin=announce_pin)
+    content_note = " (nothing stored was changed: the current version is intact)"
+    for b, loc in lines:
+        result = run(partial(updater.sync, b, loc), content_note=content_note)
+        if result.changed:
+            err.print(
+                f"{b}/{loc}: version {result.previous_version or 'none'} -> {result.version};"
+                f" imported {result.objects_fetched} objects ({result.pack_bytes:,} bytes)"
+            )
+        else:
+            err.print(f"{b}/{loc}: version {result.version} is current")
+
+
 def main() -> None:
     app(prog_name="satchel")
 
