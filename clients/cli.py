@@ -1,4 +1,5 @@
-"""The ``satchel`` command: serve, token, publish, sync, checkout, fsck, keygen.
+"""The ``satchel`` command: serve, token, publish, sync, checkout, status, fsck, export, import,
+keygen.
 
 Output contract (docs and scripts rely on it): ``publish`` prints only the new version number
 on stdout, ``token create`` only the token, ``sync --json`` one JSON object, ``sync --dry-run``
@@ -579,6 +580,55 @@ def import_usb(
             )
         else:
             err.print(f"{b}/{loc}: version {result.version} is current")
+
+
+@app.command()
+def status(
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Bundles, versions and sizes in a store, and updates it knows are pending (offline)."""
+    from satchel.sync.status import store_status
+
+    if not (store / "satchel.json").is_file():
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+    report = run(lambda: store_status(LocalStore(store)))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "publisher": report.publisher,
+                    "objects": report.objects,
+                    "stored_bytes": report.stored_bytes,
+                    "bundles": [
+                        {
+                            "bundle": line.bundle,
+                            "locale": line.locale,
+                            "title": line.title,
+                            "version": line.version,
+                            "versions": list(line.versions),
+                            "files": line.files,
+                            "size": line.size,
+                            "objects_missing": line.objects_missing,
+                            "pending_version": line.pending_version,
+                        }
+                        for line in report.lines
+                    ],
+                }
+            )
+        )
+        return
+    for line in report.lines:
+        kept = ", ".join(str(v) for v in line.versions)
+        state = (
+            "complete" if not line.objects_missing else f"{line.objects_missing} objects missing"
+        )
+        pending = f"; version {line.pending_version} pending" if line.pending_version else ""
+        typer.echo(
+            f"{line.bundle}/{line.locale} version {line.version} (kept: {kept}):"
+            f" {line.files} files, {line.size:,} bytes, {state}{pending}"
+        )
+    typer.echo(f"{report.objects} objects, {report.stored_bytes:,} bytes on disk")
 
 
 def main() -> None:
