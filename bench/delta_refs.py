@@ -15,8 +15,8 @@ when it is smaller than the stored object, so every column is a sum of min(delta
 
 Deltas are one zstd -19 frame with the reference as a raw-content dictionary, plus the
 17-byte DELTA_RANGE header (``content.delta.encode_range_delta`` where the reference fits
-its 1 MiB limit, zstandard directly with the same settings above it). Satchel's deltas are
-also decoded with ``decode_delta`` as a check. Manifests (signed with a throwaway key, no
+its 1 MiB limit, the same frame via ``content.delta.compress_against`` above it). Satchel's
+deltas are also decoded with ``decode_delta`` as a check. Manifests (signed with a throwaway key, no
 dictionary listed) are measured as the stored object and as a DELTA_OF against the old one.
 
 Run from the repository root:  python bench/delta_refs.py
@@ -41,6 +41,7 @@ from satchel.content.delta import (
     DELTA_LEVEL,
     MAX_REFERENCE,
     RangeRef,
+    compress_against,
     decode_delta,
     encode_object_delta,
     encode_range_delta,
@@ -148,15 +149,8 @@ def delta_size(old_tree: str, path: str, ref: RangeRef, data: bytes, cid: str) -
             raise AssertionError(f"delta of a chunk of {path} does not decode")
         size = len(delta)
     else:
-        zdict = zstandard.ZstdCompressionDict(reference, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-        frame = zstandard.ZstdCompressor(
-            level=DELTA_LEVEL,
-            dict_data=zdict,
-            write_content_size=True,
-            write_checksum=False,
-            write_dict_id=False,
-        ).compress(data)
-        size = RANGE_HEADER + len(frame)
+        # Wider than a range delta may reference: measured as the same frame, unsent.
+        size = RANGE_HEADER + len(compress_against(data, reference, DELTA_LEVEL))
     _delta_cache[key] = size
     return size
 

@@ -40,7 +40,8 @@ class RangeRef:
     length: int
 
 
-def _compress(data: bytes, reference: bytes, level: int) -> bytes:
+def compress_against(data: bytes, reference: bytes, level: int = DELTA_LEVEL) -> bytes:
+    """One zstd frame of ``data`` with ``reference`` as a raw-content dictionary."""
     zdict = zstandard.ZstdCompressionDict(reference, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     return zstandard.ZstdCompressor(
         level=level,
@@ -59,14 +60,14 @@ def encode_range_delta(
     return (
         bytes([DELTA_RANGE])
         + _RANGE.pack(ref.file, ref.offset, ref.length)
-        + _compress(data, reference, level)
+        + compress_against(data, reference, level)
     )
 
 
 def encode_object_delta(
     data: bytes, ref_id: str, reference: bytes, level: int = DELTA_LEVEL
 ) -> bytes:
-    return bytes([DELTA_OF]) + bytes.fromhex(ref_id) + _compress(data, reference, level)
+    return bytes([DELTA_OF]) + bytes.fromhex(ref_id) + compress_against(data, reference, level)
 
 
 def range_ref(obj: bytes | memoryview) -> RangeRef:

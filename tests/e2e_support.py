@@ -69,6 +69,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+    """Poll ``url``/healthz until it answers 200 with status ok, the process exits, or time runs
+    out (a proxy in front of the server answers with the server's body)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            r = httpx.get(f"{url}/healthz", timeout=2.0)
+            if r.status_code == 200 and r.json().get("status") == "ok":
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class SatchelServer:
     """``satchel serve`` on 127.0.0.1 and a free port, as a subprocess.
 
@@ -113,18 +130,7 @@ class SatchelServer:
 
     def _wait_healthy(self, timeout: float) -> bool:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                r = httpx.get(f"{self.url}/healthz", timeout=2.0)
-                if r.status_code == 200 and r.json().get("status") == "ok":
-                    return True
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.05)
-        return False
+        return wait_healthy(self.proc, self.url, timeout)
 
     def stop(self, grace: float = 10.0) -> None:
         """Terminate (SIGTERM), then kill if it has not exited within ``grace`` seconds."""

@@ -22,7 +22,6 @@ import hashlib
 import json
 import random
 import struct
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,19 +51,12 @@ from satchel.sync.pack import MAGIC, PACK_MEDIA_TYPE, PackFrame, pack_bytes, rea
 from satchel.sync.plan import encode_want
 from satchel.sync.receive import receive_frames, store_lookup
 from satchel.sync.store import FolderChunkStore, MemoryChunkStore
-from starlette.exceptions import StarletteDeprecationWarning
 
+from tests.support.http import IMMUTABLE, TestClient
 from tests.support.repo import admin_target, publish, text_bytes, write_tree
-
-with warnings.catch_warnings():
-    # Starlette warns at import time that it would rather use httpx2; pyproject makes every
-    # warning an error, and the warning says nothing about the code under test.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
 
 CHUNKER = Chunker(ChunkerParams(min_size=2048, avg_size=8192, max_size=32768))
 LEVEL = 3
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 # -- trees and versions ------------------------------------------------------------------------

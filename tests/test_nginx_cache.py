@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.e2e_support import (
     free_port,
     publish,
     sync_json,
+    wait_healthy,
 )
 from tests.support.proxy import LoopbackProxy
 from tests.support.repo import text_bytes, write_tree
@@ -132,17 +132,7 @@ class Nginx:
 
     def _wait_listening(self, timeout: float) -> bool:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        return False
+        return wait_healthy(self.proc, self.url, timeout)
 
     def stop(self, grace: float = 10.0) -> None:
         proc, self.proc = self.proc, None

@@ -15,7 +15,6 @@ import hashlib
 import json
 import random
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,17 +46,11 @@ from satchel.sync.pack import MAGIC, PACK_MEDIA_TYPE, PackFrame, frame, pack_byt
 from satchel.sync.plan import encode_want
 from satchel.sync.publish import Publisher
 from satchel.sync.store import FolderChunkStore
-from starlette.exceptions import StarletteDeprecationWarning
 
-with warnings.catch_warnings():
-    # Starlette warns at import time that it would rather use httpx2; pyproject makes every
-    # warning an error, and the warning says nothing about the code under test.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
+from tests.support.http import IMMUTABLE, TestClient
 
 SMALL = Chunker(ChunkerParams(min_size=256, avg_size=1024, max_size=4096))
 LEVEL = 3
-IMMUTABLE = "public, max-age=31536000, immutable"
 MiB = 1024 * 1024
 
 
