@@ -12,6 +12,8 @@ budget: everything received is kept, the version did not switch, the next sync r
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -629,6 +631,56 @@ def status(
             f" {line.files} files, {line.size:,} bytes, {state}{pending}"
         )
     typer.echo(f"{report.objects} objects, {report.stored_bytes:,} bytes on disk")
+
+
+# -- classroom relay -----------------------------------------------------------------------
+@app.command()
+def share(
+    store: Annotated[Path, typer.Option(help="Local store folder to serve (read-only).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: the LAN).")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8001,
+    name: Annotated[str | None, typer.Option(help="Name announced on the LAN.")] = None,
+    announce: Annotated[
+        bool, typer.Option("--announce/--no-announce", help="Announce with mDNS (zeroconf).")
+    ] = True,
+) -> None:
+    """Serve this store to other laptops with the server's protocol; they verify everything."""
+    import uvicorn
+
+    from .share import announce as mdns
+    from .share import create_share_app
+
+    if not (store / "satchel.json").is_file():
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+    local = run(lambda: LocalStore(store))
+    app_ = create_share_app(local)
+    with contextlib.ExitStack() as stack:
+        if announce:
+            try:
+                announced = stack.enter_context(mdns(local, host, port, name))
+                err.print(f"announced on the LAN as {announced}")
+            except OSError as exc:  # no multicast on this network: serving still works
+                err.print(f"not announced on the LAN ({exc.strerror or exc}); serving anyway")
+        err.print(f"sharing {store} read-only on http://{host}:{port}")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def peers(
+    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds to listen.")] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """List relays (satchel share) announced on the LAN."""
+    from .share import find_peers
+
+    found = run(lambda: find_peers(timeout))
+    if as_json:
+        typer.echo(json.dumps({"peers": [dataclasses.asdict(p) for p in found]}))
+        return
+    for p in found:
+        typer.echo(f"{p.url}  {p.name}  publisher {p.publisher or '?'}  {p.bundles}")
+    if not found:
+        err.print(f"no peers found in {timeout:g} s")
 
 
 def main() -> None:

@@ -39,7 +39,8 @@ class BodyTooLarge(SatchelError):
     pass
 
 
-def _status(exc: Exception) -> int:
+def error_status(exc: Exception) -> int:
+    """The HTTP status for one of our errors (also used by the relay of `satchel share`)."""
     if isinstance(exc, AuthError):
         return 401
     if isinstance(exc, PermissionError):
@@ -130,7 +131,7 @@ def create_app(repo: Repository) -> FastAPI:
     @app.exception_handler(SatchelError)
     @app.exception_handler(PermissionError)
     async def _errors(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
 
     async def principal(request: Request) -> Principal:
         return await run_in_threadpool(repo.authenticate, _bearer(request))

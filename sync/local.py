@@ -7,6 +7,8 @@ Layout of ``STORE/``::
     manifests/<id>                verified manifest envelopes, named by their SHA-256
     trust.json                    the pinned publisher key
     index.json, index.meta.json   the last accepted release index and its ETag/serial
+    index.held.json               that index as of the last sync that completed (a relay
+                                  serves it: every version it names for a synced line is here)
     refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...}}
     partial/<chunk id>            partly received objects, finished later with a Range request
                                   (at most 8; see :mod:`satchel.sync.resume`)
@@ -123,6 +125,21 @@ class LocalStore:
     def save_index(self, raw: bytes, etag: str | None, serial: int) -> None:
         write_atomic(self.root / "index.json", raw, durable=self.durable)
         self._write_json(self.root / "index.meta.json", {"etag": etag, "serial": serial})
+
+    def mark_index_held(self) -> None:
+        """Record that the accepted index's version of a line is now whole here.
+
+        A relay serves this copy, not ``index.json``: a sync saves the new index before its
+        objects arrive, and peers must not be sent to a version the relay does not hold yet.
+        """
+        raw = self.last_index()
+        if raw is not None:
+            write_atomic(self.root / "index.held.json", raw, durable=self.durable)
+
+    def held_index(self) -> bytes | None:
+        """The index as of the last sync or import that completed (what a relay offers)."""
+        path = self.root / "index.held.json"
+        return path.read_bytes() if path.exists() else None
 
     # -- manifests ---------------------------------------------------------------------
     def manifest_bytes(self, manifest_id: str) -> bytes | None:

@@ -303,6 +303,7 @@ class Updater:
             )
 
         if self._held_and_whole(entry, current, commit=True):
+            self.store.mark_index_held()
             return result()
         base = self._base(current)
         base_id = current.manifest if base is not None and current is not None else None
@@ -323,6 +324,7 @@ class Updater:
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
         self._commit_pin()
         self.store.switch(bundle, locale, entry.version, entry.manifest)
+        self.store.mark_index_held()
         return result()
 
     def plan(self, bundle: str, locale: str) -> SyncPlan:

@@ -110,10 +110,7 @@ class SatchelServer:
             raise RuntimeError("server already started")
         for _attempt in range(3):  # another process may grab the free port in between
             self.port = free_port()
-            args = [str(SATCHEL), "serve", "--data", str(self.data), "--port", str(self.port)]
-            if self.sample:
-                args.append("--sample")
-            args.extend(self.extra)
+            args = self._command()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
@@ -127,6 +124,12 @@ class SatchelServer:
                 return self
             self.stop()
         raise RuntimeError(f"satchel serve did not become healthy; log:\n{self.log()}")
+
+    def _command(self) -> list[str]:
+        args = [str(SATCHEL), "serve", "--data", str(self.data), "--port", str(self.port)]
+        if self.sample:
+            args.append("--sample")
+        return [*args, *self.extra]
 
     def _wait_healthy(self, timeout: float) -> bool:
         assert self.proc is not None
@@ -165,6 +168,24 @@ class SatchelServer:
 
     def fingerprint(self) -> str:
         return str(httpx.get(f"{self.url}/v1/key", timeout=10).json()["fingerprint"])
+
+
+class SatchelRelay(SatchelServer):
+    """``satchel share`` of a local store on 127.0.0.1 and a free port (no mDNS)."""
+
+    def _command(self) -> list[str]:
+        return [
+            str(SATCHEL),
+            "share",
+            "--store",
+            str(self.data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-announce",
+            *self.extra,
+        ]
 
 
 # -- client actions --------------------------------------------------------------------------
