@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -36,12 +37,15 @@ from rich.progress import (
 from satchel.content.errors import ContentError, SatchelError, UsageError
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.content.signing import SigningKey
+from satchel.sync.care import DEFAULT_KEEP, collect_garbage, writer_lock
 from satchel.sync.checkout import checkout as checkout_tree
 from satchel.sync.errors import TransportError
 from satchel.sync.local import LocalStore
 from satchel.sync.publish import Publisher
 from satchel.sync.resume import RetryPolicy
-from satchel.sync.updater import SyncPlan, Updater
+from satchel.sync.select import selected_files
+from satchel.sync.status import LineStatus
+from satchel.sync.updater import Only, SyncPlan, Updater
 
 from .http import HttpClient, parse_rate, parse_size
 
@@ -319,8 +323,29 @@ def sync(
             " (at most 30); each retry resumes where the last one stopped.",
         ),
     ] = 3,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Fetch only this file, folder or lesson (repeatable). The selection is kept:"
+            " later syncs keep it; a new --only list replaces it and fetches only what is new.",
+        ),
+    ] = None,
+    all_files: Annotated[
+        bool, typer.Option("--all", help="Fetch every file again (ends a selective sync).")
+    ] = False,
+    keep: Annotated[
+        int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
+    ] = DEFAULT_KEEP,
+    reserve: Annotated[
+        str, typer.Option(help="Disk space to leave free (e.g. 50m, 1g; k=1000).")
+    ] = "50m",
 ) -> None:
     """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
+    if only and all_files:
+        fail("--only and --all contradict each other; give one", 2)
+    selection: Only = "all" if all_files else (list(only) if only else "keep")
+    reserve_bytes = run(lambda: parse_size(reserve))
     rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
     budget = run(lambda: parse_size(max_bytes)) if max_bytes is not None else None
     if dry_run and budget is not None:
@@ -347,22 +372,35 @@ def sync(
         return f"gave up after {n} {'retry' if n == 1 else 'retries'}; " if n else ""
 
     updater = Updater(
-        local, client, trust=trust, on_pin=announce_pin, retry=policy, on_retry=announce_retry
+        local,
+        client,
+        trust=trust,
+        on_pin=announce_pin,
+        retry=policy,
+        on_retry=announce_retry,
+        reserve=reserve_bytes,
     )
     content_note = " (nothing stored was changed: the current version is intact)"
-    if dry_run:
-        with client:
-            plan = run(
-                lambda: updater.plan(bundle, locale), content_note=content_note, link_note=link_note
+    lock = run(lambda: _locked(local))
+    with lock:
+        if dry_run:
+            with client:
+                plan = run(
+                    lambda: updater.plan(bundle, locale, only=selection),
+                    content_note=content_note,
+                    link_note=link_note,
+                )
+            _print_plan(plan, as_json, client, time.monotonic() - started)
+            return
+        with client, transfer_bar("sync", not as_json) as bar:
+            result = run(
+                lambda: updater.sync(
+                    bundle, locale, progress=bar, max_bytes=budget, only=selection
+                ),
+                content_note=content_note,
+                link_note=link_note,
             )
-        _print_plan(plan, as_json, client, time.monotonic() - started)
-        return
-    with client, transfer_bar("sync", not as_json) as bar:
-        result = run(
-            lambda: updater.sync(bundle, locale, progress=bar, max_bytes=budget),
-            content_note=content_note,
-            link_note=link_note,
-        )
+        freed = _collect(local, keep) if result.complete else 0
     seconds = time.monotonic() - started
     if as_json:
         typer.echo(
@@ -381,6 +419,8 @@ def sync(
                     "bytes_uploaded": client.counters.bytes_uploaded,
                     "requests": client.counters.requests,
                     "retries": result.retries,
+                    "only": _ref_only(local, bundle, locale),
+                    "bytes_freed": freed,
                     "seconds": round(seconds, 3),
                 }
             )
@@ -402,6 +442,30 @@ def sync(
         )
     else:
         err.print(f"{bundle}/{locale}: version {result.version} is current")
+
+
+def _locked(local: LocalStore) -> contextlib.ExitStack[bool | None]:
+    """The store's writer lock, entered now so that a busy store fails with one line."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(writer_lock(local))
+    return stack
+
+
+def _collect(local: LocalStore, keep: int) -> int:
+    """Keep ``keep`` versions per line and delete what nothing kept uses; returns bytes freed."""
+    result = run(lambda: collect_garbage(local, keep))
+    if result.versions_dropped or result.objects_deleted:
+        err.print(
+            f"kept the newest {keep} version{'s' if keep != 1 else ''}: dropped"
+            f" {', '.join(result.versions_dropped) or 'no versions'}, freed"
+            f" {result.bytes_freed:,} bytes ({result.objects_deleted} objects)"
+        )
+    return result.bytes_freed
+
+
+def _ref_only(local: LocalStore, bundle: str, locale: str) -> list[str] | None:
+    ref = local.ref(bundle, locale)
+    return list(ref.only) if ref is not None and ref.only is not None else None
 
 
 def _print_plan(plan: SyncPlan, as_json: bool, client: HttpClient, seconds: float) -> None:
@@ -465,8 +529,21 @@ def checkout(
             raise UsageError(
                 f"version {wanted} of {bundle}/{locale} is not in the store (have {have})"
             )
-        checkout_tree(local.load_manifest(manifest_id), local.objects, to)
-        err.print(f"{bundle}/{locale} version {wanted} written to {to}")
+        manifest = local.load_manifest(manifest_id)
+        if ref.only is None:
+            checkout_tree(manifest, local.objects, to)
+            err.print(f"{bundle}/{locale} version {wanted} written to {to}")
+            return
+        files = [
+            f
+            for f in selected_files(manifest, ref.only)
+            if all(local.objects.has(cid) for cid, _ in f.chunks)
+        ]
+        checkout_tree(manifest, local.objects, to, files)
+        err.print(
+            f"{bundle}/{locale} version {wanted} written to {to}: {len(files)} of"
+            f" {len(manifest.files)} files (selective sync: {', '.join(ref.only)})"
+        )
 
     run(body)
 
@@ -481,7 +558,9 @@ def fsck(
     """Verify every stored chunk against its id and every version for completeness."""
     from satchel.sync.fsck import fsck as check_store
 
-    report = run(lambda: check_store(LocalStore(store), repair=repair))
+    local = run(lambda: LocalStore(store))
+    with run(lambda: _locked(local)) if repair else contextlib.nullcontext():
+        report = run(lambda: check_store(local, repair=repair))
     for cid in report.corrupt:
         err.print(f"corrupt object {cid}" + (" (removed)" if cid in report.removed else ""))
     for cid in report.unverifiable:
@@ -533,10 +612,14 @@ def import_usb(
     list_only: Annotated[
         bool, typer.Option("--list", help="Print what is on the stick; needs no store.")
     ] = False,
+    keep: Annotated[
+        int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
+    ] = DEFAULT_KEEP,
+    reserve: Annotated[
+        str, typer.Option(help="Disk space to leave free (e.g. 50m, 1g; k=1000).")
+    ] = "50m",
 ) -> None:
     """Import versions from a USB folder: verify everything, store what is missing, switch."""
-    from functools import partial
-
     from satchel.sync.usb import UsbFetcher, list_stick, stick_entries
 
     if list_only:
@@ -571,30 +654,57 @@ def import_usb(
         why = "key changed, as --trust asked" if rotated else "first use"
         err.print(f"trusting publisher key {fingerprint} ({why})")
 
-    updater = Updater(local, fetcher, trust=trust, on_pin=announce_pin)
+    reserve_bytes = run(lambda: parse_size(reserve))
+    updater = Updater(local, fetcher, trust=trust, on_pin=announce_pin, reserve=reserve_bytes)
     content_note = " (nothing stored was changed: the current version is intact)"
-    for b, loc in lines:
-        result = run(partial(updater.sync, b, loc), content_note=content_note)
-        if result.changed:
-            err.print(
-                f"{b}/{loc}: version {result.previous_version or 'none'} -> {result.version};"
-                f" imported {result.objects_fetched} objects ({result.pack_bytes:,} bytes)"
-            )
-        else:
-            err.print(f"{b}/{loc}: version {result.version} is current")
+    with run(lambda: _locked(local)):
+        for b, loc in lines:
+            result = run(partial(updater.sync, b, loc), content_note=content_note)
+            if result.changed:
+                err.print(
+                    f"{b}/{loc}: version {result.previous_version or 'none'} -> {result.version};"
+                    f" imported {result.objects_fetched} objects ({result.pack_bytes:,} bytes)"
+                )
+            else:
+                err.print(f"{b}/{loc}: version {result.version} is current")
+        _collect(local, keep)
 
 
 @app.command()
 def status(
     store: Annotated[Path, typer.Option(help="Local store folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Also ask this server or peer what each update would cost, exactly (a dry"
+            " run: the index and manifests are fetched, no chunks)."
+        ),
+    ] = None,
 ) -> None:
-    """Bundles, versions and sizes in a store, and updates it knows are pending (offline)."""
+    """Bundles, versions and sizes in a store, what is not on it, and what updates cost."""
     from satchel.sync.status import store_status
 
     if not (store / "satchel.json").is_file():
         fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
-    report = run(lambda: store_status(LocalStore(store)))
+    local = run(lambda: LocalStore(store))
+    exact: dict[tuple[str, str], SyncPlan] = {}
+    if server is not None:
+        client = run(lambda: HttpClient(server))
+        updater = Updater(local, client)
+        with client, run(lambda: _locked(local)):
+            for ref in run(local.refs):
+                exact[(ref.bundle, ref.locale)] = run(partial(updater.plan, ref.bundle, ref.locale))
+    report = run(lambda: store_status(local))
+
+    def cost(line: LineStatus) -> tuple[int | None, int | None]:
+        plan = exact.get((line.bundle, line.locale))
+        if plan is not None:
+            return (plan.version if plan.route != "none" or plan.ranges else None), (
+                plan.bytes_to_download
+            )
+        return line.pending_version, line.update_bytes
+
     if as_json:
         typer.echo(
             json.dumps(
@@ -612,7 +722,11 @@ def status(
                             "files": line.files,
                             "size": line.size,
                             "objects_missing": line.objects_missing,
-                            "pending_version": line.pending_version,
+                            "only": list(line.only) if line.only is not None else None,
+                            "files_here": line.files_here,
+                            "bytes_not_here": line.bytes_not_here,
+                            "pending_version": cost(line)[0],
+                            "update_bytes": cost(line)[1],
                         }
                         for line in report.lines
                     ],
@@ -625,12 +739,41 @@ def status(
         state = (
             "complete" if not line.objects_missing else f"{line.objects_missing} objects missing"
         )
-        pending = f"; version {line.pending_version} pending" if line.pending_version else ""
+        if line.only is not None:
+            state += (
+                f"; selective ({', '.join(line.only)}): {line.files_here} of {line.files} files"
+                f" here, {line.bytes_not_here:,} bytes not on this laptop"
+            )
+        pending, update = cost(line)
+        if pending is not None:
+            price = (
+                f", update costs {update:,} bytes"
+                if update is not None
+                else ", update cost unknown offline (status --server URL tells)"
+            )
+            state += f"; version {pending} pending{price}"
         typer.echo(
             f"{line.bundle}/{line.locale} version {line.version} (kept: {kept}):"
-            f" {line.files} files, {line.size:,} bytes, {state}{pending}"
+            f" {line.files} files, {line.size:,} bytes, {state}"
         )
     typer.echo(f"{report.objects} objects, {report.stored_bytes:,} bytes on disk")
+
+
+@app.command()
+def gc(
+    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    keep: Annotated[
+        int, typer.Option(min=1, max=1000, help="Versions to keep per bundle.")
+    ] = DEFAULT_KEEP,
+) -> None:
+    """Keep the newest versions of each bundle and delete chunks nothing kept uses."""
+    if not (store / "satchel.json").is_file():
+        fail(f"{store} is not a Satchel store", 2)
+    local = run(lambda: LocalStore(store))
+    with run(lambda: _locked(local)):
+        freed = _collect(local, keep)
+    if not freed:
+        err.print("nothing to collect")
 
 
 # -- classroom relay -----------------------------------------------------------------------

@@ -11,21 +11,28 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from satchel.content.errors import StoreError, UnsafePathError
-from satchel.content.manifest import Manifest
+from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 
 from .receive import store_lookup
 from .store import ChunkStore
 
 
-def write_tree(manifest: Manifest, store: ChunkStore, folder: Path) -> None:
-    """Write every file of ``manifest`` under ``folder`` (which must exist and be empty)."""
+def write_tree(
+    manifest: Manifest,
+    store: ChunkStore,
+    folder: Path,
+    files: Sequence[FileEntry] | None = None,
+) -> None:
+    """Write every file of ``manifest`` (or only ``files``, after a selective sync) under
+    ``folder`` (which must exist and be empty)."""
     lookup = store_lookup(store, dict(manifest.dictionaries))
     real = folder.resolve()
-    for entry in manifest.files:
+    for entry in manifest.files if files is None else files:
         target = folder / entry.path
         if not target.resolve().is_relative_to(real):
             raise UnsafePathError(f"{entry.path!r} would land outside the checkout folder")
@@ -36,8 +43,14 @@ def write_tree(manifest: Manifest, store: ChunkStore, folder: Path) -> None:
         os.chmod(target, entry.mode)
 
 
-def checkout(manifest: Manifest, store: ChunkStore, dest: Path) -> None:
-    """Replace ``dest`` with the tree of ``manifest``; on any error ``dest`` is left as it was."""
+def checkout(
+    manifest: Manifest,
+    store: ChunkStore,
+    dest: Path,
+    files: Sequence[FileEntry] | None = None,
+) -> None:
+    """Replace ``dest`` with the tree of ``manifest`` (or only ``files`` of it); on any error
+    ``dest`` is left as it was."""
     dest = dest.absolute()
     parent = dest.parent
     try:
@@ -46,7 +59,7 @@ def checkout(manifest: Manifest, store: ChunkStore, dest: Path) -> None:
     except OSError as exc:
         raise StoreError(f"cannot create {parent}: {exc.strerror}") from None
     try:
-        write_tree(manifest, store, tmp)
+        write_tree(manifest, store, tmp, files)
         os.chmod(tmp, 0o755)
         if dest.exists() or dest.is_symlink():
             old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{dest.name}.old-"))

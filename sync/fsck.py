@@ -18,6 +18,7 @@ from satchel.content.objects import (
 )
 
 from .local import LocalStore
+from .select import needed_objects, selected_files
 
 
 @dataclass
@@ -76,9 +77,8 @@ def fsck(store: LocalStore, *, repair: bool = False) -> FsckReport:
             except SatchelError as exc:
                 report.incomplete.append(f"{where}: manifest unusable ({exc})")
                 continue
-            lacking = [
-                cid for cid, _ in manifest.distinct_chunks() if cid in bad or not objects.has(cid)
-            ]
+            wanted = needed_objects(manifest, selected_files(manifest, ref.only))
+            lacking = [cid for cid, _ in wanted if cid in bad or not objects.has(cid)]
             if lacking:
                 report.incomplete.append(f"{where}: {len(lacking)} objects missing or corrupt")
     return report

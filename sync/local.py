@@ -9,7 +9,8 @@ Layout of ``STORE/``::
     index.json, index.meta.json   the last accepted release index and its ETag/serial
     index.held.json               that index as of the last sync that completed (a relay
                                   serves it: every version it names for a synced line is here)
-    refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...}}
+    refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...},
+                                  "only": [selectors] after a selective sync}
     partial/<chunk id>            partly received objects, finished later with a Range request
                                   (at most 8; see :mod:`satchel.sync.resume`)
 
@@ -42,6 +43,7 @@ class Ref:
     version: int
     manifest: str
     versions: dict[int, str]
+    only: tuple[str, ...] | None = None  # a selective sync's selectors (None: every file)
 
 
 class LocalStore:
@@ -151,6 +153,15 @@ class LocalStore:
             self.root / "manifests" / check_chunk_id(manifest_id), data, durable=self.durable
         )
 
+    def manifest_ids(self) -> list[str]:
+        folder = self.root / "manifests"
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if len(p.name) == 64)
+
+    def delete_manifest(self, manifest_id: str) -> None:
+        (self.root / "manifests" / check_chunk_id(manifest_id)).unlink(missing_ok=True)
+
     def load_manifest(self, manifest_id: str) -> Manifest:
         """A stored manifest, re-checked against the pinned key (the disk is not trusted)."""
         data = self.manifest_bytes(manifest_id)
@@ -188,8 +199,18 @@ class LocalStore:
         raw = self._json(path)
         try:
             versions = {int(k): check_chunk_id(v) for k, v in raw["versions"].items()}
+            only = raw.get("only")
+            if only is not None and not (
+                isinstance(only, list) and all(isinstance(x, str) for x in only)
+            ):
+                raise TypeError("only")
             return Ref(
-                bundle, locale, int(raw["version"]), check_chunk_id(raw["manifest"]), versions
+                bundle,
+                locale,
+                int(raw["version"]),
+                check_chunk_id(raw["manifest"]),
+                versions,
+                tuple(only) if only is not None else None,
             )
         except (KeyError, ValueError, TypeError, AttributeError, FormatError):
             raise StoreError(
@@ -207,17 +228,39 @@ class LocalStore:
                         out.append(ref)
         return out
 
-    def switch(self, bundle: str, locale: str, version: int, manifest_id: str) -> Ref:
-        """Make ``version`` current; callers ensure every object it needs is stored."""
+    def switch(
+        self,
+        bundle: str,
+        locale: str,
+        version: int,
+        manifest_id: str,
+        *,
+        only: tuple[str, ...] | None = None,
+    ) -> Ref:
+        """Make ``version`` current; callers ensure every object it needs is stored.
+
+        ``only`` records a selective sync's selectors (None: the whole version is here).
+        """
         old = self.ref(bundle, locale)
         versions = dict(old.versions) if old else {}
         versions[version] = manifest_id
-        self._write_json(
-            self._ref_path(bundle, locale),
-            {
-                "version": version,
-                "manifest": manifest_id,
-                "versions": {str(k): v for k, v in sorted(versions.items())},
-            },
+        return self._write_ref(Ref(bundle, locale, version, manifest_id, versions, only))
+
+    def prune_versions(self, ref: Ref, kept: dict[int, str]) -> Ref:
+        """Forget versions of a line (their objects go at the next collection)."""
+        if ref.version not in kept:
+            raise StoreError("the current version cannot be pruned")
+        return self._write_ref(
+            Ref(ref.bundle, ref.locale, ref.version, ref.manifest, dict(kept), ref.only)
         )
-        return Ref(bundle, locale, version, manifest_id, versions)
+
+    def _write_ref(self, ref: Ref) -> Ref:
+        doc: dict[str, Any] = {
+            "version": ref.version,
+            "manifest": ref.manifest,
+            "versions": {str(k): v for k, v in sorted(ref.versions.items())},
+        }
+        if ref.only is not None:
+            doc["only"] = list(ref.only)
+        self._write_json(self._ref_path(ref.bundle, ref.locale), doc)
+        return ref

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from satchel.content.delta import DELTA_OF, decode_delta, object_ref
 from satchel.content.errors import (
@@ -32,7 +32,8 @@ from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import decode_object, object_dictionary, verify_object
 from satchel.content.signing import PublicKey
 
-from .delta import FileReader
+from .care import check_free_space
+from .delta import FileReader, first_places, path_index
 from .errors import TransportError
 from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
@@ -40,6 +41,7 @@ from .pack import HEAD_SIZE, PackReader
 from .plan import encode_want, missing
 from .receive import receive_frames, store_lookup
 from .resume import Budget, Partial, PartialStore, RetryPolicy, is_transient, keepable
+from .select import needed_objects, normalize, selected_files
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]
@@ -49,6 +51,10 @@ RetryNotice = Callable[[BaseException, int, float], None]
 """Called before each retry with (the error, retry number from 1, seconds it will wait)."""
 
 T = TypeVar("T")
+
+Only = Sequence[str] | Literal["keep", "all"]
+"""A sync's file selection: selectors (files, folders, lessons), "keep" the one the store's
+ref records (the default), or "all" files (widens a selective copy to the whole version)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +130,10 @@ class Updater:
         on_pin: Callable[[str, bool], None] | None = None,
         retry: RetryPolicy | None = None,
         on_retry: RetryNotice | None = None,
+        reserve: int | None = None,
     ) -> None:
         self.store = store
+        self.reserve = reserve  # bytes to leave free on the store's disk (None: no check)
         self.fetcher = fetcher
         self.trust = trust
         self.clock = clock
@@ -214,15 +222,54 @@ class Updater:
         self.store.save_manifest(entry.manifest, data)
         return manifest, True
 
-    def _base(self, current: Ref | None) -> Manifest | None:
-        """The held version to send deltas against: only if every object of it is here."""
+    def _held_manifest_id(self, current: Ref | None) -> str | None:
+        """The held version's manifest, if its bytes are here (a manifest delta needs them)."""
+        if current is None or self.store.manifest_bytes(current.manifest) is None:
+            return None
+        return current.manifest
+
+    def _base(
+        self, current: Ref | None, manifest: Manifest, need: Sequence[tuple[str, int]]
+    ) -> Manifest | None:
+        """The held version to send chunk deltas against, if this store can read them back.
+
+        A delta for a chunk is made against the file at the same path in the base, where the
+        chunk first appears in the new version (see :mod:`satchel.sync.delta`); so the base is
+        usable when each such file, and the base's dictionaries, are whole here. That is
+        always so for a whole copy; a selective copy holds only some files.
+        """
         if current is None:
             return None
         try:
             base = self.store.load_manifest(current.manifest)
         except SatchelError:
             return None
-        return None if missing(base.distinct_chunks(), self.store.objects) else base
+        objects = self.store.objects
+        if any(not objects.has(cid) for cid, _ in base.dictionaries):
+            return None
+        if not missing(base.distinct_chunks(), objects):
+            return base
+        places = first_places(manifest)
+        base_paths = path_index(base)
+        for cid, _ in need:
+            place = places.get(cid)
+            index = base_paths.get(place[0]) if place is not None else None
+            if index is not None and missing(base.files[index].chunks, objects):
+                return None
+        return base
+
+    def _selection(self, current: Ref | None, only: Only) -> tuple[tuple[str, ...] | None, bool]:
+        """(selectors or None for every file, whether they were given just now)."""
+        if only == "all":
+            return None, False
+        if only == "keep":
+            return (current.only if current is not None else None), False
+        return normalize(only), True
+
+    def _wanted(
+        self, manifest: Manifest, selection: tuple[str, ...] | None, strict: bool
+    ) -> list[tuple[str, int]]:
+        return needed_objects(manifest, selected_files(manifest, selection, strict=strict))
 
     # -- the workflow ------------------------------------------------------------------------
     def _with_retries(self, run: _Run, attempt: Callable[[], T]) -> T:
@@ -251,9 +298,18 @@ class Updater:
         )
         return entry, current
 
-    def _held_and_whole(self, entry: IndexEntry, current: Ref | None, *, commit: bool) -> bool:
-        """True when the store already holds the index's version, every object of it."""
-        if current is None or current.manifest != entry.manifest:
+    def _held_and_whole(
+        self,
+        entry: IndexEntry,
+        current: Ref | None,
+        selection: tuple[str, ...] | None,
+        strict: bool,
+        *,
+        commit: bool,
+    ) -> bool:
+        """True when the store holds the index's version, every object the selection needs,
+        and records that same selection."""
+        if current is None or current.manifest != entry.manifest or current.only != selection:
             return False
         if commit:
             # An index signed by a newly trusted key names the held manifest by hash, which
@@ -262,7 +318,7 @@ class Updater:
         held = self.store.load_manifest(entry.manifest)
         # Objects of the current version may have gone missing (e.g. fsck --repair): if so,
         # the sync goes on and fetches them.
-        return not missing(held.distinct_chunks(), self.store.objects)
+        return not missing(self._wanted(held, selection, strict), self.store.objects)
 
     def sync(
         self,
@@ -271,21 +327,24 @@ class Updater:
         *,
         progress: BytesProgress | None = None,
         max_bytes: int | None = None,
+        only: Only = "keep",
     ) -> SyncResult:
         """Update one line. With ``max_bytes``, stop once about that many bytes of object data
         (packs and ranges) have arrived: everything complete is kept, the version does not
-        switch, and the result says ``complete=False``; the next sync resumes."""
+        switch, and the result says ``complete=False``; the next sync resumes. ``only``
+        limits the files fetched (see :data:`Only`)."""
         check_bundle(bundle)
         check_locale(locale)
         self.meta_bytes = 0
         run = _Run(Budget(max_bytes))
-        return self._with_retries(run, lambda: self._sync_once(bundle, locale, run, progress))
+        return self._with_retries(run, lambda: self._sync_once(bundle, locale, run, progress, only))
 
     def _sync_once(
-        self, bundle: str, locale: str, run: _Run, progress: BytesProgress | None
+        self, bundle: str, locale: str, run: _Run, progress: BytesProgress | None, only: Only
     ) -> SyncResult:
         entry, current = self._target(bundle, locale)
         previous = current.version if current else None
+        selection, strict = self._selection(current, only)
 
         def result(complete: bool = True) -> SyncResult:
             return SyncResult(
@@ -302,32 +361,35 @@ class Updater:
                 run.retries,
             )
 
-        if self._held_and_whole(entry, current, commit=True):
+        if self._held_and_whole(entry, current, selection, strict, commit=True):
             self.store.mark_index_held()
             return result()
-        base = self._base(current)
-        base_id = current.manifest if base is not None and current is not None else None
-        manifest, fetched = self._manifest(entry, base_id)
+        manifest, fetched = self._manifest(entry, self._held_manifest_id(current))
         run.manifest_fetched = run.manifest_fetched or fetched
-        distinct = manifest.distinct_chunks()
-        self._finish_partials(manifest, run, progress)
-        need = missing(distinct, self.store.objects)
+        wanted = self._wanted(manifest, selection, strict)
+        self._finish_partials(manifest, wanted, run, progress)
+        need = missing(wanted, self.store.objects)
         if need and run.budget.spent:
             run.stopped = True
         elif need:
-            self._fetch_pack(manifest, entry, distinct, need, base, base_id, run, progress)
-        still = missing(distinct, self.store.objects)
+            if self.reserve is not None:
+                what = f"{bundle}/{locale} version {entry.version}"
+                check_free_space(self.store, sum(n for _, n in need), self.reserve, what)
+            base = self._base(current, manifest, need)
+            base_id = current.manifest if base is not None and current is not None else None
+            self._fetch_pack(manifest, entry, need, base, base_id, run, progress)
+        still = missing(wanted, self.store.objects)
         self._tidy_partials({cid for cid, _ in still})
         if still:
             if run.stopped:
                 return result(complete=False)
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
         self._commit_pin()
-        self.store.switch(bundle, locale, entry.version, entry.manifest)
+        self.store.switch(bundle, locale, entry.version, entry.manifest, only=selection)
         self.store.mark_index_held()
         return result()
 
-    def plan(self, bundle: str, locale: str) -> SyncPlan:
+    def plan(self, bundle: str, locale: str, *, only: Only = "keep") -> SyncPlan:
         """What :meth:`sync` would download, exactly, without downloading any object.
 
         The index and (if not cached) the manifest are fetched, verified and kept, as a sync
@@ -337,11 +399,12 @@ class Updater:
         check_locale(locale)
         self.meta_bytes = 0
         run = _Run(Budget(None))
-        return self._with_retries(run, lambda: self._plan_once(bundle, locale, run))
+        return self._with_retries(run, lambda: self._plan_once(bundle, locale, run, only))
 
-    def _plan_once(self, bundle: str, locale: str, run: _Run) -> SyncPlan:
+    def _plan_once(self, bundle: str, locale: str, run: _Run, only: Only) -> SyncPlan:
         entry, current = self._target(bundle, locale)
         previous = current.version if current else None
+        selection, strict = self._selection(current, only)
 
         def plan(
             route: str, objects: int = 0, size: int = 0, ranges: Sequence[Partial] = ()
@@ -360,18 +423,20 @@ class Updater:
                 run.manifest_fetched,
             )
 
-        if self._held_and_whole(entry, current, commit=False):  # a dry run changes no trust
+        # A dry run changes no trust.
+        if self._held_and_whole(entry, current, selection, strict, commit=False):
             return plan("none")
-        base = self._base(current)
-        base_id = current.manifest if base is not None and current is not None else None
-        manifest, fetched = self._manifest(entry, base_id)
+        manifest, fetched = self._manifest(entry, self._held_manifest_id(current))
         run.manifest_fetched = run.manifest_fetched or fetched
         distinct = manifest.distinct_chunks()
-        finishing = self._finishable_partials(manifest)
+        wanted = self._wanted(manifest, selection, strict)
+        finishing = self._finishable_partials(manifest, wanted)
         finished = {p.chunk_id for p in finishing}
-        need = [(cid, n) for cid, n in missing(distinct, self.store.objects) if cid not in finished]
+        need = [(cid, n) for cid, n in missing(wanted, self.store.objects) if cid not in finished]
         if not need:
             return plan("none", ranges=finishing)
+        base = self._base(current, manifest, need)
+        base_id = current.manifest if base is not None and current is not None else None
         if self._static_route(entry, distinct, need, base, base_id):
             assert base_id is not None
             try:
@@ -384,9 +449,11 @@ class Updater:
         return plan("dynamic", len(need), size, finishing)
 
     # -- partly received objects -------------------------------------------------------------
-    def _finishable_partials(self, manifest: Manifest) -> list[Partial]:
+    def _finishable_partials(
+        self, manifest: Manifest, wanted: Sequence[tuple[str, int]]
+    ) -> list[Partial]:
         """Partials worth a Range request now; drops those the target version does not need."""
-        lengths = dict(manifest.distinct_chunks())
+        lengths = dict(wanted)
         objects = self.store.objects
         out = []
         for partial in self.partials.load():
@@ -400,12 +467,16 @@ class Updater:
         return out
 
     def _finish_partials(
-        self, manifest: Manifest, run: _Run, progress: BytesProgress | None
+        self,
+        manifest: Manifest,
+        wanted: Sequence[tuple[str, int]],
+        run: _Run,
+        progress: BytesProgress | None,
     ) -> None:
         """Complete each kept partial object with one Range request, verify it, store it."""
-        lengths = dict(manifest.distinct_chunks())
+        lengths = dict(wanted)
         lookup = store_lookup(self.store.objects, dict(manifest.dictionaries))
-        for partial in self._finishable_partials(manifest):
+        for partial in self._finishable_partials(manifest, wanted):
             left = run.budget.left
             if left == 0:
                 run.stopped = True
@@ -505,7 +576,6 @@ class Updater:
         self,
         manifest: Manifest,
         entry: IndexEntry,
-        distinct: list[tuple[str, int]],
         need: list[tuple[str, int]],
         base: Manifest | None,
         base_id: str | None,
@@ -513,6 +583,7 @@ class Updater:
         progress: BytesProgress | None,
     ) -> None:
         expected = dict(need)
+        distinct = manifest.distinct_chunks()  # want bitmaps are over all of the manifest's
         response: PackResponse | None = None
         if self._static_route(entry, distinct, need, base, base_id):
             assert base_id is not None

@@ -179,6 +179,7 @@ class PackCall:
     want: bytes
     plan: list[tuple[str, int]]
     body: bytes
+    base: str | None = None  # the held version named for deltas, if any
 
     @property
     def objects(self) -> int:
@@ -250,7 +251,7 @@ class RepoFetcher:
             request["base"] = base
         plan = self.repo.pack_plan(request)
         body = b"".join(self.repo.pack_response(request)[0])
-        return self._respond(manifest_id, want, plan, body)
+        return self._respond(manifest_id, want, plan, body, request.get("base"))
 
     def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
         if not self.deltas:
@@ -293,11 +294,16 @@ class RepoFetcher:
             yield body[start : start + self.piece_size]
 
     def _respond(
-        self, manifest_id: str, want: bytes, plan: list[tuple[str, int]], body: bytes
+        self,
+        manifest_id: str,
+        want: bytes,
+        plan: list[tuple[str, int]],
+        body: bytes,
+        base: str | None = None,
     ) -> PackResponse:
         if self.pack_rewrite is not None:
             body = self.pack_rewrite(body)
-        self.pack_calls.append(PackCall(manifest_id, want, plan, body))
+        self.pack_calls.append(PackCall(manifest_id, want, plan, body, base))
         return PackResponse(len(body), self._pieces(body))
 
     def _pieces(self, body: bytes) -> Iterator[bytes]:
