@@ -746,11 +746,12 @@ def status(
             )
         pending, update = cost(line)
         if pending is not None:
-            price = (
-                f", update costs {update:,} bytes"
-                if update is not None
-                else ", update cost unknown offline (status --server URL tells)"
-            )
+            if update is None:
+                price = ", update cost unknown offline (status --server URL tells)"
+            elif (line.bundle, line.locale) in exact:
+                price = f", update costs {update:,} bytes"
+            else:  # chunk bytes before compression: what it costs at most
+                price = f", update needs at most {update:,} bytes"
             state += f"; version {pending} pending{price}"
         typer.echo(
             f"{line.bundle}/{line.locale} version {line.version} (kept: {kept}):"
