@@ -145,10 +145,16 @@ def main() -> None:
         usb_rows.append(usb)
         relay_rows.append(relay)
         print(f"{name}: done", file=sys.stderr)
-    print("USB sticks (bytes on the stick; v1 = old tree, v2 = new tree)\n")
+    print("USB sticks (bytes on the stick; old and new: the corpus pair)\n")
     print(
         table(
-            ["course", "tar|zstd -19 of v1", "stick with v1", "refresh to v2 adds", "v2 --since 1"],
+            [
+                "course",
+                "tar|zstd -19 of old",
+                "stick with old",
+                "refresh to new adds",
+                "new --since old",
+            ],
             usb_rows,
         )
     )
@@ -158,10 +164,10 @@ def main() -> None:
             [
                 "course",
                 "laptops",
-                "origin → relay v1",
-                "relay → laptops v1",
-                "origin → relay v1→v2",
-                "relay → laptops v1→v2",
+                "origin → relay, old",
+                "relay → laptops, old",
+                "origin → relay, old→new",
+                "relay → laptops, old→new",
                 "origin bytes while laptops synced",
             ],
             relay_rows,
