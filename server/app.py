@@ -146,10 +146,12 @@ def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) 
     async def principal(request: Request) -> Principal:
         address = request.client.host if request.client else "unknown"
         limiter.check(address)  # an address that keeps guessing is refused before a lookup
+        token = _bearer(request)
         try:
-            return await run_in_threadpool(repo.authenticate, _bearer(request))
+            return await run_in_threadpool(repo.authenticate, token)
         except AuthError:
-            limiter.failure(address)
+            if token:  # a wrong guess; a request with no token at all guesses nothing
+                limiter.failure(address)
             raise
 
     @app.get("/healthz")
