@@ -359,6 +359,18 @@ def test_publish_signs_the_structure_and_the_catalog_shows_it(tmp_path: Path) ->
     m = repo.manifest(line["versions"][0]["manifest"])
     assert m.meta is not None and m.meta.locale == "uk" and m.meta.subject == "Maths"
     assert [lesson.title for lesson in m.lessons] == ["Decimals and money", "Fractions"]
-    # The server refuses a draft whose lesson names a file it does not list.
+    # satchel.toml names its locale: publishing it as another is a mistake worth a stop.
     with pytest.raises(UsageError, match="says locale"):
         repo.publish_folder(root, bundle="numbers", locale="en", title="x")
+
+
+def test_server_refuses_a_draft_whose_lessons_lie(tmp_path: Path) -> None:
+    from satchel.content import canonical
+
+    repo = Repository(tmp_path / "srv", store=MemoryChunkStore())
+    who = repo.authenticate(repo.create_token("admin"))
+    draft = ManifestDraft("T", ChunkerParams(), manifest().files).to_json()
+    draft["lessons"] = [{"title": "x", "entry": "a/index.html", "paths": ["a/index.html", "z"]}]
+    with pytest.raises(FormatError, match="not a file of this version"):
+        repo.begin(who, "course", "en", canonical.encode(draft))
+    assert repo.catalog() == []
