@@ -277,6 +277,13 @@ def publish(
         str | None,
         typer.Option(help="Publish a locale variant of this locale's line (shares its files)."),
     ] = None,
+    base_version: Annotated[
+        int | None,
+        typer.Option(
+            help="With --from-locale: the base version this translation is now up to date"
+            " with (default: what the variant said before; a new variant: the latest)."
+        ),
+    ] = None,
 ) -> None:
     """Publish a folder as a new version; uploads only chunks the server lacks."""
     run(lambda: (check_bundle(bundle), check_locale(locale)))
@@ -295,6 +302,7 @@ def publish(
                 notes=notes,
                 progress=bar,
                 from_locale=from_locale,
+                base_version=base_version,
             )
         )
     err.print(

@@ -266,7 +266,12 @@ class HttpClient:
 
     # -- PublishTarget ---------------------------------------------------------------------
     def begin(
-        self, bundle: str, locale: str, draft: bytes, from_locale: str | None = None
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> BeginResponse:
         # The draft is mostly hex chunk ids and paths: as a zstd object it is a third the size,
         # which is what a teacher's 64 kbit/s uplink notices.
@@ -275,7 +280,11 @@ class HttpClient:
         request = self.http.build_request(
             "POST",
             f"/v1/publish/{bundle}/{locale}",
-            params={"from_locale": from_locale} if from_locale else None,
+            params={
+                k: v
+                for k, v in (("from_locale", from_locale), ("base_version", base_version))
+                if v is not None
+            },
             content=body,
             headers={"Content-Type": OBJECT_MEDIA_TYPE},
         )

@@ -226,12 +226,27 @@ def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) 
         locale: str,
         request: Request,
         from_locale: str | None = Query(None, description="Publish a variant of this locale"),
+        base_version: str | None = Query(
+            None, description="The base version the variant is made from"
+        ),
     ) -> dict[str, object]:
         who = await principal(request)
+        if base_version is not None and not (
+            base_version.isascii() and base_version.isdigit() and len(base_version) <= 9
+        ):
+            raise UsageError("base_version must be a version number")
         draft = await _read_body(request, MAX_MANIFEST_BYTES)
         if request.headers.get("content-type", "").startswith(OBJECT_MEDIA_TYPE):
             draft = await run_in_threadpool(_unwrap_object, draft, MAX_MANIFEST_BYTES)
-        resp = await run_in_threadpool(repo.begin, who, bundle, locale, draft, from_locale)
+        resp = await run_in_threadpool(
+            repo.begin,
+            who,
+            bundle,
+            locale,
+            draft,
+            from_locale,
+            int(base_version) if base_version is not None else None,
+        )
         return {
             "upload": resp.upload_id,
             "want": base64.b64encode(resp.want).decode("ascii"),

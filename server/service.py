@@ -581,14 +581,23 @@ class Repository:
         locale: str,
         draft_bytes: bytes,
         from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> BeginResponse:
         """Start a publish; with ``from_locale``, of a locale variant of that base line.
 
-        A variant records the base line's latest version now as the one it was made from.
+        A variant records the base version it was made from: ``base_version`` when given
+        (the curator says "I have caught up with en v3"), else the one its previous version
+        recorded, else (a new variant) the base's latest. Republishing a variant therefore
+        does not hide stale files; catching up is a statement, not a side effect.
         """
         check_bundle(bundle)
         check_locale(locale)
-        base_version = self.authorize_publish(who, bundle, locale, from_locale)
+        base_latest = self.authorize_publish(who, bundle, locale, from_locale)
+        if base_latest is None:
+            if base_version is not None:
+                raise UsageError("a base version goes with --from-locale (a variant publish)")
+        else:
+            base_version = self._variant_base(bundle, locale, base_latest, base_version)
         draft = ManifestDraft.from_json(
             canonical.decode(draft_bytes, what="manifest draft", max_bytes=MAX_MANIFEST_BYTES)
         )
@@ -618,6 +627,26 @@ class Repository:
         if line is not None and line.dictionary_id and line.dictionary_length:
             dictionary = (line.dictionary_id, line.dictionary_length)
         return BeginResponse(upload_id=upload_id, want=want, dictionary=dictionary)
+
+    def _variant_base(
+        self, bundle: str, locale: str, base_latest: int, requested: int | None
+    ) -> int:
+        if requested is not None:
+            if type(requested) is not int or not 1 <= requested <= base_latest:
+                raise UsageError(
+                    f"base version must be 1..{base_latest} (the base's published versions)"
+                )
+            return requested
+        with self._session() as s:
+            line = s.get(Line, (bundle, locale))
+            previous = (
+                s.get(Version, (bundle, locale, line.latest_version))
+                if line is not None and line.latest_version > 0
+                else None
+            )
+        if previous is not None and previous.base_version is not None:
+            return previous.base_version
+        return base_latest
 
     def _upload(self, who: Principal, upload_id: str) -> tuple[Upload, ManifestDraft]:
         with self._session() as s:
@@ -738,6 +767,7 @@ class Repository:
         title: str,
         notes: str = "",
         from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> int:
         """Publish a local folder in-process (used for the sample bundle and by tests)."""
         token = self.create_token("admin", label="in-process publish")
@@ -751,6 +781,7 @@ class Repository:
                 title=title,
                 notes=notes,
                 from_locale=from_locale,
+                base_version=base_version,
             )
             .version
         )
@@ -929,9 +960,14 @@ class LocalTarget:
         self.who = who
 
     def begin(
-        self, bundle: str, locale: str, draft: bytes, from_locale: str | None = None
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> BeginResponse:
-        return self.repo.begin(self.who, bundle, locale, draft, from_locale)
+        return self.repo.begin(self.who, bundle, locale, draft, from_locale, base_version)
 
     def fetch_object(self, cid: str) -> bytes:
         return self.repo.get_object(cid)

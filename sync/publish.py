@@ -106,9 +106,15 @@ class PublishTarget(Protocol):
     """Where a publisher sends a version (HTTP in satchel.clients.http; in-memory in tests)."""
 
     def begin(
-        self, bundle: str, locale: str, draft: bytes, from_locale: str | None = None
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> BeginResponse:
-        """``from_locale``: publish a locale variant of the line (bundle, from_locale)."""
+        """``from_locale``: publish a locale variant of the line (bundle, from_locale),
+        made from its version ``base_version`` (default: what the variant last said)."""
         ...
 
     def fetch_object(self, cid: str) -> bytes: ...
@@ -201,6 +207,7 @@ class Publisher:
         notes: str = "",
         progress: Progress | None = None,
         from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> PublishResult:
         check_bundle(bundle)
         check_locale(locale)
@@ -218,8 +225,8 @@ class Publisher:
         draft = canonical.encode(scan.draft.to_json())
         begin = (
             self.target.begin(bundle, locale, draft)
-            if from_locale is None
-            else self.target.begin(bundle, locale, draft, from_locale)
+            if from_locale is None and base_version is None
+            else self.target.begin(bundle, locale, draft, from_locale, base_version)
         )
         wanted = decode_want(distinct, begin.want)
         dictionary = self._dictionary(scan, wanted, begin.dictionary)
