@@ -1,8 +1,9 @@
 """Selective sync: which files, and so which objects, a partial copy of a version needs.
 
 A laptop with a small disk keeps only some lessons (``satchel sync --only PATH``). A selector
-names a file, a folder (every file under it), or a lesson from the version's table of
-contents (by title or entry file, when the manifest carries one). The selection is kept
+names a lesson from the version's signed table of contents (by title, entry file, the entry's
+folder or number: every file the lesson needs, media included), else a file or a folder
+(every file under it). The selection is kept
 with the version's ref, so later syncs keep it, and widening it fetches only the rest.
 """
 
@@ -11,11 +12,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from satchel.content.errors import UsageError
+from satchel.content.lessons import Lesson, structure
 from satchel.content.manifest import FileEntry, Manifest
 
 
-def _lesson_prefixes(manifest: Manifest, selector: str) -> Sequence[str] | None:
-    """The path prefixes of the lesson ``selector`` names, if the manifest has lessons."""
+def _lesson_paths(
+    lessons: Sequence[Lesson], selector: str, manifest: Manifest
+) -> Sequence[str] | None:
+    """Every path of the lesson ``selector`` names: by title, entry file, the entry's folder,
+    or its number in the table of contents (only when no file or folder has that name)."""
+    for lesson in lessons:
+        folder = lesson.entry.rsplit("/", 1)[0] if "/" in lesson.entry else None
+        if selector in (lesson.title, lesson.entry):
+            return lesson.paths
+        if selector == folder:  # the folder's files, and what the lesson needs beyond it
+            return (*lesson.paths, folder)
+    numbered = selector.isdigit() and 1 <= int(selector) <= len(lessons)
+    if numbered and not any(_matches(f.path, selector) for f in manifest.files):
+        return lessons[int(selector) - 1].paths
     return None
 
 
@@ -47,15 +61,16 @@ def selected_files(
     """
     if selectors is None:
         return list(manifest.files)
+    lessons = structure(manifest).lessons
     prefixes: list[str] = []
     for selector in selectors:
-        lesson = _lesson_prefixes(manifest, selector)
+        lesson = _lesson_paths(lessons, selector, manifest)
         found = list(lesson) if lesson else [selector]
         if strict and not any(_matches(f.path, p) for f in manifest.files for p in found):
             raise UsageError(
                 f"--only {selector!r} matches no file, folder or lesson of"
                 f" {manifest.bundle}/{manifest.locale} version {manifest.version}"
-                f" (top-level entries: {_top_level(manifest)})"
+                f" (lessons 1-{len(lessons)}; top-level entries: {_top_level(manifest)})"
             )
         prefixes.extend(found)
     return [f for f in manifest.files if any(_matches(f.path, p) for p in prefixes)]

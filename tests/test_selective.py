@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from satchel.content.errors import UsageError
+from satchel.content.lessons import structure
 from satchel.content.manifest import Manifest
 from satchel.server.service import Repository
 from satchel.sync.checkout import checkout
@@ -172,6 +173,27 @@ def test_status_shows_what_is_not_on_the_laptop(repo: Repository, tmp_path: Path
     )
 
 
+def test_a_lesson_selector_brings_everything_the_lesson_needs(
+    repo: Repository, tmp_path: Path
+) -> None:
+    files = course()
+    files["satchel.toml"] = (
+        b'[[lessons]]\ntitle = "Lesson A"\nentry = "lessons/a/index.html"\n'
+        b'include = ["media/figure.bin"]\n\n'
+        b'[[lessons]]\ntitle = "Lesson B"\nentry = "lessons/b/index.html"\n'
+    )
+    publish(repo, write_tree(tmp_path / "src", files))
+    manifest = served_manifest(repo)
+    by = lambda *sel: sorted(f.path for f in selected_files(manifest, normalize(sel)))  # noqa: E731
+    assert by("Lesson A") == ["lessons/a/index.html", "media/figure.bin"]
+    assert by("1") == by("Lesson A") == by("lessons/a/index.html") == by("lessons/a")
+    assert by("2") == ["lessons/b/index.html"]  # as satchel.toml declares it
+    assert by("lessons/b") == ["lessons/b/figure.bin", "lessons/b/index.html"]  # + its folder
+    store = LocalStore(tmp_path / "s", durable=False)
+    Updater(store, RepoFetcher(repo)).sync("course", "en", only=["Lesson A"])
+    assert store_status(store).lines[0].files_here == 3  # + the empty file
+
+
 # -- the CLI over a real server -----------------------------------------------------------------
 def test_cli_only_all_status_and_checkout(tmp_path: Path) -> None:
     files = course(4)
@@ -213,28 +235,33 @@ def test_cli_only_all_status_and_checkout(tmp_path: Path) -> None:
 @pytest.mark.corpus
 @needs_corpus
 def test_corpus_three_lessons_then_widen(tmp_path: Path) -> None:
-    """intro-stats v2: three modules (lessons) fetch only their data; three more only theirs."""
+    """intro-stats v2: three lessons (modules with their figures) fetch only their data;
+    three more lessons fetch only theirs."""
     repo = make_repository(tmp_path / "srv")
     tree = CORPUS / "intro-stats" / "v2"
     publish(repo, tree, bundle="intro-stats")
-    modules = sorted(p.name for p in (tree / "modules").iterdir())
+    lessons = structure(served_manifest(repo, "intro-stats")).lessons
+    assert len(lessons) == 102
     store = LocalStore(tmp_path / "s", durable=False)
     fetcher = RepoFetcher(repo)
-    first3 = [f"modules/{m}" for m in modules[:3]]
+    first3 = [lesson.title for lesson in lessons[:3]]
     got = Updater(store, fetcher).sync("intro-stats", "en", only=first3)
     ref = store.ref("intro-stats", "en")
     assert ref is not None
     manifest = store.load_manifest(ref.manifest)
-    need = needed_objects(manifest, selected_files(manifest, ref.only))
+    chosen = selected_files(manifest, ref.only)
+    assert {f.path for f in chosen} == {p for lesson in lessons[:3] for p in lesson.paths}
+    assert any(f.path.startswith("media/") for f in chosen)  # their figures come along
+    need = needed_objects(manifest, chosen)
     assert got.objects_fetched == len(need)
     assert got.pack_bytes == expected_pack(repo, manifest, need)
     everything = pack_length(len(repo.store.get(c)) for c, _ in manifest.distinct_chunks())
-    assert got.pack_bytes < everything / 20  # three of 102 modules, no media
+    assert got.pack_bytes < everything / 10  # three of 102 lessons
     out = checkout_dir(store, manifest, ref.only, tmp_path / "out")
-    for rel in (f.path for f in selected_files(manifest, ref.only)):
-        assert (out / rel).read_bytes() == (tree / rel).read_bytes()
+    for entry in chosen:
+        assert (out / entry.path).read_bytes() == (tree / entry.path).read_bytes()
     held = set(store.objects)
-    six = first3 + [f"modules/{m}" for m in modules[3:6]]
+    six = first3 + [lesson.title for lesson in lessons[3:6]]
     wider = Updater(store, fetcher).sync("intro-stats", "en", only=six)
     need2 = [
         (c, n)
