@@ -32,11 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from satchel.content.errors import (
     ContentError,
+    FormatError,
     NotFoundError,
     SatchelError,
     StoreError,
@@ -47,6 +47,7 @@ from satchel.content.names import check_bundle, check_locale
 from satchel.content.render_cnxml import (
     Kind,
     Rendered,
+    Resolver,
     Target,
     TocNode,
     document_title,
@@ -453,7 +454,7 @@ def create_app(store: LocalStore) -> ASGIApp:
             crumbs=_crumbs(line),
         )
 
-    def resolver(line: Line, doc_path: str) -> Any:
+    def resolver(line: Line, doc_path: str) -> Resolver:
         def resolve(ref: str, kind: Kind) -> Target:
             ref = ref.strip()
             if not ref or len(ref) > 2000:
@@ -498,11 +499,21 @@ def create_app(store: LocalStore) -> ASGIApp:
         lower = path.lower()
         resolve = resolver(line, path)
         rendered: Rendered | None = None
-        if lower.endswith(".cnxml"):
-            rendered = render_cnxml(sf.read(PAGE_LIMIT), resolve)
-        elif lower.endswith((".md", ".markdown")):
-            rendered = render_markdown(sf.read(PAGE_LIMIT).decode("utf-8", "replace"), resolve)
         raw = line.file_url(path)
+        if lower.endswith(RENDERED):
+            data = sf.read(PAGE_LIMIT)  # verified: a bad chunk is a 500, not a render error
+            try:
+                if lower.endswith(".cnxml"):
+                    rendered = render_cnxml(data, resolve)
+                else:
+                    rendered = render_markdown(data.decode("utf-8", "replace"), resolve)
+            except FormatError as exc:
+                body = (
+                    f'<div class="error" role="alert"><h1>This lesson cannot be shown as a page'
+                    f'</h1><p>{h(exc)}</p><p><a href="{h(raw)}">Open the file as it is</a>'
+                    "</p></div>"
+                )
+                return page(path, body, lang=line.ref.locale, crumbs=_crumbs(line), status=422)
         if rendered is None:
             mt = sf.entry.media_type
             if lower.endswith((".html", ".htm")):
