@@ -10,6 +10,7 @@ well: YAML front matter (``title:``) and pandoc image attributes (``{alt='...'}`
 
 from __future__ import annotations
 
+import html
 import re
 
 from markdown_it import MarkdownIt
@@ -109,4 +110,7 @@ def render_markdown(text: str, resolve: Resolver) -> Rendered:
     _rewrite(tokens, resolve)
     _fix_closers(tokens)
     body = _md.renderer.render(tokens, _md.options, {})
-    return Rendered(markdown_title(text) or "", body)
+    title = markdown_title(text) or ""
+    if _FRONT.match(text) and title:  # the front matter's title is not in the body: show it
+        body = f"<h1>{html.escape(title)}</h1>\n{body}"
+    return Rendered(title, body)

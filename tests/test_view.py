@@ -5,6 +5,7 @@ real viewer process that keeps answering while a sync switches versions."""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import random
 import re
@@ -176,6 +177,7 @@ def test_spanish_lesson_has_lang_and_a_way_back(client: TestClient) -> None:
 def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestClient) -> None:
     r = client.get(f"{EN}/current/page/episodes/01-intro.md")
     assert r.status_code == 200
+    assert "<h1>Introducing the Shell</h1>" in r.text  # from the front matter
     assert '<img src="/b/course/en/1/file/episodes/fig/shell.png" alt="A shell window"' in r.text
     assert f'<a href="{EN}/current/page/README.md">start</a>' in r.text
     assert f'<a href="{EN}/1/file/media/clip.mp4">the clip</a>' in r.text
@@ -530,3 +532,71 @@ def test_viewer_keeps_serving_whole_versions_while_a_sync_switches(tmp_path: Pat
             proc.wait(10)
             log.close()
             shutil.rmtree(tmp_path / "v1", ignore_errors=True)
+
+
+# -- the real corpus -----------------------------------------------------------------------------
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+def _intro_stats_slice(root: Path, chapters: int) -> dict[str, bytes]:
+    """The collection, the modules of its first chapters and every media file they name."""
+    coll = next((root / "collections").glob("*.collection.xml"))
+    _title, nodes = parse_collection(coll.read_bytes())
+    modules = [m for node in nodes[: chapters + 1] for m in node.modules()]
+    files = {f"collections/{coll.name}": coll.read_bytes()}
+    for m in modules:
+        data = (root / "modules" / m / "index.cnxml").read_bytes()
+        files[f"modules/{m}/index.cnxml"] = data
+        for src in re.findall(rb'src="\.\./\.\./media/([^"]+)"', data):
+            name = src.decode()
+            files[f"media/{name}"] = (root / "media" / name).read_bytes()
+    return files
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(
+    not (CORPUS / "intro-stats" / "v2").is_dir() or not (CORPUS / "shell-novice" / "v2").is_dir(),
+    reason=f"shared corpus not found at {CORPUS} (needs intro-stats/v2 and shell-novice/v2)",
+)
+def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path) -> None:
+    stats = _intro_stats_slice(CORPUS / "intro-stats" / "v2", chapters=1)
+    shell_root = CORPUS / "shell-novice" / "v2"
+    shell = {
+        p.relative_to(shell_root).as_posix(): p.read_bytes()
+        for p in sorted(shell_root.rglob("*"))
+        if p.is_file()
+        and (p.name in ("config.yaml", "index.md") or p.parts[-2] in ("episodes", "fig"))
+    }
+    publish(repo, write_tree(tmp_path / "stats", stats), bundle="intro-stats", title="Stats")
+    publish(repo, write_tree(tmp_path / "shell", shell), bundle="shell-novice", title="Shell")
+    store = LocalStore(tmp_path / "store", durable=False)
+    for bundle in ("intro-stats", "shell-novice"):
+        Updater(store, RepoFetcher(repo)).sync(bundle, "en")
+    client = TestClient(create_app(store))
+    catalog = client.get("/").text
+    assert "Stats" in catalog and "Shell" in catalog
+
+    checked_images = 0
+    for bundle, files in (("intro-stats", stats), ("shell-novice", shell)):
+        toc = client.get(f"/b/{bundle}/en/")
+        assert toc.status_code == 200
+        contents = toc.text.split("<details>")[0]  # the lessons, before the list of all files
+        lessons = re.findall(rf'href="(/b/{bundle}/en/current/page/[^"]+)"', contents)
+        documents = [p for p in files if p.endswith((".cnxml", ".md"))]
+        assert len(set(lessons)) == len(documents)
+        for url in sorted(set(lessons)):
+            page = client.get(url)
+            assert page.status_code == 200, url
+            assert "image not available" not in page.text, url
+            for src in re.findall(r'<img src="([^"]+)"', page.text):
+                img = client.get(html.unescape(src))
+                assert img.status_code == 200 and img.headers["content-type"].startswith("image/")
+                path = unquote(src.split("/file/", 1)[1])
+                assert img.content == files[path], path
+                checked_images += 1
+    assert checked_images >= 20
+    first = client.get("/b/intro-stats/en/").text
+    assert "Sampling and Data" in first  # chapter title from the collection
+    assert "Definitions of Statistics, Probability, and Key Terms" in first  # module title
+    episodes = client.get("/b/shell-novice/en/").text
+    assert episodes.index("Introducing the Shell") < episodes.index("Navigating Files")
