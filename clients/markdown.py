@@ -15,7 +15,7 @@ import re
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from satchel.content.render_cnxml import Rendered, Resolver
+from satchel.content.render_cnxml import Rendered, Resolver, unavailable
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
 _TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.M)
@@ -81,7 +81,7 @@ def _rewrite(tokens: list[Token], resolve: Resolver) -> None:
             target = resolve(src, "image")
             alt_text = "".join(c.content for c in tok.children or []) or src
             if target.url is None or target.external:
-                label = "external image" if target.external else "image not available"
+                label = unavailable(target)
                 tok.type = "text"
                 tok.tag = ""
                 tok.children = None

@@ -42,6 +42,7 @@ from satchel.content.errors import (
     StoreError,
     UsageError,
 )
+from satchel.content.lessons import Lesson
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.render_cnxml import (
@@ -88,10 +89,16 @@ VERIFY_BEFORE_SENDING = 4 * 1024 * 1024  # up to this, a bad chunk still gets an
 RENDERED = (".md", ".markdown", ".cnxml")
 DOCUMENTS = (*RENDERED, ".html", ".htm")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_ENTITY = re.compile(r"&(#[0-9]{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
 
 
 def h(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def shown(title: str) -> str:
+    """A lesson title for display: derived titles may still carry XML entities (``&amp;``)."""
+    return html.unescape(title) if _ENTITY.search(title) else title
 
 
 def url_path(path: str) -> str:
@@ -131,6 +138,12 @@ class Line:
 
     def page_url(self, path: str, rev: str = "current") -> str:
         return f"{self.base}/{rev}/page/{url_path(path)}"
+
+    def doc_url(self, path: str) -> str:
+        """Where a lesson is read: rendered, or an HTML page as it is."""
+        if path.lower().endswith((".html", ".htm")):
+            return f"{self.base}/current/file/{url_path(path)}"
+        return self.page_url(path)
 
     def file_url(self, path: str) -> str:
         # Pinned to the version: a page's images come from the version of its text.
@@ -226,8 +239,13 @@ class Viewer:
 
     # -- table of contents -----------------------------------------------------------------
     def toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
-        """Sections of (heading, items): the collection's chapters when the bundle has one,
-        the lesson's episode order when it has one, then every other document."""
+        """Sections of (heading, items), then every other document under "Other pages".
+
+        The signed lesson structure comes first when the manifest has one (the publisher's
+        ``satchel.toml`` or its layout rule), grouped under the chapters of an OpenStax
+        collection when there is one. Manifests without it fall back to the collection's
+        chapters and a Carpentries ``config.yaml`` episode list.
+        """
         store = self.store.objects
         docs = [f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)]
         by_path = {f.path: f for f in docs}
@@ -240,15 +258,11 @@ class Viewer:
             return TocItem(self.title(line, entry) or fallback, path, present)
 
         sections: list[tuple[str, list[TocItem]]] = []
-        for coll in [f for f in line.manifest.files if f.path.endswith(".collection.xml")][:4]:
-            sf = StoredFile(coll, store, line.manifest)
-            if not sf.is_complete() or coll.size > PAGE_LIMIT:
-                continue
-            try:
-                book, nodes = parse_collection(sf.read())
-            except ContentError:
-                continue
-            folder = posixpath.dirname(posixpath.dirname(coll.path))
+        collections = self._collections(line)
+        if line.manifest.lessons:
+            heading = collections[0][1] if collections and collections[0][1] else "Lessons"
+            sections.append((heading, self._lessons(line, collections, used)))
+        for folder, book, nodes in collections if not line.manifest.lessons else ():
 
             def convert(node: TocNode, folder: str) -> TocItem | None:
                 if node.module is not None:
@@ -260,9 +274,9 @@ class Viewer:
                 return TocItem(node.title or "Chapter", None, all(k.present for k in kids), kids)
 
             items = [i for i in (convert(n, folder) for n in nodes) if i is not None]
-            sections.append((book or coll.path, items))
+            sections.append((book or "Book", items))
         config = find_file(line.manifest, "config.yaml")
-        if config is not None and config.size < 256 * 1024:
+        if not line.manifest.lessons and config is not None and config.size < 256 * 1024:
             sf = StoredFile(config, store, line.manifest)
             if sf.is_complete():
                 episodes = _episodes(sf.read().decode("utf-8", "replace"))
@@ -278,6 +292,75 @@ class Viewer:
         if rest:
             sections.append(("Other pages" if sections else "Pages", rest))
         return sections
+
+    def _collections(self, line: Line) -> list[tuple[str, str, tuple[TocNode, ...]]]:
+        """(bundle folder, book title, chapters) of each readable ``*.collection.xml``."""
+        out = []
+        for coll in [f for f in line.manifest.files if f.path.endswith(".collection.xml")][:4]:
+            sf = StoredFile(coll, self.store.objects, line.manifest)
+            if not sf.is_complete() or coll.size > PAGE_LIMIT:
+                continue
+            try:
+                book, nodes = parse_collection(sf.read())
+            except ContentError:
+                continue  # a broken collection only costs the chapter headings
+            out.append((posixpath.dirname(posixpath.dirname(coll.path)), book, nodes))
+        return out
+
+    def _lessons(
+        self,
+        line: Line,
+        collections: list[tuple[str, str, tuple[TocNode, ...]]],
+        used: set[str],
+    ) -> list[TocItem]:
+        """The signed lessons in order; a lesson is on the laptop when every file it needs is."""
+        chapter_of: dict[str, str] = {}
+        for folder, _book, nodes in collections:
+            for node in nodes:
+                if node.module is None:
+                    for module in node.modules():
+                        path = posixpath.join(folder, "modules", module, "index.cnxml")
+                        chapter_of.setdefault(path, node.title or "Chapter")
+        items: list[TocItem] = []
+        group: list[TocItem] = []
+        chapter: str | None = None
+
+        def flush() -> None:
+            if chapter is not None and group:
+                kids = tuple(group)
+                items.append(TocItem(chapter, None, all(k.present for k in kids), kids))
+            group.clear()
+
+        for lesson in line.manifest.lessons:
+            used.add(lesson.entry)
+            present = True
+            for path in lesson.paths:
+                entry = find_file(line.manifest, path)
+                if entry is None or missing_chunks(entry, self.store.objects):
+                    present = False
+                    break
+            # Titles derived from XML/HTML may arrive with their entities still escaped.
+            it = TocItem(shown(lesson.title), lesson.entry, present)
+            where = chapter_of.get(lesson.entry)
+            if where != chapter:
+                flush()
+                chapter = where
+            if chapter is None:
+                items.append(it)
+            else:
+                group.append(it)
+        flush()
+        return items
+
+    def neighbours(self, line: Line, path: str) -> tuple[Lesson | None, Lesson | None]:
+        """The lessons before and after ``path`` in the signed order (None at the ends)."""
+        lessons = line.manifest.lessons
+        for i, lesson in enumerate(lessons):
+            if lesson.entry == path:
+                before = lessons[i - 1] if i > 0 else None
+                after = lessons[i + 1] if i + 1 < len(lessons) else None
+                return before, after
+        return None, None
 
 
 def _episodes(config: str) -> list[str]:
@@ -326,6 +409,8 @@ pre { overflow-x: auto; background: #f4f4f4; padding: .5rem; }
 .absent::after { content: " — not on this laptop"; }
 .error { border: 2px solid #b00020; padding: 1rem; }
 ol.toc ol { padding-left: 1.25rem; }
+.pager { display: flex; justify-content: space-between; gap: 1rem; margin: 2rem 0 1rem;
+  border-top: 1px solid #d0d7e0; padding-top: 1rem; }
 .meta { color: var(--muted); font-size: .9em; }
 @media (max-width: 700px) { body { font-size: 16px; } main { padding: .5rem; } }
 """
@@ -348,6 +433,25 @@ def page(
 def error_page(status: int, heading: str, message: str) -> Response:
     body = f'<div class="error" role="alert"><h1>{h(heading)}</h1><p>{h(message)}</p></div>'
     return page(heading, body, status=status)
+
+
+def tracks(line: Line, video: str) -> str:
+    """<track> elements for the video's subtitle files beside it: ``clip.vtt`` (the line's
+    own locale) or ``clip.LANG.vtt`` (a locale variant can add tracks and share the video)."""
+    stem = posixpath.splitext(video)[0]
+    out = []
+    for f in line.manifest.files:
+        if not (f.path.startswith(stem + ".") and f.path.endswith(".vtt")):
+            continue
+        middle = f.path[len(stem) + 1 : -len(".vtt")]
+        lang = middle if re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?", middle) else ""
+        lang = lang or line.ref.locale
+        default = " default" if lang == line.ref.locale else ""
+        out.append(
+            f'<track kind="subtitles" src="{h(line.file_url(f.path))}" srclang="{h(lang)}"'
+            f' label="{h(lang)}"{default}>'
+        )
+    return "".join(out)
 
 
 def _crumbs(line: Line, extra: str = "") -> str:
@@ -376,7 +480,15 @@ def create_app(store: LocalStore) -> ASGIApp:
                 except SatchelError as exc:
                     out.append(f"<li>{h(ref.locale)}: unreadable ({h(exc)})</li>")
                     continue
-                docs = [f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)]
+                docs = line.manifest.lessons or [
+                    f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)
+                ]
+                meta = line.manifest.meta
+                about = (
+                    " · ".join(x for x in (meta.subject, meta.grade, meta.description) if x)
+                    if meta is not None
+                    else ""
+                )
                 absent = sum(1 for f in line.manifest.files if missing_chunks(f, store.objects))
                 note = f", {absent} files not on this laptop" if absent else ""
                 out.append(
@@ -384,7 +496,7 @@ def create_app(store: LocalStore) -> ASGIApp:
                     f"{h(line.manifest.title or bundle)}</a>"
                     f' <span class="meta" lang="en">{h(ref.locale)} · version {line.version}'
                     f" · {len(docs)} lessons · {len(line.manifest.files)} files{h(note)}"
-                    "</span></li>"
+                    "</span>" + (f"<br><span>{h(about)}</span>" if about else "") + "</li>"
                 )
             out.append("</ul></section>")
         return page("Library", "".join(out))
@@ -418,7 +530,7 @@ def create_app(store: LocalStore) -> ASGIApp:
             if it.path is None:
                 out.append(f"<li><strong>{h(it.title)}</strong>{toc_list(line, it.children)}</li>")
             elif it.present:
-                out.append(f'<li><a href="{h(line.page_url(it.path))}">{h(it.title)}</a></li>')
+                out.append(f'<li><a href="{h(line.doc_url(it.path))}">{h(it.title)}</a></li>')
             else:
                 out.append(f'<li><span class="absent">{h(it.title)}</span></li>')
         out.append("</ol>")
@@ -481,7 +593,7 @@ def create_app(store: LocalStore) -> ASGIApp:
                 if entry is None:
                     continue
                 if missing_chunks(entry, store.objects):
-                    return Target(None)
+                    return Target(None, absent=True)
                 if kind == "image" or not cand.lower().endswith(RENDERED):
                     return Target(line.file_url(cand) + ("" if kind == "image" else frag))
                 return Target(line.page_url(cand) + frag)
@@ -522,7 +634,8 @@ def create_app(store: LocalStore) -> ASGIApp:
                 body = f'<h1>{h(path)}</h1><img src="{h(raw)}" alt="{h(posixpath.basename(path))}">'
             elif mt.startswith("video/"):
                 body = (
-                    f'<h1>{h(path)}</h1><video controls preload="metadata" src="{h(raw)}"></video>'
+                    f'<h1>{h(path)}</h1><video controls preload="metadata" src="{h(raw)}">'
+                    f"{tracks(line, path)}</video>"
                 )
             elif mt.startswith("audio/"):
                 body = (
@@ -534,7 +647,16 @@ def create_app(store: LocalStore) -> ASGIApp:
                     f" ({sf.size:,} bytes, {h(mt)})</p>"
                 )
             rendered = Rendered(path, body)
-        body = other_locales(line, path) + f"<article>{rendered.html}</article>"
+        before, after = viewer.neighbours(line, path)
+        steps = []
+        if before is not None:
+            href = h(line.doc_url(before.entry))
+            steps.append(f'<a rel="prev" href="{href}">← {h(shown(before.title))}</a>')
+        if after is not None:
+            href = h(line.doc_url(after.entry))
+            steps.append(f'<a rel="next" href="{href}">{h(shown(after.title))} →</a>')
+        pager = f'<nav class="pager" aria-label="Lessons">{" ".join(steps)}</nav>' if steps else ""
+        body = other_locales(line, path) + f"<article>{rendered.html}</article>{pager}"
         return page(
             rendered.title or path,
             body,

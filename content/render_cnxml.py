@@ -39,6 +39,14 @@ class Target:
 
     url: str | None  # None: nothing to load or follow (missing, or not allowed)
     external: bool = False  # outside the laptop: shown, marked, never loaded
+    absent: bool = False  # in the bundle, but not synced to this laptop (yet)
+
+
+def unavailable(target: Target, kind: str = "image") -> str:
+    """How a link or image that will not load is described in its place."""
+    if target.external:
+        return f"external {kind}"
+    return f"{kind} not on this laptop" if target.absent else f"{kind} not available"
 
 
 Resolver = Callable[[str, Kind], Target]
@@ -239,7 +247,7 @@ class _Renderer:
         src = el.get("src", "")
         target = self.resolve(src, "image")
         if target.url is None or target.external:
-            label = "external image" if target.external else "image not available"
+            label = unavailable(target)
             self.out.append(f'<span class="missing">[{label}: {_esc(alt or src)}]</span>')
             return
         self.out.append(f'<img src="{_esc(target.url)}" alt="{_esc(alt)}" loading="lazy">')

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from satchel.clients.view import CSP, create_app, open_store, parse_range
+from satchel.clients.view import CSP, Line, Viewer, create_app, open_store, parse_range
 from satchel.content.chunking import ChunkerParams, chunk_id
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
@@ -124,20 +125,47 @@ def test_catalog_lists_bundles_locales_titles_and_versions(client: TestClient) -
     assert "not on this laptop" not in r.text
 
 
-def test_contents_follow_the_collection_and_episode_order(client: TestClient) -> None:
+def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClient) -> None:
     r = client.get(f"{EN}/")
     assert r.status_code == 200
     text = r.text
-    # Chapters and module titles from the collection, in its order, then the episodes.
+    # The manifest's lessons, under the collection's chapters, then every other page.
     order = ["Course Book", "Chapter One", "Sampling &amp; Data", "Descriptive Statistics"]
-    order += ["Episodes", "Introducing the Shell", "Other pages", "Welcome to the course"]
+    order += ["Other pages", "Welcome to the course", "Introducing the Shell", "Plain Page"]
     positions = [text.index(s) for s in order]
     assert positions == sorted(positions)
+    assert "&amp;amp;" not in text
     assert f'href="{EN}/current/page/modules/m1/index.cnxml"' in text
     assert f'href="{EN}/current/page/episodes/01-intro.md"' in text
-    assert "Plain Page" in text  # an HTML page's own <title>
+    assert f'href="{EN}/current/file/pages/plain.html"' in text  # HTML lessons as they are
     assert 'hreflang="es"' in text  # switch locale
-    assert "All files (10)" in text
+    assert "All files (11)" in text
+
+
+def test_contents_without_a_signed_structure_fall_back_to_the_layout(
+    client_store: LocalStore,
+) -> None:
+    viewer = Viewer(client_store)
+    line = viewer.line("course", "en")
+    bare = Line(line.ref, line.version, replace(line.manifest, lessons=()))
+    sections = viewer.toc(bare)
+    assert [heading for heading, _items in sections] == ["Course Book", "Episodes", "Other pages"]
+    (chapter,) = sections[0][1]
+    assert chapter.title == "Chapter One" and chapter.path is None
+    assert [(k.title, k.path) for k in chapter.children] == [
+        ("Sampling & Data", "modules/m1/index.cnxml"),
+        ("Descriptive Statistics", "modules/m2/index.cnxml"),
+    ]
+    assert [i.path for i in sections[1][1]] == ["episodes/01-intro.md"]
+    assert [i.path for i in sections[2][1]] == ["README.md", "pages/plain.html"]
+
+
+def test_lesson_pages_step_through_the_signed_order(client: TestClient) -> None:
+    first = client.get(f"{EN}/current/page/modules/m1/index.cnxml").text
+    assert f'<a rel="next" href="{EN}/current/page/modules/m2/index.cnxml">' in first
+    assert 'rel="prev"' not in first
+    second = client.get(f"{EN}/current/page/modules/m2/index.cnxml").text
+    assert 'rel="prev"' in second and 'rel="next"' not in second
 
 
 # -- lessons -------------------------------------------------------------------------------------
@@ -194,6 +222,12 @@ def test_media_and_html_get_their_own_pages(client: TestClient) -> None:
     assert '<video controls preload="metadata" src="/b/course/en/1/file/media/clip.mp4">' in (
         video.text
     )
+    assert (
+        '<track kind="subtitles" src="/b/course/en/1/file/media/clip.uk.vtt" srclang="uk"'
+        ' label="uk">'
+    ) in video.text
+    vtt = client.get(f"{EN}/1/file/media/clip.uk.vtt")
+    assert vtt.headers["content-type"].startswith("text/vtt") and vtt.content.startswith(b"WEBVTT")
     plain = client.get(f"{EN}/current/file/pages/plain.html")
     assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/html")
     assert plain.headers["content-security-policy"] == CSP  # served as-is, but fenced in
@@ -308,7 +342,7 @@ def test_files_not_on_the_laptop_are_shown_and_explained(
     for cid, _length in entry(client_store, "modules/m2/index.cnxml").chunks:
         object_path(client_store, cid).unlink()
     toc = client.get(f"{EN}/").text
-    assert '<span class="absent">m2</span>' in toc
+    assert '<span class="absent">Descriptive Statistics</span>' in toc
     page = client.get(f"{EN}/current/page/modules/m2/index.cnxml")
     assert page.status_code == 404 and "Not on this laptop" in page.text
     assert client.get(f"{EN}/current/file/modules/m2/index.cnxml").status_code == 404
@@ -316,6 +350,19 @@ def test_files_not_on_the_laptop_are_shown_and_explained(
     # The link from another lesson is not offered either.
     m1 = client.get(f"{EN}/current/page/modules/m1/index.cnxml").text
     assert 'class="dead-link">next module' in m1
+
+
+def test_a_lesson_missing_one_image_is_not_on_the_laptop(
+    client: TestClient, client_store: LocalStore
+) -> None:
+    # The signed structure says lesson m1 needs media/chart.png: without it, it is incomplete.
+    for cid, _length in entry(client_store, "media/chart.png").chunks:
+        object_path(client_store, cid).unlink()
+    toc = client.get(f"{EN}/").text
+    assert '<span class="absent">Sampling &amp; Data</span>' in toc
+    page = client.get(f"{EN}/current/page/modules/m1/index.cnxml")
+    assert page.status_code == 200  # its text is here; the image says it is not
+    assert "[image not on this laptop: A blue chart]" in page.text
 
 
 def test_a_rotten_chunk_gives_an_error_page_never_wrong_bytes(

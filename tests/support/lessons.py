@@ -129,6 +129,7 @@ def course_files(seed: int = 0, trap_port: int = 9) -> dict[str, bytes]:
         "modules/m2/index.cnxml": CNXML_M2.encode(),
         "media/chart.png": png(64, 32),
         "media/clip.mp4": rng.randbytes(300_000),
+        "media/clip.uk.vtt": b"WEBVTT\n\n00:00.000 --> 00:01.000\n\xd0\x9f\xd1\x80\xd0\xb8\n",
         "pages/plain.html": HTML_PAGE.replace("{trap}", str(trap_port)).encode(),
     }
 
