@@ -400,6 +400,43 @@ def test_a_rotten_chunk_late_in_a_large_file_cuts_the_stream(
     assert r.status_code == 206 and r.content == course["media/clip.mp4"][:100]
 
 
+def test_on_the_wire_a_rotten_late_chunk_cuts_the_response_short(
+    course: dict[str, bytes], client_store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import satchel.clients.view as view
+    import uvicorn
+
+    monkeypatch.setattr(view, "VERIFY_BEFORE_SENDING", 1000)
+    chunks = entry(client_store, "media/clip.mp4").chunks
+    cid, length = chunks[-1]
+    object_path(client_store, cid).write_bytes(encode_object(b"x" * length))
+    port = e2e.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(client_store), host="127.0.0.1", port=port, log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        received = bytearray()
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("GET", f"http://127.0.0.1:{port}{EN}/current/file/media/clip.mp4") as r,
+        ):
+            assert r.status_code == 200 and r.headers["content-length"] == "300000"
+            for piece in r.iter_raw():
+                received += piece
+        # Everything that did arrive is the true file, and the bad chunk never did.
+        good = 300_000 - length
+        assert len(received) <= good
+        assert bytes(received) == course["media/clip.mp4"][: len(received)]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 def test_hostile_documents_are_refused_or_defused(repo: Repository, tmp_path: Path) -> None:
     bomb = (
         '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
