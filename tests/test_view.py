@@ -639,8 +639,8 @@ def _intro_stats_slice(root: Path, chapters: int) -> dict[str, bytes]:
 
 @pytest.mark.corpus
 @pytest.mark.skipif(
-    not (CORPUS / "intro-stats" / "v2").is_dir() or not (CORPUS / "shell-novice" / "v2").is_dir(),
-    reason=f"shared corpus not found at {CORPUS} (needs intro-stats/v2 and shell-novice/v2)",
+    not all((CORPUS / t).is_dir() for t in ("intro-stats/v2", "intro-stats-es", "shell-novice/v2")),
+    reason=f"shared corpus not found at {CORPUS} (needs intro-stats/v2, -es, shell-novice/v2)",
 )
 def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path) -> None:
     stats = _intro_stats_slice(CORPUS / "intro-stats" / "v2", chapters=1)
@@ -652,10 +652,12 @@ def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path
         and (p.name in ("config.yaml", "index.md") or p.parts[-2] in ("episodes", "fig"))
     }
     publish(repo, write_tree(tmp_path / "stats", stats), bundle="intro-stats", title="Stats")
+    es = _intro_stats_slice(CORPUS / "intro-stats-es", chapters=1)
+    publish(repo, write_tree(tmp_path / "es", es), bundle="intro-stats", locale="es", title="Estad")
     publish(repo, write_tree(tmp_path / "shell", shell), bundle="shell-novice", title="Shell")
     store = LocalStore(tmp_path / "store", durable=False)
-    for bundle in ("intro-stats", "shell-novice"):
-        Updater(store, RepoFetcher(repo)).sync(bundle, "en")
+    for bundle, locale in (("intro-stats", "en"), ("intro-stats", "es"), ("shell-novice", "en")):
+        Updater(store, RepoFetcher(repo)).sync(bundle, locale)
     client = TestClient(create_app(store))
     catalog = client.get("/").text
     assert "Stats" in catalog and "Shell" in catalog
@@ -682,5 +684,13 @@ def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path
     first = client.get("/b/intro-stats/en/").text
     assert "Sampling and Data" in first  # chapter title from the collection
     assert "Definitions of Statistics, Probability, and Key Terms" in first  # module title
+    # The same module in the Spanish edition is one link away, and reads in Spanish.
+    m = "modules/m46909/index.cnxml"
+    en_page = client.get(f"/b/intro-stats/en/current/page/{m}").text
+    assert f'href="/b/intro-stats/es/current/page/{m}" hreflang="es"' in en_page
+    es_page = client.get(f"/b/intro-stats/es/current/page/{m}").text
+    assert '<html lang="es">' in es_page
+    assert "Definiciones de estadística, probabilidad y términos clave" in es_page
+    assert re.search(r'<img src="/b/intro-stats/es/1/file/media/[^"]+"', es_page)
     episodes = client.get("/b/shell-novice/en/").text
     assert episodes.index("Introducing the Shell") < episodes.index("Navigating Files")
