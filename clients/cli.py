@@ -906,6 +906,23 @@ def peers(
         err.print(f"no peers found in {timeout:g} s")
 
 
+# -- offline viewer --------------------------------------------------------------------------
+@app.command()
+def view(
+    store: Annotated[Path, typer.Option(help="Local store folder to show.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (keep it local).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8010,
+) -> None:
+    """Offline lesson viewer: every synced bundle and locale, served from the chunk store."""
+    import uvicorn
+
+    from .view import create_app, open_store
+
+    local = run(lambda: open_store(store))
+    err.print(f"viewing {store} on http://{host}:{port}/")
+    uvicorn.run(create_app(local), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app(prog_name="satchel")
 
