@@ -26,6 +26,7 @@ derived from the file names alone for manifests published before lessons existed
 from __future__ import annotations
 
 import bisect
+import html
 import posixpath
 import re
 import tomllib
@@ -399,7 +400,8 @@ def _title(entry: str, read: Reader | None) -> str:
             found = front.group(1) if front else heading.group(1) if heading else None
         else:
             tag = _TITLE_TAG.search(text)
-            found = _TAG.sub("", tag.group(1)) if tag else None
+            # <title>Sampling &amp; Data</title>: the title is text, not markup.
+            found = html.unescape(_TAG.sub("", tag.group(1))) if tag else None
         if found:
             cleaned = " ".join(found.split())[:MAX_FIELD]
             if cleaned:

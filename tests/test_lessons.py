@@ -392,3 +392,13 @@ def test_folder_lessons_do_not_take_files_of_similarly_named_folders() -> None:
         "m1-extra/index.html": ("m1-extra/b.png", "m1-extra/index.html"),
         "m10/index.html": ("m10/c.png", "m10/index.html"),
     }
+
+
+def test_derived_titles_are_text_not_markup() -> None:
+    """<title>Sampling &amp; Data</title> (OpenStax CNXML) is the title "Sampling & Data"."""
+    pages = {
+        "modules/m1/index.cnxml": b"<document><title>Sampling &amp; Data &lt;1&gt;</title>",
+        "modules/m2/index.cnxml": b"<document><title>Plain</title></document>",
+    }
+    found = derive(sorted(pages), lambda path: pages.get(path))
+    assert [lesson.title for lesson in found.lessons] == ["Sampling & Data <1>", "Plain"]
