@@ -124,6 +124,7 @@ class Repository:
         self.store: ChunkStore = store or FolderChunkStore(data / "objects")
         self._write = threading.Lock()
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
+        self._manifest_deltas: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._distinct_lock = threading.Lock()
         self._resign_if_key_changed()
 
@@ -345,11 +346,22 @@ class Repository:
             base_v = s.exec(select(Version).where(Version.manifest_id == base_id)).first()
         if new_v is None or base_v is None:
             return stored, f'"{manifest_id}"'
-        delta = encode_object_delta(
-            self.manifest_bytes(manifest_id, new_v.manifest_size),
-            base_id,
-            self.manifest_bytes(base_id, base_v.manifest_size),
-        )
+        # Every laptop on version N asks for the same delta: make it once (25-35 ms of zstd
+        # for a 470-file manifest), not once per client.
+        with self._distinct_lock:
+            delta = self._manifest_deltas.get((manifest_id, base_id))
+            if delta is not None:
+                self._manifest_deltas.move_to_end((manifest_id, base_id))
+        if delta is None:
+            delta = encode_object_delta(
+                self.manifest_bytes(manifest_id, new_v.manifest_size),
+                base_id,
+                self.manifest_bytes(base_id, base_v.manifest_size),
+            )
+            with self._distinct_lock:
+                self._manifest_deltas[(manifest_id, base_id)] = delta
+                while len(self._manifest_deltas) > 32:
+                    self._manifest_deltas.popitem(last=False)
         if len(delta) >= len(stored):
             return stored, f'"{manifest_id}"'
         return delta, f'"{manifest_id}-from-{base_id}"'
