@@ -55,7 +55,15 @@ from satchel.content.objects import (
 from satchel.content.signing import SigningKey
 from satchel.sync.delta import delta_objects, static_pack
 from satchel.sync.errors import AuthError
-from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader, frame, trailer, write_pack
+from satchel.sync.pack import (
+    HEAD_SIZE,
+    MAGIC,
+    PackFrame,
+    PackReader,
+    frame_head,
+    trailer,
+    write_pack,
+)
 from satchel.sync.plan import decode_want, encode_want
 from satchel.sync.publish import (
     INDEX_VALIDITY,
@@ -86,6 +94,9 @@ log = logging.getLogger(__name__)
 ROLES = ("admin", "teacher", "curator")
 MAX_PACK_IDS = 1_000_000
 PACK_BATCH_BYTES = 256 * 1024
+# Whole-object packs stream in larger pieces: each piece is one thread hop and one socket
+# write, and 1 MiB keeps both rare at Gbit/s while a response still holds ~1 MiB at a time.
+PACK_STREAM_PIECE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,14 +490,20 @@ class Repository:
         return len(MAGIC) + sum(HEAD_SIZE + size for _, size in plan) + HEAD_SIZE
 
     def pack_stream(self, plan: list[tuple[str, int]]) -> Iterator[bytes]:
-        """The pack's bytes, in pieces of about 256 KiB (few thread hops, bounded memory)."""
+        """The pack's bytes, in pieces of about 1 MiB (few thread hops, bounded memory).
+
+        Each object is copied once, into the joined piece (not first into its frame):
+        bench/pack_throughput.py measures this path.
+        """
         buf = [MAGIC]
         size = len(MAGIC)
+        get = self.store.get
         for cid, _ in plan:
-            piece = frame(cid, self.store.get(cid))
-            buf.append(piece)
-            size += len(piece)
-            if size >= PACK_BATCH_BYTES:
+            obj = get(cid)
+            buf.append(frame_head(cid, len(obj)))
+            buf.append(obj)
+            size += HEAD_SIZE + len(obj)
+            if size >= PACK_STREAM_PIECE:
                 yield b"".join(buf)
                 buf, size = [], 0
         buf.append(trailer(len(plan)))
