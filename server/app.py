@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from satchel.content.errors import (
     ContentError,
     NotFoundError,
@@ -27,6 +28,7 @@ from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_o
 from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
+from .observability import Metrics, Observability, not_ready_reason
 from .ratelimit import FailureLimiter, RateLimited
 from .service import Principal, Repository, wants_dry_run
 
@@ -121,7 +123,12 @@ def object_response(request: Request, data: bytes, etag: str) -> Response:
     return Response(data, headers=headers, media_type=OCTETS)
 
 
-def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) -> FastAPI:
+def create_app(
+    repo: Repository,
+    *,
+    auth_limiter: FailureLimiter | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Satchel",
         summary="Signed, chunked, delta-synced learning bundles for offline laptops.",
@@ -130,6 +137,9 @@ def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) 
     app.state.repo = repo
     limiter = auth_limiter or FailureLimiter()
     app.state.auth_limiter = limiter
+    app.state.metrics = metrics = metrics or Metrics()
+    # Outermost, so it sees every response (errors included) and every streamed byte.
+    app.add_middleware(Observability, metrics=metrics)
 
     @app.exception_handler(SatchelError)
     @app.exception_handler(PermissionError)
@@ -158,6 +168,25 @@ def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready for traffic: the database and the object store answer")
+    def readyz() -> JSONResponse:
+        reason = not_ready_reason(repo)
+        if reason is not None:
+            return JSONResponse(
+                {"status": "not ready", "reason": reason},
+                status_code=503,
+                headers={"Cache-Control": "no-store"},
+            )
+        return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(
+            metrics.render(),
+            media_type=CONTENT_TYPE_LATEST,
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.get("/v1/index", summary="The signed release index (every bundle and locale)")
     def index(request: Request) -> Response:

@@ -56,8 +56,13 @@ class PendingHead:
     format: int | None
 
 
+def frame_head(cid: str, length: int) -> bytes:
+    """A frame's head alone, for writers that send the object after it without a copy."""
+    return _HEAD.pack(bytes.fromhex(cid), length)
+
+
 def frame(cid: str, obj: bytes) -> bytes:
-    return _HEAD.pack(bytes.fromhex(cid), len(obj)) + obj
+    return frame_head(cid, len(obj)) + obj
 
 
 def trailer(count: int) -> bytes:

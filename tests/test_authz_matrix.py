@@ -218,6 +218,9 @@ def _head_delta(w: World, caller: str) -> httpx.Response:
 
 MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("GET", "/healthz"): (_get(lambda w: "/healthz"), PUBLIC),
+    ("GET", "/readyz"): (_get(lambda w: "/readyz"), PUBLIC),
+    # Public in the app, like /healthz; deploy/nginx.conf refuses it from outside (403).
+    ("GET", "/metrics"): (_get(lambda w: "/metrics"), PUBLIC),
     ("GET", "/openapi.json"): (_get(lambda w: "/openapi.json"), PUBLIC),
     ("GET", "/docs"): (_get(lambda w: "/docs"), PUBLIC),
     ("HEAD", "/docs"): (lambda w, c: w.client.head("/docs", headers=w.headers(c)), PUBLIC),

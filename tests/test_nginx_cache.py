@@ -1,5 +1,8 @@
 """Acceptance: a classroom behind a caching HTTP proxy downloads each update from the origin once.
 
+The second test counts origin hits per kind for a second client: chunks fetched one by one
+(and resumed with Range) and the ready-made delta all come from the cache.
+
 "A second client behind a caching HTTP proxy (nginx from Debian, on loopback) gets the static
 delta from the proxy's cache: the origin serves it once."
 
@@ -27,6 +30,9 @@ from typing import NamedTuple
 
 import httpx
 import pytest
+from satchel.content.index import parse_index
+from satchel.content.manifest import parse_manifest
+from satchel.content.objects import decode_object, verify_object
 
 from tests.e2e_support import (
     SatchelServer,
@@ -252,3 +258,64 @@ def test_the_second_client_gets_the_update_from_the_proxy_cache(
     assert cached.headers["etag"] == direct.headers["etag"] == f'"{m1}-to-{m2}"'
     assert cached.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert counter.stats().requests == 0
+
+
+def test_a_second_client_gets_chunks_and_deltas_from_the_cache(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Origin hit counts, per kind, for a second client behind the cache.
+
+    Chunks are fetched one by one with GET (how the browser viewer, a peer or a Range resume
+    after a cut asks for them), the update as the ready-made delta. The first client costs
+    the origin one request per distinct object; the second client costs it nothing but the
+    index, and its Range requests are served from the cached whole objects.
+    """
+    origin, counter, nginx = chain
+    token = origin.token("teacher")
+    for n, files in ((1, course(8)), (2, edited(course(8)))):
+        res = publish(origin.url, token, write_tree(tmp_path / f"v{n}", files), BUNDLE)
+        assert res.code == 0, res.describe()
+    entry = parse_index(httpx.get(f"{origin.url}/v1/index").content)[1].entry(BUNDLE, "en")
+    assert entry is not None and entry.delta_from == (1,)
+    catalog = httpx.get(f"{origin.url}/v1/catalog").json()["bundles"][0]["versions"]
+    m1 = catalog[0]["manifest"]
+    envelope = decode_object(
+        httpx.get(f"{origin.url}/v1/manifests/{entry.manifest}").content, entry.size
+    )
+    distinct = parse_manifest(envelope)[1].distinct_chunks()
+    assert len(distinct) >= 4
+    delta_url = f"/v1/deltas/{m1}/{entry.manifest}"
+
+    def one_client(ranged: bool) -> tuple[int, int]:
+        """Fetch index, every chunk (verified) and the delta; returns origin (requests, bytes)."""
+        counter.reset()
+        with httpx.Client(base_url=nginx.url, headers={"Accept-Encoding": "identity"}) as http:
+            assert http.get("/v1/index").status_code == 200
+            for cid, length in distinct:
+                r = http.get(f"/v1/chunks/{cid}")
+                assert r.status_code == 200
+                verify_object(r.content, cid, length)
+                if ranged:  # a resume inside the object: the rest of it, from byte 5 on
+                    part = http.get(f"/v1/chunks/{cid}", headers={"Range": "bytes=5-"})
+                    assert part.status_code == 206 and part.content == r.content[5:]
+                    assert part.headers["x-cache-status"] == "HIT"
+            d = http.get(delta_url)
+            assert d.status_code == 200 and len(d.content) > 0
+        stats = counter.stats()
+        lines = Counter(stats.request_lines)
+        chunk_hits = sum(v for k, v in lines.items() if " /v1/chunks/" in k)
+        delta_hits = lines[f"GET {delta_url} HTTP/1.1"]
+        assert lines["GET /v1/index HTTP/1.1"] == 1  # the index always goes to the origin
+        return chunk_hits + delta_hits, stats.bytes_down
+
+    first_requests, first_bytes = one_client(ranged=False)
+    second_requests, second_bytes = one_client(ranged=True)
+    # First client: one origin request per distinct chunk, plus the delta.
+    assert first_requests == len(distinct) + 1
+    # Second client: chunks and delta all from the cache; only the index (a few hundred
+    # bytes) crossed the origin link.
+    assert second_requests == 0
+    assert second_bytes < 2_000 < first_bytes
+    statuses = [line for line in nginx.access_log if " /v1/chunks/" in line]
+    assert sum(line.endswith(" MISS") for line in statuses) == len(distinct)
+    assert sum(line.endswith(" HIT") for line in statuses) == 2 * len(distinct)
