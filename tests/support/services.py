@@ -1,0 +1,186 @@
+"""Throwaway backing services for tests, on loopback: an S3 API (moto's standalone server) and
+PostgreSQL clusters (pytest-postgresql's executor over the local PostgreSQL binaries).
+
+Both are real servers in their own processes; nothing is mocked inside the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e_support import free_port
+
+S3_ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "satchel-test",
+    "AWS_SECRET_ACCESS_KEY": "satchel-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Server:
+    """moto's S3 API on 127.0.0.1; :meth:`env` is what a ``satchel serve`` child needs."""
+
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    log_path: Path
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, **FAKE_CREDENTIALS}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+        )
+
+    def new_bucket(self) -> str:
+        name = "satchel-" + uuid.uuid4().hex[:20]
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def start_s3(log_dir: Path, timeout: float = 60.0) -> S3Server:
+    port = free_port()
+    log_path = log_dir / "moto.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = S3Server(proc, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{server.endpoint}/moto-api/", timeout=2).status_code < 500:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"moto server did not start: {log_path.read_text(errors='replace')}")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
+
+
+def pg_ctl_path() -> str | None:
+    """The local ``pg_ctl`` (Debian keeps it out of PATH), or None when PostgreSQL is absent."""
+    for folder in PG_BIN_DIRS:
+        candidate = Path(folder) / "pg_ctl"
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which("pg_ctl")
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, user ``postgres``)."""
+
+    executor: Any
+    host: str
+    port: int
+    user: str
+    root: Path
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def new_database(self) -> str:
+        """A fresh, empty database; returns its SQLAlchemy URL."""
+        import psycopg
+
+        name = "satchel_" + uuid.uuid4().hex[:16]
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        self.executor.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(base: Path) -> PostgresCluster:
+    """initdb + pg_ctl start in a fresh folder under ``base``.
+
+    PostgreSQL refuses to run as root (CI runs as root). Then pg_ctl goes through a two-line
+    wrapper that runs it as the ``postgres`` system user (created by Debian's package), and
+    every folder the cluster uses is created under a world-traversable temp folder and owned
+    by that user; pytest's own tmp folders are 0700 root, so they cannot be used.
+    """
+    import tempfile
+
+    from pytest_postgresql.executors import PostgreSQLExecutor
+
+    pg_ctl = pg_ctl_path()
+    if pg_ctl is None:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="satchel-pg-", dir=base if not running_as_root() else None))
+    executable = pg_ctl
+    if running_as_root():
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chmod(root, 0o755)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        wrapper = root / "pg_ctl-as-postgres"
+        wrapper.write_text(f'#!/bin/sh\nexec runuser -u postgres -- "{pg_ctl}" "$@"\n')
+        wrapper.chmod(0o755)
+        executable = str(wrapper)
+        (root / "sock").mkdir()
+        os.chown(root / "sock", pw.pw_uid, pw.pw_gid)
+    else:
+        (root / "sock").mkdir()
+    port = free_port()
+    executor = PostgreSQLExecutor(
+        executable=executable,
+        host="127.0.0.1",
+        port=port,
+        datadir=str(root / "data"),
+        unixsocketdir=str(root / "sock"),
+        logfile=str(root / "postgresql.log"),
+        startparams="-w",
+        dbname="postgres",
+        user="postgres",
+        # Throwaway data: no fsync, so tests do not wait on the disk.
+        postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+    )
+    if running_as_root():
+        # initdb writes the data folder as the postgres user: let it create it.
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    executor.start()
+    return PostgresCluster(executor, "127.0.0.1", port, "postgres", root)
