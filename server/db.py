@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from satchel.content.errors import StoreError
+from satchel.content.errors import StoreError, UsageError
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Field, SQLModel, create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -103,6 +103,16 @@ class IndexState(SQLModel, table=True):
 
 def make_engine(url: str, *, upgrade: bool = True) -> Engine:
     """An engine for ``url``; with ``upgrade`` the schema is migrated to the newest revision."""
+    try:
+        engine = _create(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"database URL is not usable: {exc}") from None
+    if upgrade:
+        migrate(engine)
+    return engine
+
+
+def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -116,8 +126,6 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    if upgrade:
-        migrate(engine)
     return engine
 
 
@@ -144,6 +152,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     advisory lock makes replicas that start together migrate one after the other.
     """
     from alembic import command
+    from alembic.util.exc import CommandError
 
     try:
         with engine.connect() as conn:
@@ -160,10 +169,20 @@ def migrate(engine: Engine, revision: str = "head") -> None:
                 conn.commit()
             finally:
                 if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
-                    conn.commit()
+                    try:
+                        conn.rollback()  # a failed migration leaves an aborted transaction
+                        conn.execute(
+                            text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                        )
+                        conn.commit()
+                    except DBAPIError:
+                        conn.invalidate()  # closing the session releases the lock too
     except DBAPIError as exc:
         raise StoreError(f"cannot prepare the database schema: {exc.orig}") from None
+    except CommandError as exc:  # e.g. a revision from a newer satchel
+        raise StoreError(
+            f"database schema: {exc}; is this database from a newer satchel?"
+        ) from None
 
 
 def schema_differences(engine: Engine) -> list[Any]:

@@ -134,7 +134,11 @@ class Repository:
         store: ChunkStore | None = None,
         static_deltas: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(microsecond=0),
+        signs: bool = True,
     ) -> None:
+        """``signs=False`` opens the repository for administration only (``satchel token
+        create``): no key file is created and the shared index is never re-signed, so running
+        it against a replicas' database cannot put another key's signature on their index."""
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.clock = clock
@@ -143,13 +147,18 @@ class Repository:
                 f"static deltas must be 0..{MAX_DELTAS} (the index lists at most that)"
             )
         self.static_deltas = static_deltas  # ready-made packs from the last K versions
-        self.key = SigningKey.load_or_create(signing_key or data / "signing-key.pem")
+        key_path = signing_key or data / "signing-key.pem"
+        if signs:
+            self.key = SigningKey.load_or_create(key_path)
+        else:  # never used to sign: see above
+            self.key = SigningKey.load(key_path) if key_path.exists() else SigningKey.generate()
         self.engine = make_engine(database_url or sqlite_url(data))
         self.store: ChunkStore = store or FolderChunkStore(data / "objects")
         self._write = threading.Lock()
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._distinct_lock = threading.Lock()
-        self._resign_if_key_changed()
+        if signs:
+            self._resign_if_key_changed()
 
     def _resign_if_key_changed(self) -> None:
         """A server started with another --signing-key must not keep serving the old index."""

@@ -183,4 +183,24 @@ def start_postgres(base: Path) -> PostgresCluster:
         # initdb writes the data folder as the postgres user: let it create it.
         os.chown(root, pw.pw_uid, pw.pw_gid)
     executor.start()
-    return PostgresCluster(executor, "127.0.0.1", port, "postgres", root)
+    cluster = PostgresCluster(executor, "127.0.0.1", port, "postgres", root)
+    _wait_accepting(cluster)
+    return cluster
+
+
+def _wait_accepting(cluster: PostgresCluster, timeout: float = 60.0) -> None:
+    # The port opens before recovery ends ("the database system is starting up").
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(
+                host=cluster.host, port=cluster.port, user=cluster.user, dbname="postgres"
+            ):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                cluster.stop()
+                raise
+            time.sleep(0.1)
