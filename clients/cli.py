@@ -131,6 +131,7 @@ def _repository(
     signs: bool = True,
 ) -> Repository:
     from satchel.server.service import Repository
+    from satchel.sync.store import MemoryChunkStore
 
     if signing_key is not None and not signing_key.is_file():
         # Replicas must share one key: never make up a new one where a file was named.
@@ -142,7 +143,8 @@ def _repository(
         data,
         database_url=database_url,
         signing_key=signing_key,
-        store=_chunk_store(storage) if signs else None,
+        # Administration touches no objects: do not create DATA/objects (or reach S3) for it.
+        store=_chunk_store(storage) if signs else MemoryChunkStore(),
         static_deltas=static_deltas,
         signs=signs,
     )

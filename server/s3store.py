@@ -64,7 +64,10 @@ class S3ChunkStore:
         """The store for ``s3://bucket/prefix``, after checking that the bucket answers."""
         bucket, prefix = parse_s3_url(url)
         store = cls(bucket, prefix, client=client)
-        store._call("open the bucket", lambda: store._client.head_bucket(Bucket=bucket))
+        try:
+            store._call("open the bucket", lambda: store._client.head_bucket(Bucket=bucket))
+        except ClientError as exc:  # 404: the bucket itself is missing
+            raise store._error(f"open bucket {bucket!r} (does it exist?)", exc) from None
         return store
 
     def __repr__(self) -> str:
