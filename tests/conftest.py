@@ -68,9 +68,12 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresClu
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database of each kind the server supports (SQLAlchemy URL)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fresh.db'}"
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-    return cluster.new_database()
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)  # WITH (FORCE): also ends sessions a failed test left open

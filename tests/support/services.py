@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,23 +116,51 @@ class PostgresCluster:
     port: int
     user: str
     root: Path
+    template: str = ""
 
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{dbname}"
 
-    def new_database(self) -> str:
-        """A fresh, empty database; returns its SQLAlchemy URL."""
+    def new_database(self, *, migrated: bool = False) -> str:
+        """A fresh database; returns its SQLAlchemy URL. Empty, or with ``migrated`` a copy
+        of one already at the newest schema (cheaper than migrating each one)."""
         import psycopg
 
         name = "satchel_" + uuid.uuid4().hex[:16]
+        template = self._template() if migrated else "template1"
         with psycopg.connect(
             host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.url(name)
 
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by :meth:`new_database` (each one is ~8 MB on disk)."""
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _template(self) -> str:
+        if not self.template:
+            from satchel.server.db import make_engine
+
+            url = self.new_database()
+            make_engine(url).dispose()
+            self.template = url.rsplit("/", 1)[1]
+        return self.template
+
     def stop(self) -> None:
-        self.executor.stop()
+        # pg_ctl directly: the executor's own stop waits a long time for its launcher.
+        subprocess.run(
+            [self.executor.executable, "stop", "-D", self.executor.datadir, "-m", "fast"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -177,7 +207,9 @@ def start_postgres(base: Path) -> PostgresCluster:
         dbname="postgres",
         user="postgres",
         # Throwaway data: no fsync, so tests do not wait on the disk.
-        postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        postgres_options=(
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        ),
     )
     if running_as_root():
         # initdb writes the data folder as the postgres user: let it create it.
@@ -204,3 +236,56 @@ def _wait_accepting(cluster: PostgresCluster, timeout: float = 60.0) -> None:
                 cluster.stop()
                 raise
             time.sleep(0.1)
+
+
+@dataclass
+class OnPostgres:
+    """What :func:`repositories_on_postgres` made: repositories and their databases."""
+
+    cluster: PostgresCluster
+    repositories: list[Any]
+    databases: dict[Path, str]
+
+    def close_pools(self) -> None:
+        # dispose() closes idle connections only; an engine stays usable afterwards.
+        for repo in self.repositories:
+            repo.engine.dispose()
+
+    def drop_all_but(self, keep: set[Path]) -> None:
+        """Drop the databases of data folders not in ``keep`` (made by the test that ends)."""
+        self.close_pools()
+        for folder in [f for f in self.databases if f not in keep]:
+            self.cluster.drop_database(self.databases.pop(folder))
+        self.repositories[:] = [
+            r for r in self.repositories if Path(r.data).resolve() in self.databases
+        ]
+
+
+@contextmanager
+def repositories_on_postgres(cluster: PostgresCluster) -> Iterator[OnPostgres]:
+    """Every :class:`Repository` made inside gets a PostgreSQL database instead of SQLite.
+
+    One database per data folder, so a test that re-opens a server's folder (a restart, a
+    key rotation) finds the same database again.
+    """
+    import pytest
+    from satchel.server.service import Repository
+
+    state = OnPostgres(cluster, [], {})
+    original = Repository.__init__
+
+    def init(self: Any, data: Path, *args: Any, database_url: str | None = None, **kw: Any) -> None:
+        if database_url is None:
+            folder = Path(data).resolve()
+            if folder not in state.databases:
+                state.databases[folder] = cluster.new_database(migrated=True)
+            database_url = state.databases[folder]
+        original(self, data, *args, database_url=database_url, **kw)
+        state.repositories.append(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Repository, "__init__", init)
+        try:
+            yield state
+        finally:
+            state.drop_all_but(set())
