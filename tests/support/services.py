@@ -91,16 +91,12 @@ def start_s3(log_dir: Path, timeout: float = 60.0) -> S3Server:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
-PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
-
-
 def pg_ctl_path() -> str | None:
     """The local ``pg_ctl`` (Debian keeps it out of PATH), or None when PostgreSQL is absent."""
-    for folder in PG_BIN_DIRS:
-        candidate = Path(folder) / "pg_ctl"
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("pg_ctl")
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return found[-1] if found else shutil.which("pg_ctl")
 
 
 def running_as_root() -> bool:
