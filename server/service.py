@@ -100,6 +100,7 @@ ROLES = ("admin", "teacher", "curator")
 MAX_PACK_IDS = 1_000_000
 PACK_BATCH_BYTES = 256 * 1024
 WRITE_ATTEMPTS = 40  # lost races before a write gives up (each retry backs off, up to 0.5 s)
+WRITE_PATIENCE = 60.0  # seconds of retrying before a write gives up
 T = TypeVar("T")
 
 
@@ -181,6 +182,8 @@ class Repository:
         """Run ``body`` in one transaction and commit; retry it whole when it loses a race
         with another process (or replica) writing the same rows."""
         delay = 0.005
+        # SQLite may already have waited its 30 s busy timeout: bound the whole, not each try.
+        deadline = time.monotonic() + WRITE_PATIENCE
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 if lock:
@@ -193,7 +196,7 @@ class Repository:
                         s.commit()
                 return result
             except _RETRYABLE as exc:
-                if attempt + 1 == WRITE_ATTEMPTS:
+                if attempt + 1 == WRITE_ATTEMPTS or time.monotonic() > deadline:
                     reason = getattr(exc, "orig", None) or exc or "concurrent writers"
                     raise StoreError(
                         f"cannot {what}: the database stayed busy ({reason})"

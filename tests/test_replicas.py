@@ -238,3 +238,22 @@ def test_two_serve_processes_on_postgresql_and_s3(
         packs = [httpx.get(f"{s.url}/v1/deltas/{m4}/{m5}", timeout=30) for s in (a, b)]
         assert [p.status_code for p in packs] == [200, 200]
         assert packs[0].content == packs[1].content and len(packs[0].content) > 0
+
+
+def test_serve_refuses_a_signing_key_file_that_does_not_exist(tmp_path: Path) -> None:
+    """Replicas must share one key: a named but missing key file is a usage error, and no
+    key is made up in its place (or in the data folder)."""
+    missing = tmp_path / "nope.pem"
+    res = run_cli("serve", "--data", tmp_path / "srv", "--signing-key", missing)
+    assert res.code == 2, res.describe()
+    assert len(res.error_lines()) == 1 and "keygen" in res.error_lines()[0]
+    assert not missing.exists()
+    assert not (tmp_path / "srv" / "signing-key.pem").exists()
+
+
+def test_serve_refuses_a_signing_key_file_that_is_not_a_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    res = run_cli("serve", "--data", tmp_path / "srv", "--signing-key", bad)
+    assert res.code == 3, res.describe()  # a FormatError: the file failed verification
+    assert len(res.error_lines()) == 1
