@@ -184,14 +184,15 @@ def start_postgres(base: Path) -> PostgresCluster:
         os.chmod(root, 0o755)
         os.chown(root, pw.pw_uid, pw.pw_gid)
         wrapper = root / "pg_ctl-as-postgres"
-        wrapper.write_text(f'#!/bin/sh\nexec runuser -u postgres -- "{pg_ctl}" "$@"\n')
+        runuser = shutil.which("runuser", path="/usr/sbin:/sbin:/usr/bin:/bin") or "runuser"
+        wrapper.write_text(f'#!/bin/sh\nexec {runuser} -u postgres -- "{pg_ctl}" "$@"\n')
         wrapper.chmod(0o755)
         executable = str(wrapper)
         (root / "sock").mkdir()
         os.chown(root / "sock", pw.pw_uid, pw.pw_gid)
     else:
         (root / "sock").mkdir()
-    port = free_port()
+    port = free_port()  # another process may take it first; rare, and the start then fails
     executor = PostgreSQLExecutor(
         executable=executable,
         host="127.0.0.1",
@@ -207,10 +208,7 @@ def start_postgres(base: Path) -> PostgresCluster:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         ),
     )
-    if running_as_root():
-        # initdb writes the data folder as the postgres user: let it create it.
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-    executor.start()
+    executor.start()  # initdb (as postgres under root: it owns root/, so it makes data/) + start
     cluster = PostgresCluster(executor, "127.0.0.1", port, "postgres", root)
     _wait_accepting(cluster)
     return cluster
