@@ -52,6 +52,7 @@ from .http import HttpClient, parse_rate, parse_size
 
 if TYPE_CHECKING:
     from satchel.server.service import Repository
+    from satchel.sync.store import ChunkStore
 
 app = typer.Typer(
     name="satchel",
@@ -133,28 +134,44 @@ def _repository(
     storage: str | None,
     signing_key: Path | None,
     static_deltas: int = 3,
+    *,
+    signs: bool = True,
 ) -> Repository:
     from satchel.server.service import Repository
-    from satchel.sync.store import FolderChunkStore
+    from satchel.sync.store import MemoryChunkStore
 
-    store = None
-    if storage:
-        if storage.startswith("file://"):
-            store = FolderChunkStore(Path(storage.removeprefix("file://")))
-        elif "://" in storage:
-            raise UsageError(
-                f"storage {storage!r}: only a local folder (file://PATH or PATH) is"
-                " supported so far"
-            )
-        else:
-            store = FolderChunkStore(Path(storage))
+    if signing_key is not None and not signing_key.is_file():
+        # Replicas must share one key: never make up a new one where a file was named.
+        raise UsageError(
+            f"signing key {signing_key} does not exist; create it once with"
+            f" 'satchel keygen --out {signing_key}' and give the same file to every replica"
+        )
     return Repository(
         data,
         database_url=database_url,
         signing_key=signing_key,
-        store=store,
+        # Administration touches no objects: do not create DATA/objects (or reach S3) for it.
+        store=_chunk_store(storage) if signs else MemoryChunkStore(),
         static_deltas=static_deltas,
+        signs=signs,
     )
+
+
+def _chunk_store(storage: str | None) -> ChunkStore | None:
+    """``--storage``: s3://bucket/prefix, file://PATH or a folder path (None: DATA/objects)."""
+    from satchel.sync.store import FolderChunkStore
+
+    if not storage:
+        return None
+    if storage.startswith("s3://"):
+        from satchel.server.s3store import S3ChunkStore
+
+        return S3ChunkStore.from_url(storage)
+    if storage.startswith("file://"):
+        return FolderChunkStore(Path(storage.removeprefix("file://")))
+    if "://" in storage:
+        raise UsageError(f"storage {storage!r}: use s3://bucket/prefix, file://PATH or a folder")
+    return FolderChunkStore(Path(storage))
 
 
 @app.command()
@@ -163,10 +180,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB; default SQLite in"
+            " --data.",
+            envvar="SATCHEL_DATABASE_URL",
+        ),
     ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Object storage; default DATA/objects.")
+        str | None,
+        typer.Option(
+            help="Object storage: s3://bucket/prefix (endpoint and credentials from the AWS_*"
+            " environment variables), file://PATH or a folder; default DATA/objects."
+        ),
     ] = None,
     signing_key: Annotated[
         Path | None,
@@ -247,11 +273,16 @@ def token_create(
     locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
     label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
     database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB; default SQLite in"
+            " --data.",
+            envvar="SATCHEL_DATABASE_URL",
+        ),
     ] = None,
 ) -> None:
     """Create a token and print it (only the token, on stdout)."""
-    repo = run(lambda: _repository(data, database_url, None, None))
+    repo = run(lambda: _repository(data, database_url, None, None, signs=False))
     token = run(lambda: repo.create_token(role, bundle=bundle, locale=locale, label=label))
     typer.echo(token)
 

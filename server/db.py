@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from satchel.content.errors import StoreError, UsageError
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Field, SQLModel, create_engine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BASELINE = "0001"
+"""The revision that matches the schema that ``create_all`` made before migrations existed."""
 
 
 def utcnow() -> datetime:
@@ -112,7 +119,18 @@ class IndexState(SQLModel, table=True):
     expires: datetime = Field(default_factory=utcnow)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """An engine for ``url``; with ``upgrade`` the schema is migrated to the newest revision."""
+    try:
+        engine = _create(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"database URL is not usable: {exc}") from None
+    if upgrade:
+        migrate(engine)
+    return engine
+
+
+def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -126,8 +144,80 @@ def make_engine(url: str) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
     return engine
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    """Alembic's config for the migrations shipped in this package (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+# Any constant works; it only has to be the same in every replica.
+_PG_MIGRATION_LOCK = 0x5A7C4E1
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (alembic upgrade), at every server start.
+
+    A database made by the code before migrations (tables, no ``alembic_version``) is first
+    stamped with the baseline revision it matches, so its data is kept. On PostgreSQL an
+    advisory lock makes replicas that start together migrate one after the other.
+    """
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.util.exc import CommandError
+
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+            try:
+                config = alembic_config(conn)
+                tables = set(inspect(conn).get_table_names())
+                if "alembic_version" not in tables and "line" in tables:
+                    # Made by create_all: adopt it at the revision its tables match (the
+                    # baseline, or the head if it already has every column).
+                    matches_head = not compare_metadata(
+                        MigrationContext.configure(conn), SQLModel.metadata
+                    )
+                    command.stamp(config, "head" if matches_head else BASELINE)
+                    conn.commit()
+                command.upgrade(config, revision)
+                conn.commit()
+            finally:
+                if conn.dialect.name == "postgresql":
+                    try:
+                        conn.rollback()  # a failed migration leaves an aborted transaction
+                        conn.execute(
+                            text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                        )
+                        conn.commit()
+                    except DBAPIError:
+                        conn.invalidate()  # closing the session releases the lock too
+    except DBAPIError as exc:
+        raise StoreError(f"cannot prepare the database schema: {exc.orig}") from None
+    except CommandError as exc:  # e.g. a revision from a newer satchel
+        raise StoreError(
+            f"database schema: {exc}; is this database from a newer satchel?"
+        ) from None
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    """What alembic autogenerate would change to make the database match the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
 
 
 def sqlite_url(data: Path) -> str:

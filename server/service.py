@@ -2,8 +2,15 @@
 
 FastAPI routes in :mod:`satchel.server.app` only translate HTTP to calls on
 :class:`Repository` and errors to statuses. All writes that change what is published go
-through one lock and one database transaction, so a version becomes visible whole or not at
-all, and the signed index always matches the versions table.
+through one database transaction, so a version becomes visible whole or not at all, and the
+signed index always matches the versions table.
+
+Several replicas may share one database, so nothing here relies on a process-local lock for
+correctness (the lock only spares this process pointless retries). Every write that depends on
+what it read is a compare-and-swap: the new version is ``latest_version + 1`` only if
+``latest_version`` is still what was read, a version row is unique, and the index serial moves
+from N to N+1 only if it is still N (the index row is also locked ``FOR UPDATE`` where the
+database has row locks). A writer that loses a race rolls back and tries again on fresh rows.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ import base64
 import binascii
 import hashlib
 import logging
+import random
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
@@ -29,6 +38,7 @@ from satchel.content.errors import (
     IntegrityError,
     NotFoundError,
     SatchelError,
+    StoreError,
     UsageError,
 )
 from satchel.content.index import MAX_DELTAS, IndexEntry, parse_index
@@ -77,6 +87,9 @@ from satchel.sync.publish import (
 )
 from satchel.sync.receive import store_lookup
 from satchel.sync.store import ChunkStore, FolderChunkStore
+from sqlalchemy import delete, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col, select
 
 from .db import (
@@ -102,6 +115,18 @@ PACK_BATCH_BYTES = 256 * 1024
 # Whole-object packs stream in larger pieces: each piece is one thread hop and one socket
 # write, and 1 MiB keeps both rare at Gbit/s while a response still holds ~1 MiB at a time.
 PACK_STREAM_PIECE = 1024 * 1024
+WRITE_ATTEMPTS = 40  # lost races before a write gives up (each retry backs off, up to 0.5 s)
+WRITE_PATIENCE = 60.0  # seconds of retrying before a write gives up
+T = TypeVar("T")
+
+
+class _Conflict(Exception):
+    """Another writer changed a row this transaction's write depends on: roll back, retry."""
+
+
+# Lost compare-and-swap, duplicate key from a concurrent insert, or (SQLite, PostgreSQL) a
+# lock or serialization failure: all mean "try again on fresh rows".
+_RETRYABLE = (_Conflict, sa_exc.IntegrityError, sa_exc.OperationalError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +152,11 @@ class Repository:
         store: ChunkStore | None = None,
         static_deltas: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC).replace(microsecond=0),
+        signs: bool = True,
     ) -> None:
+        """``signs=False`` opens the repository for administration only (``satchel token
+        create``): no key file is created and the shared index is never re-signed, so running
+        it against a replicas' database cannot put another key's signature on their index."""
         data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.clock = clock
@@ -136,14 +165,19 @@ class Repository:
                 f"static deltas must be 0..{MAX_DELTAS} (the index lists at most that)"
             )
         self.static_deltas = static_deltas  # ready-made packs from the last K versions
-        self.key = SigningKey.load_or_create(signing_key or data / "signing-key.pem")
+        key_path = signing_key or data / "signing-key.pem"
+        if signs:
+            self.key = SigningKey.load_or_create(key_path)
+        else:  # never used to sign: see above
+            self.key = SigningKey.load(key_path) if key_path.exists() else SigningKey.generate()
         self.engine = make_engine(database_url or sqlite_url(data))
         self.store: ChunkStore = store or FolderChunkStore(data / "objects")
         self._write = threading.Lock()
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._manifest_deltas: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._distinct_lock = threading.Lock()
-        self._resign_if_key_changed()
+        if signs:
+            self._resign_if_key_changed()
 
     def _resign_if_key_changed(self) -> None:
         """A server started with another --signing-key must not keep serving the old index."""
@@ -156,13 +190,38 @@ class Repository:
         except FormatError:
             signer = None
         if signer != self.key.public.keyid:
-            with self._write, self._session() as s:
-                self._resign(s, self.clock())
-                s.commit()
+            self._transaction("re-sign the index", lambda s: self._resign(s, self.clock()))
 
     def _session(self) -> Session:
         # Rows are read after the session closes; keep their loaded values.
         return Session(self.engine, expire_on_commit=False)
+
+    def _transaction(self, what: str, body: Callable[[Session], T], *, lock: bool = True) -> T:
+        """Run ``body`` in one transaction and commit; retry it whole when it loses a race
+        with another process (or replica) writing the same rows."""
+        delay = 0.005
+        # SQLite may already have waited its 30 s busy timeout: bound the whole, not each try.
+        deadline = time.monotonic() + WRITE_PATIENCE
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                if lock:
+                    with self._write, self._session() as s:
+                        result = body(s)
+                        s.commit()
+                else:
+                    with self._session() as s:
+                        result = body(s)
+                        s.commit()
+                return result
+            except _RETRYABLE as exc:
+                if attempt + 1 == WRITE_ATTEMPTS or time.monotonic() > deadline:
+                    reason = getattr(exc, "orig", None) or exc or "concurrent writers"
+                    raise StoreError(
+                        f"cannot {what}: the database stayed busy ({reason})"
+                    ) from None
+            time.sleep(delay * random.uniform(1.0, 2.0))  # jitter: racers do not meet again
+            delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
 
     # -- tokens ----------------------------------------------------------------------------
     def create_token(
@@ -293,24 +352,32 @@ class Repository:
 
     # -- reading ---------------------------------------------------------------------------
     def index(self) -> tuple[bytes, str]:
-        """The signed release index and its ETag, re-signed when half its validity is gone."""
+        """The signed release index and its ETag, re-signed when half its validity is gone.
+
+        Replicas may decide to re-sign at the same moment: only one moves the serial, the
+        others find a fresh index under the lock (or lose the compare-and-swap and look again)
+        and serve that one, so one serial never has two different bodies.
+        """
         with self._session() as s:
             state = s.get(IndexState, 1)
         now = self.clock()
-        if state is None or not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2:
-            with self._write, self._session() as s:
-                state = s.get(IndexState, 1)
-                if (
-                    state is None
-                    or not state.body
-                    or now >= _aware(state.issued) + INDEX_VALIDITY / 2
-                ):
-                    state = self._resign(s, now)
-                    s.commit()
-                    s.refresh(state)
+        if state is None or _stale(state, now):
+            state = self._transaction(
+                "re-sign the index", lambda s: self._resign(s, now, only_if_stale=True)
+            )
         return state.body, state.etag
 
-    def _resign(self, s: Session, now: datetime) -> IndexState:
+    def _resign(self, s: Session, now: datetime, *, only_if_stale: bool = False) -> IndexState:
+        """Sign the index of what ``s`` sees as the serial after the stored one.
+
+        The index row is read first (and locked, where the database can) so that the lines
+        read after it include every version committed before that serial; the write is a
+        compare-and-swap on the serial, so two writers cannot both issue serial N+1.
+        """
+        state = s.exec(select(IndexState).where(IndexState.id == 1).with_for_update()).first()
+        if only_if_stale and state is not None and not _stale(state, now):
+            return state
+        serial = state.serial if state is not None else 0
         entries = []
         for line in s.exec(select(Line).where(Line.latest_version > 0)).all():
             v = s.get(Version, (line.bundle, line.locale, line.latest_version))
@@ -329,14 +396,37 @@ class Repository:
                         tuple(sorted((d.from_version for d in deltas), reverse=True)),
                     )
                 )
-        state = s.get(IndexState, 1) or IndexState(id=1)
-        state.serial += 1
-        state.body = sign_index(entries, serial=state.serial, key=self.key, now=now)
-        state.etag = '"' + hashlib.sha256(state.body).hexdigest() + '"'
-        state.issued = now
-        state.expires = now + INDEX_VALIDITY
-        s.add(state)
-        return state
+        body = sign_index(entries, serial=serial + 1, key=self.key, now=now)
+        signed = IndexState(
+            id=1,
+            serial=serial + 1,
+            body=body,
+            etag='"' + hashlib.sha256(body).hexdigest() + '"',
+            issued=now,
+            expires=now + INDEX_VALIDITY,
+        )
+        if state is None:
+            s.add(signed)
+            s.flush()  # a concurrent first index: duplicate key, retried by _transaction
+            return signed
+        moved = _cursor(
+            s.execute(
+                update(IndexState)
+                .where(col(IndexState.id) == 1, col(IndexState.serial) == serial)
+                .values(
+                    serial=signed.serial,
+                    body=signed.body,
+                    etag=signed.etag,
+                    issued=signed.issued,
+                    expires=signed.expires,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if moved.rowcount != 1:
+            raise _Conflict("index serial moved")
+        s.expunge(state)
+        return signed
 
     def catalog(self) -> list[dict[str, Any]]:
         with self._session() as s:
@@ -531,12 +621,14 @@ class Repository:
                 )
             )
         if made:
-            with self._write, self._session() as s:
+
+            def record(s: Session) -> None:
                 for row in made:
                     s.merge(row)
                 s.flush()
                 self._resign(s, self.clock())
-                s.commit()
+
+            self._transaction("record ready-made deltas", record)
 
     def pack_plan(self, request: object) -> list[tuple[str, int]]:
         """Which objects a pack request selects, with their stored sizes (for Content-Length)."""
@@ -700,11 +792,14 @@ class Repository:
         if not isinstance(notes, str) or len(notes) > MAX_NOTES:
             raise UsageError(f"notes are a string of at most {MAX_NOTES} characters")
         distinct = draft.distinct_chunks()
-        with self._write, self._session() as s:
-            if s.get(Upload, up.id) is None:  # a concurrent commit of the same upload won
+        ids = [cid for cid, _ in distinct]
+
+        def make_version(s: Session) -> int:
+            # Taking the upload first: of two commits of one upload, the second finds nothing.
+            taken = _cursor(s.execute(delete(Upload).where(col(Upload.id) == up.id)))
+            if taken.rowcount != 1:
                 raise NotFoundError(f"upload {up.id} was already committed")
             rows: dict[str, Chunk] = {}
-            ids = [cid for cid, _ in distinct]
             for i in range(0, len(ids), 500):
                 for row in s.exec(select(Chunk).where(col(Chunk.id).in_(ids[i : i + 500]))).all():
                     rows[row.id] = row
@@ -719,14 +814,15 @@ class Repository:
                 raise IntegrityError("a dictionary that chunks of this version need is missing")
             dictionaries = tuple((r.id, r.length) for r in dict_rows if r is not None)
 
-            line = s.get(Line, (up.bundle, up.locale)) or Line(bundle=up.bundle, locale=up.locale)
-            version = line.latest_version + 1
+            line = s.get(Line, (up.bundle, up.locale))
+            previous = line.latest_version if line is not None else 0
+            version = previous + 1
             manifest = assemble_manifest(
                 draft,
                 bundle=up.bundle,
                 locale=up.locale,
                 version=version,
-                parent_version=line.latest_version or None,
+                parent_version=previous or None,
                 created=self.clock(),
                 dictionaries=dictionaries,
                 base=(
@@ -738,9 +834,51 @@ class Repository:
             envelope = sign_manifest(manifest, self.key)
             manifest_id = hashlib.sha256(envelope).hexdigest()
             manifest_obj = encode_object(envelope)
+            # Stored before the rows that name it; if this attempt loses its race the object
+            # stays unreferenced (harmless, and a later GC may remove it).
             if not self.store.put(manifest_id, manifest_obj):
                 manifest_obj = self.store.get(manifest_id)
             s.merge(Chunk(id=manifest_id, length=len(envelope), stored_size=len(manifest_obj)))
+            meta = manifest.meta
+            title = (
+                (meta.title if meta else "")
+                or draft.title
+                or (line.title if line is not None else "")
+            )
+            dictionary = (line.dictionary_id, line.dictionary_length) if line else (None, None)
+            if dictionaries and not dictionary[0]:
+                dictionary = dictionaries[0]
+            described: dict[str, Any] = {
+                "latest_version": version,
+                "title": title,
+                "dictionary_id": dictionary[0],
+                "dictionary_length": dictionary[1],
+                "base_locale": up.base_locale,
+                "subject": meta.subject if meta else "",
+                "grade": meta.grade if meta else "",
+                "description": meta.description if meta else "",
+                "lessons": len(structure(manifest).lessons),
+            }
+            if line is None:
+                # A concurrent first publish of this line inserts the same key: retried.
+                s.add(Line(bundle=up.bundle, locale=up.locale, **described))
+                s.flush()
+            else:
+                s.expunge(line)
+                moved = _cursor(
+                    s.execute(
+                        update(Line)
+                        .where(
+                            col(Line.bundle) == up.bundle,
+                            col(Line.locale) == up.locale,
+                            col(Line.latest_version) == previous,
+                        )
+                        .values(**described)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+                if moved.rowcount != 1:
+                    raise _Conflict(f"{up.bundle}/{up.locale} moved past v{previous}")
             s.add(
                 Version(
                     bundle=up.bundle,
@@ -760,23 +898,11 @@ class Repository:
                     base_version=up.base_version,
                 )
             )
-            line.latest_version = version
-            line.title = (manifest.meta.title if manifest.meta else "") or draft.title or line.title
-            line.base_locale = up.base_locale
-            meta = manifest.meta
-            line.subject = meta.subject if meta else ""
-            line.grade = meta.grade if meta else ""
-            line.description = meta.description if meta else ""
-            line.lessons = len(structure(manifest).lessons)
-            if dictionaries and not line.dictionary_id:
-                line.dictionary_id, line.dictionary_length = dictionaries[0]
-            s.add(line)
-            stale = s.get(Upload, up.id)
-            if stale is not None:
-                s.delete(stale)
-            s.flush()
+            s.flush()  # the version's primary key is the last guard against a duplicate
             self._resign(s, self.clock())
-            s.commit()
+            return version
+
+        version = self._transaction(f"publish {up.bundle}/{up.locale}", make_version)
         try:
             self._build_static_deltas(up.bundle, up.locale, version)
         except SatchelError as exc:
@@ -970,14 +1096,15 @@ class UploadReceiver:
         finally:
             # Record what was stored even when a later frame is refused, so store and
             # database never disagree about an object.
-            with self.repo._session() as s:
+            def record(s: Session) -> None:
                 for row in rows:
-                    s.merge(row)
+                    s.merge(row)  # another replica may record the same chunk: retried
                 up = s.get(Upload, self.upload_id)
                 if up is not None:
                     up.extras = self.extras
                     s.add(up)
-                s.commit()
+
+            self.repo._transaction("record uploaded chunks", record, lock=False)
             self.stored += len(rows)
 
 
@@ -1031,6 +1158,16 @@ def wants_dry_run(request: object) -> bool:
     if not isinstance(flag, bool):
         raise FormatError("pack request 'dry_run' must be true or false")
     return flag
+
+
+def _cursor(result: Any) -> CursorResult[Any]:
+    # Session.execute is typed as returning Result; UPDATE and DELETE give a CursorResult.
+    return cast(CursorResult[Any], result)
+
+
+def _stale(state: IndexState, now: datetime) -> bool:
+    """Whether the stored index must be re-signed (none yet, or half its validity gone)."""
+    return not state.body or now >= _aware(state.issued) + INDEX_VALIDITY / 2
 
 
 def _aware(moment: datetime) -> datetime:

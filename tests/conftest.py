@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,13 @@ from satchel.server.service import Repository
 from satchel.sync.local import LocalStore
 
 from tests.support.repo import make_repository
+from tests.support.services import (
+    PostgresCluster,
+    S3Server,
+    pg_ctl_path,
+    start_postgres,
+    start_s3,
+)
 
 # No deadlines: CI machines vary, and no test here asserts on wall-clock time.
 settings.register_profile(
@@ -30,3 +39,41 @@ def repo(tmp_path: Path) -> Repository:
 def client_store(tmp_path: Path) -> LocalStore:
     """An empty client store (no fsync: tests do not simulate power cuts)."""
     return LocalStore(tmp_path / "client", durable=False)
+
+
+# -- backing services (started once per session, on loopback) --------------------------------
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server in its own process; tests make their own buckets."""
+    server = start_s3(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster; tests make their own databases (``new_database()``).
+
+    Missing PostgreSQL binaries skip locally with a reason, but fail under CI (``CI`` set),
+    where .ci/run installs them: a skipped database suite must never pass for a green one.
+    """
+    if pg_ctl_path() is None:
+        message = "PostgreSQL binaries not found (apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = start_postgres(tmp_path_factory.mktemp("pg"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind the server supports (SQLAlchemy URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)  # WITH (FORCE): also ends sessions a failed test left open

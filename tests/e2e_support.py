@@ -40,15 +40,22 @@ class CliResult(NamedTuple):
         return f"exit {self.code}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # Plain, stable output: no colour codes, no terminal-width wrapping by rich.
     env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
     return env
 
 
-def run_cli(*args: object, timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None) -> CliResult:
-    """Run ``satchel ARGS...``; returns (exit code, stdout, stderr). Raises on timeout."""
+def run_cli(
+    *args: object,
+    timeout: float = DEFAULT_TIMEOUT,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> CliResult:
+    """Run ``satchel ARGS...`` (``env``: extra variables); returns (exit code, stdout, stderr).
+    Raises on timeout."""
     proc = subprocess.run(
         [str(SATCHEL), *(str(a) for a in args)],
         capture_output=True,
@@ -57,7 +64,7 @@ def run_cli(*args: object, timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = 
         errors="replace",
         timeout=timeout,
         cwd=cwd,
-        env=_env(),
+        env=_env(env),
         stdin=subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
@@ -93,10 +100,18 @@ class SatchelServer:
     to ``DATA.serve.log`` beside the data folder, so a failing start can say why.
     """
 
-    def __init__(self, data: Path, *, sample: bool = False, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data: Path,
+        *,
+        sample: bool = False,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data = data
         self.sample = sample
         self.extra = extra
+        self.env = env  # extra environment, e.g. AWS_* for --storage s3://
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data.parent / f"{data.name}.serve.log"
@@ -113,7 +128,11 @@ class SatchelServer:
             args = self._command()
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
-                    args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env()
+                    args,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=_env(self.env),
                 )
             try:
                 healthy = self._wait_healthy(timeout)
@@ -161,7 +180,7 @@ class SatchelServer:
 
     # -- conveniences over the CLI ------------------------------------------------------
     def token(self, role: str = "teacher", *extra: str) -> str:
-        res = run_cli("token", "create", "--data", self.data, "--role", role, *extra)
+        res = run_cli("token", "create", "--data", self.data, "--role", role, *extra, env=self.env)
         if res.code != 0:
             raise RuntimeError(f"token create failed: {res.describe()}")
         return res.stdout.strip()

@@ -1,4 +1,5 @@
-"""One conformance suite for every ChunkStore, plus FolderChunkStore specifics."""
+"""One conformance suite for every ChunkStore (memory, folder, S3), plus FolderChunkStore
+specifics (S3 specifics are in test_s3.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from satchel.content.errors import FormatError, NotFoundError, StoreError
+from satchel.server.s3store import S3ChunkStore
 from satchel.sync import store as store_module
 from satchel.sync.store import ChunkStore, FolderChunkStore, MemoryChunkStore
+
+from tests.support.services import S3Server
 
 
 def cid(n: int) -> str:
@@ -30,8 +34,13 @@ FACTORIES: dict[str, Factory] = {
 }
 
 
-@pytest.fixture(params=sorted(FACTORIES))
+@pytest.fixture(params=[*sorted(FACTORIES), "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ChunkStore:
+    if request.param == "s3":
+        # The S3 backend against a real S3 API server (moto, own process): a fresh bucket
+        # and a prefix, so "empty store" and listings are this test's alone.
+        s3: S3Server = request.getfixturevalue("s3_server")
+        return S3ChunkStore.from_url(f"s3://{s3.new_bucket()}/objects", client=s3.client())
     return FACTORIES[request.param](tmp_path)
 
 
