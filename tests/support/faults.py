@@ -86,6 +86,7 @@ class CutRun:
     attempts: int  # sync runs until one finished
     bytes_down: int  # every byte the client received over all attempts
     codes: list[int]
+    offsets: list[int]  # where each armed cut was set (bytes into that attempt's download)
 
 
 def sync_with_cuts(
@@ -98,9 +99,11 @@ def sync_with_cuts(
     codes: list[int] = []
     fired = 0
     received = 0
+    offsets: list[int] = []
     while True:
         if fired < cuts:
-            proxy.cut_down_after(rng.randrange(1, max(full - received, 2)))
+            offsets.append(rng.randrange(1, max(full - received, 2)))
+            proxy.cut_down_after(offsets[-1])
         res = sync(proxy.url, BUNDLE, store, "--retries", 0)
         codes.append(res.code)
         stats = proxy.stats()
@@ -109,7 +112,7 @@ def sync_with_cuts(
         if not cut:
             proxy.cut_down_after(None)  # the sync needed fewer bytes than the cut point
         if res.code == 0:
-            return CutRun(fired, len(codes), stats.bytes_down, codes)
+            return CutRun(fired, len(codes), stats.bytes_down, codes, offsets)
         if res.code != 4 or not cut:  # a cut is a link error (exit 4), and only a cut fails
             raise AssertionError(f"sync failed: {res.describe()}")
         received = stats.bytes_down
