@@ -8,6 +8,7 @@ as ``application/octet-stream`` so no HTTP layer decompresses zstd behind our ba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -33,10 +34,19 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_PACK_REQUEST = 8 * 1024 * 1024
 MAX_SMALL_BODY = 64 * 1024
 OCTETS = "application/octet-stream"
+# An upload that sends nothing for this long is dropped (a stalled or slowloris client must
+# not hold a connection and an upload open). There is no total time limit: a teacher on a
+# 64 kbit/s link needs hours for a large course and must be able to finish; the total size
+# is bounded instead (UploadReceiver.max_bytes), so a slow upload is also a finite one.
+UPLOAD_IDLE_SECONDS = 60.0
 
 
 class BodyTooLarge(SatchelError):
     pass
+
+
+class UploadStalled(TransportError):
+    """The client stopped sending an upload body (answered 408; resend to resume)."""
 
 
 def _status(exc: Exception) -> int:
@@ -48,6 +58,8 @@ def _status(exc: Exception) -> int:
         return 404
     if isinstance(exc, BodyTooLarge):
         return 413
+    if isinstance(exc, UploadStalled):
+        return 408
     if isinstance(exc, ContentError | TransportError):
         return 422  # a refused or incomplete upload body
     if isinstance(exc, UsageError):
@@ -119,7 +131,7 @@ def object_response(request: Request, data: bytes, etag: str) -> Response:
     return Response(data, headers=headers, media_type=OCTETS)
 
 
-def create_app(repo: Repository) -> FastAPI:
+def create_app(repo: Repository, *, upload_idle: float = UPLOAD_IDLE_SECONDS) -> FastAPI:
     app = FastAPI(
         title="Satchel",
         summary="Signed, chunked, delta-synced learning bundles for offline laptops.",
@@ -219,7 +231,13 @@ def create_app(repo: Repository) -> FastAPI:
         who = await principal(request)
         receiver = await run_in_threadpool(repo.upload_receiver, who, upload_id)
         reader = PackReader()
-        async for piece in _pieces(request):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > receiver.max_bytes:
+            raise BodyTooLarge(
+                f"upload of {int(declared):,} bytes is over the {receiver.max_bytes:,} bytes"
+                " this draft's objects can take"
+            )
+        async for piece in _pieces(request, upload_idle, receiver.max_bytes):
             frames = reader.feed(piece)
             if frames:
                 await run_in_threadpool(receiver.receive, frames)
@@ -247,10 +265,24 @@ def _unwrap_object(body: bytes, limit: int) -> bytes:
     return decode_object(body, length)
 
 
-async def _pieces(request: Request) -> AsyncIterator[bytes]:
+async def _pieces(request: Request, idle: float, limit: int) -> AsyncIterator[bytes]:
+    """The body in batches, each read waited for at most ``idle`` s, ``limit`` bytes in all."""
     # Coalesce small network reads so verification runs on batches of frames.
     buf = bytearray()
-    async for piece in request.stream():
+    stream = request.stream().__aiter__()
+    total = 0
+    while True:
+        try:
+            piece = await asyncio.wait_for(anext(stream), idle)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise UploadStalled(
+                f"upload sent nothing for {idle:g} s and was dropped; publish again to resume"
+            ) from None
+        total += len(piece)
+        if total > limit:
+            raise BodyTooLarge(f"upload is over the {limit:,} bytes this draft's objects can take")
         buf += piece
         if len(buf) >= 256 * 1024:
             yield bytes(buf)
