@@ -31,6 +31,61 @@ from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 from .service import Principal, Repository, wants_dry_run
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# The POST routes read their bodies themselves (streamed, bounded); these describe them in the
+# OpenAPI schema for people, client generators and schema-driven fuzzing (schemathesis).
+_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+PACK_REQUEST_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "manifest": _ID,
+                        "want": {"type": "string", "description": "base64 bitmap"},
+                        "base": _ID,
+                        "chunks": {"type": "array", "items": _ID},
+                        "dry_run": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    }
+}
+DRAFT_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A manifest draft in canonical JSON (docs/protocol.md)",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "chunker": {"type": "object"},
+                        "files": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {PACK_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+COMMIT_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"notes": {"type": "string"}}}
+            }
+        },
+    }
+}
 MAX_PACK_REQUEST = 8 * 1024 * 1024
 MAX_SMALL_BODY = 64 * 1024
 OCTETS = "application/octet-stream"
@@ -198,7 +253,11 @@ def create_app(repo: Repository, *, upload_idle: float = UPLOAD_IDLE_SECONDS) ->
     def chunk(chunk_id: str, request: Request) -> Response:
         return object_response(request, repo.get_object(chunk_id), f'"{chunk_id}"')
 
-    @app.post("/v1/pack", summary="Many stored objects in one framed stream")
+    @app.post(
+        "/v1/pack",
+        summary="Many stored objects in one framed stream",
+        openapi_extra=PACK_REQUEST_DOC,
+    )
     async def pack(request: Request) -> Response:
         body = await _json_body(request, MAX_PACK_REQUEST)
         if wants_dry_run(body):  # only the size: {"objects": n, "bytes": exact length}
@@ -213,6 +272,7 @@ def create_app(repo: Repository, *, upload_idle: float = UPLOAD_IDLE_SECONDS) ->
     @app.post(
         "/v1/publish/{bundle}/{locale}",
         summary="Begin a publish: send a draft, learn what is missing",
+        openapi_extra=DRAFT_DOC,
     )
     async def begin(bundle: str, locale: str, request: Request) -> dict[str, object]:
         who = await principal(request)
@@ -226,7 +286,11 @@ def create_app(repo: Repository, *, upload_idle: float = UPLOAD_IDLE_SECONDS) ->
             "dictionary": list(resp.dictionary) if resp.dictionary else None,
         }
 
-    @app.post("/v1/uploads/{upload_id}/pack", summary="Upload missing objects as a pack stream")
+    @app.post(
+        "/v1/uploads/{upload_id}/pack",
+        summary="Upload missing objects as a pack stream",
+        openapi_extra=UPLOAD_DOC,
+    )
     async def upload(upload_id: str, request: Request) -> dict[str, int]:
         who = await principal(request)
         receiver = await run_in_threadpool(repo.upload_receiver, who, upload_id)
@@ -244,7 +308,11 @@ def create_app(repo: Repository, *, upload_idle: float = UPLOAD_IDLE_SECONDS) ->
         reader.close()
         return {"stored": receiver.stored}
 
-    @app.post("/v1/uploads/{upload_id}/commit", summary="Make the uploaded version visible")
+    @app.post(
+        "/v1/uploads/{upload_id}/commit",
+        summary="Make the uploaded version visible",
+        openapi_extra=COMMIT_DOC,
+    )
     async def commit(upload_id: str, request: Request) -> dict[str, int]:
         who = await principal(request)
         body = await _json_body(request, MAX_SMALL_BODY)
