@@ -225,7 +225,7 @@ def bench_flips(tmp: Path, flips: int, seed: int) -> list[list[object]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cuts", type=int, default=100)
-    ap.add_argument("--per-sync", type=int, default=2, help="cuts per sync before it may finish")
+    ap.add_argument("--per-sync", type=int, default=1, help="cuts per sync before it may finish")
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--flips", type=int, default=20, help="per place")
     ap.add_argument("--seed", type=int, default=7)

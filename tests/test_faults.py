@@ -62,7 +62,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SatchelServ
     """A server with v1 and v2 of the course; yields (server, v1 tree, v2 tree)."""
     base = tmp_path_factory.mktemp("faults")
     v1 = course_tree(base / "v1", seed=1)
-    v2 = edited_tree(v1, base / "v2", seed=2, new_kb=200)
+    v2 = edited_tree(v1, base / "v2", seed=2, new_kb=500)
     with SatchelServer(base / "srv") as srv:
         token = srv.token("teacher")
         assert published(publish(srv.url, token, v1, BUNDLE)) == 1
@@ -74,9 +74,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SatchelServ
 
 
 # -- 1. cuts at random bytes -------------------------------------------------------------------
-@pytest.mark.parametrize(("case", "seed"), [("first-sync", 11), ("update", 12)])
+# A cut wastes at most the frame it fell in, up to 16 KiB (larger partial objects are kept and
+# finished with a Range request), plus the index and HTTP heads of the next attempt: ~18 KB.
+# Three cuts in a 1.3 MB first sync and two in a 0.5 MB update stay well inside 10% whatever
+# the offsets; bench/faults.py measures 100 cuts.
+@pytest.mark.parametrize(("case", "seed", "cuts"), [("first-sync", 11, 3), ("update", 12, 2)])
 def test_a_sync_cut_at_random_bytes_resumes_to_the_same_tree_for_little_extra(
-    tmp_path: Path, site: tuple[SatchelServer, Path, Path], case: str, seed: int
+    tmp_path: Path, site: tuple[SatchelServer, Path, Path], case: str, seed: int, cuts: int
 ) -> None:
     srv, _v1, v2 = site
     start: Path | None = srv.v1_store if case == "update" else None  # type: ignore[attr-defined]
@@ -91,8 +95,8 @@ def test_a_sync_cut_at_random_bytes_resumes_to_the_same_tree_for_little_extra(
     with LoopbackProxy("127.0.0.1", srv.port) as proxy:
         sync_json(proxy.url, BUNDLE, fresh("measure"))
         full = proxy.stats().bytes_down
-        run = sync_with_cuts(proxy, fresh("cut"), rng, full=full, cuts=3)
-    assert run.cuts >= 2, run  # the cut points fall inside the transfer
+        run = sync_with_cuts(proxy, fresh("cut"), rng, full=full, cuts=cuts)
+    assert run.cuts == cuts, run  # the cut points fall inside the transfer
     assert run.codes[-1] == 0 and set(run.codes[:-1]) <= {4}, run
     assert run.bytes_down <= MAX_EXTRA * full, (run, full)
     assert current_version(tmp_path / "cut") == 2
