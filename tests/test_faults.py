@@ -122,7 +122,7 @@ def test_a_server_killed_mid_publish_shows_no_partial_version_and_the_retry_succ
         for i in range(2):
             src = edited_tree(base, tmp_path / f"k{i}", seed=100 + i, new_kb=300)
             before = _versions(data)
-            run = publish_and_kill(srv, token, src, rng.uniform(0.3 * took, 1.1 * took))
+            run = publish_and_kill(srv, token, src, rng.uniform(0.2 * took, 0.6 * took))
             outcomes.append(run)
             after = _versions(data)
             # Only complete versions, numbered without gaps; a printed version is durable.
