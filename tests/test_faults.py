@@ -222,7 +222,7 @@ def test_a_flipped_byte_in_a_usb_pack_is_caught(
     assert res.code == 0, res.describe()
     packs = sorted((stick / "packs").iterdir())
     refused = 0
-    for attempt in range(4):
+    for attempt in range(3):
         pack = rng.choice(packs)
         good = pack.read_bytes()
         flip_byte(pack, rng)
@@ -235,7 +235,7 @@ def test_a_flipped_byte_in_a_usb_pack_is_caught(
             _assert_refused_and_clean(res.code, store)
             refused += 1
         pack.write_bytes(good)
-    assert refused == 4
+    assert refused == 3
     res = run_cli("import", stick, "--store", tmp_path / "ok", "--trust", srv.fingerprint())
     assert res.code == 0, res.describe()
     assert_same_tree(v2, checkout_ok(tmp_path / "ok", BUNDLE, tmp_path / "out-ok"))
@@ -251,7 +251,7 @@ def test_a_flipped_bit_in_transit_is_caught_and_never_stored(
         sync_json(proxy.url, BUNDLE, tmp_path / "measure")
         total = proxy.down
         outcomes = []
-        for attempt in range(4):
+        for attempt in range(3):
             # Most of the stream is the pack; the first tenth is HTTP heads, index, manifest.
             proxy.arm(rng.randrange(total // 10, total), rng.randrange(8))
             store = tmp_path / f"s{attempt}"
@@ -266,7 +266,7 @@ def test_a_flipped_bit_in_transit_is_caught_and_never_stored(
             proxy.arm(None)
             sync_json(proxy.url, BUNDLE, store)  # the same store then completes, intact
             assert_same_tree(v2, checkout_ok(store, BUNDLE, tmp_path / f"o{attempt}"))
-        assert outcomes.count(3) >= 3, outcomes  # flips in the pack are refused as bad data
+        assert outcomes.count(3) >= 2, outcomes  # flips in the pack are refused as bad data
 
 
 # -- 4. disk full --------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ from tests.support.repo import (
 )
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=timedelta(seconds=1),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,  # the same inputs on every run and in CI: a failure reproduces

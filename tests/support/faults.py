@@ -21,6 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from satchel.content.manifest import parse_manifest
+from satchel.content.objects import decode_object
+
 from tests.e2e_support import SATCHEL, CliResult, SatchelServer, _env, run_cli, sync
 from tests.support.proxy import LoopbackProxy
 
@@ -175,15 +178,18 @@ def catalog_versions(data: Path, bundle: str = BUNDLE) -> list[int]:
 
 # -- flips -----------------------------------------------------------------------------------
 def chunk_files(data: Path) -> list[tuple[str, Path]]:
-    """(id, file) of each stored content chunk of a server: not manifests, not dictionaries."""
+    """(id, file) of each content chunk of the latest version of a server's one line: what a
+    first sync fetches (not manifests, dictionaries or chunks only older versions use)."""
     with sqlite3.connect(data / "satchel.db") as db:
-        manifests = {r[0] for r in db.execute("select manifest_id from version")}
-        dicts = {r[0] for r in db.execute("select dictionary_id from line") if r[0]}
-        deltas = {r[0] for r in db.execute("select object_id from staticdelta")}
-        ids = sorted(
-            r[0] for r in db.execute("select id from chunk") if r[0] not in manifests | dicts
-        )
-    return [(cid, data / "objects" / cid[:2] / cid) for cid in ids if cid not in deltas]
+        mid, size = db.execute(
+            "select v.manifest_id, v.manifest_size from version v join line l on"
+            " v.bundle = l.bundle and v.locale = l.locale and v.version = l.latest_version"
+        ).fetchone()
+    obj = (data / "objects" / mid[:2] / mid).read_bytes()
+    manifest = parse_manifest(decode_object(obj, size))[1]
+    dictionaries = {cid for cid, _ in manifest.dictionaries}
+    ids = sorted({cid for cid, _ in manifest.distinct_chunks()} - dictionaries)
+    return [(cid, data / "objects" / cid[:2] / cid) for cid in ids]
 
 
 def flip_byte(path: Path, rng: random.Random) -> int:
