@@ -694,12 +694,25 @@ def checkout(
 
 @app.command()
 def fsck(
-    store: Annotated[Path, typer.Option(help="Local store folder.")],
+    store: Annotated[Path | None, typer.Option(help="Local store folder.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="A server's data folder (instead of --store).")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="With --data: the server's SQLAlchemy URL.")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="With --data: its object storage.")] = None,
     repair: Annotated[
         bool, typer.Option("--repair", help="Delete bad objects so the next sync refetches them.")
     ] = False,
 ) -> None:
     """Verify every stored chunk against its id and every version for completeness."""
+    if (store is None) == (data is None):
+        fail("give either --store (a local store) or --data (a server's data folder)", 2)
+    if data is not None:
+        _fsck_server(data, database_url, storage, repair)
+        return
+    assert store is not None
     from satchel.sync.fsck import fsck as check_store
 
     local = run(lambda: LocalStore(store))
@@ -714,6 +727,24 @@ def fsck(
     err.print(
         f"{report.objects} objects checked, {len(report.corrupt)} corrupt,"
         f" {len(report.unverifiable)} unverifiable, {len(report.incomplete)} incomplete versions"
+    )
+    if not report.clean:
+        raise typer.Exit(3)
+
+
+def _fsck_server(data: Path, database_url: str | None, storage: str | None, repair: bool) -> None:
+    from satchel.server.fsck import fsck_server
+
+    if repair:
+        fail("--repair is for local stores; a server's objects are re-sent by publishing again", 2)
+    if not (data / "signing-key.pem").exists() and database_url is None:
+        fail(f"{data} is not a server data folder (no signing-key.pem)", 2)
+    report = run(lambda: fsck_server(_repository(data, database_url, storage, None)))
+    for problem in report.problems:
+        err.print(f"problem: {problem}")
+    err.print(
+        f"{report.objects} objects and {report.versions} versions checked,"
+        f" {len(report.problems)} problems, {report.orphans} unlisted objects (harmless)"
     )
     if not report.clean:
         raise typer.Exit(3)

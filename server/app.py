@@ -8,6 +8,7 @@ as ``application/octet-stream`` so no HTTP layer decompresses zstd behind our ba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -33,13 +34,77 @@ from .ratelimit import FailureLimiter, RateLimited
 from .service import Principal, Repository, wants_dry_run
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# The POST routes read their bodies themselves (streamed, bounded); these describe them in the
+# OpenAPI schema for people, client generators and schema-driven fuzzing (schemathesis).
+_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+PACK_REQUEST_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "manifest": _ID,
+                        "want": {"type": "string", "description": "base64 bitmap"},
+                        "base": _ID,
+                        "chunks": {"type": "array", "items": _ID},
+                        "dry_run": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    }
+}
+DRAFT_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A manifest draft in canonical JSON (docs/protocol.md)",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "chunker": {"type": "object"},
+                        "files": {"type": "array", "items": {"type": "object"}},
+                    },
+                }
+            }
+        },
+    }
+}
+UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {PACK_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+COMMIT_DOC = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"notes": {"type": "string"}}}
+            }
+        },
+    }
+}
 MAX_PACK_REQUEST = 8 * 1024 * 1024
 MAX_SMALL_BODY = 64 * 1024
 OCTETS = "application/octet-stream"
+# An upload that sends nothing for this long is dropped (a stalled or slowloris client must
+# not hold a connection and an upload open). There is no total time limit: a teacher on a
+# 64 kbit/s link needs hours for a large course and must be able to finish; the total size
+# is bounded instead (UploadReceiver.max_bytes), so a slow upload is also a finite one.
+UPLOAD_IDLE_SECONDS = 60.0
 
 
 class BodyTooLarge(SatchelError):
     pass
+
+
+class UploadStalled(TransportError):
+    """The client stopped sending an upload body (answered 408; resend to resume)."""
 
 
 def error_status(exc: Exception) -> int:
@@ -52,6 +117,8 @@ def error_status(exc: Exception) -> int:
         return 404
     if isinstance(exc, BodyTooLarge):
         return 413
+    if isinstance(exc, UploadStalled):
+        return 408
     if isinstance(exc, ContentError | TransportError):
         return 422  # a refused or incomplete upload body
     if isinstance(exc, UsageError):
@@ -128,6 +195,7 @@ def create_app(
     *,
     auth_limiter: FailureLimiter | None = None,
     metrics: Metrics | None = None,
+    upload_idle: float = UPLOAD_IDLE_SECONDS,
 ) -> FastAPI:
     app = FastAPI(
         title="Satchel",
@@ -235,7 +303,11 @@ def create_app(
     def chunk(chunk_id: str, request: Request) -> Response:
         return object_response(request, repo.get_object(chunk_id), f'"{chunk_id}"')
 
-    @app.post("/v1/pack", summary="Many stored objects in one framed stream")
+    @app.post(
+        "/v1/pack",
+        summary="Many stored objects in one framed stream",
+        openapi_extra=PACK_REQUEST_DOC,
+    )
     async def pack(request: Request) -> Response:
         body = await _json_body(request, MAX_PACK_REQUEST)
         if wants_dry_run(body):  # only the size: {"objects": n, "bytes": exact length}
@@ -250,6 +322,7 @@ def create_app(
     @app.post(
         "/v1/publish/{bundle}/{locale}",
         summary="Begin a publish: send a draft, learn what is missing",
+        openapi_extra=DRAFT_DOC,
     )
     async def begin(
         bundle: str,
@@ -283,19 +356,33 @@ def create_app(
             "dictionary": list(resp.dictionary) if resp.dictionary else None,
         }
 
-    @app.post("/v1/uploads/{upload_id}/pack", summary="Upload missing objects as a pack stream")
+    @app.post(
+        "/v1/uploads/{upload_id}/pack",
+        summary="Upload missing objects as a pack stream",
+        openapi_extra=UPLOAD_DOC,
+    )
     async def upload(upload_id: str, request: Request) -> dict[str, int]:
         who = await principal(request)
         receiver = await run_in_threadpool(repo.upload_receiver, who, upload_id)
         reader = PackReader()
-        async for piece in _pieces(request):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > receiver.max_bytes:
+            raise BodyTooLarge(
+                f"upload of {int(declared):,} bytes is over the {receiver.max_bytes:,} bytes"
+                " this draft's objects can take"
+            )
+        async for piece in _pieces(request, upload_idle, receiver.max_bytes):
             frames = reader.feed(piece)
             if frames:
                 await run_in_threadpool(receiver.receive, frames)
         reader.close()
         return {"stored": receiver.stored}
 
-    @app.post("/v1/uploads/{upload_id}/commit", summary="Make the uploaded version visible")
+    @app.post(
+        "/v1/uploads/{upload_id}/commit",
+        summary="Make the uploaded version visible",
+        openapi_extra=COMMIT_DOC,
+    )
     async def commit(upload_id: str, request: Request) -> dict[str, int]:
         who = await principal(request)
         body = await _json_body(request, MAX_SMALL_BODY)
@@ -363,10 +450,24 @@ def _unwrap_object(body: bytes, limit: int) -> bytes:
     return decode_object(body, length)
 
 
-async def _pieces(request: Request) -> AsyncIterator[bytes]:
+async def _pieces(request: Request, idle: float, limit: int) -> AsyncIterator[bytes]:
+    """The body in batches, each read waited for at most ``idle`` s, ``limit`` bytes in all."""
     # Coalesce small network reads so verification runs on batches of frames.
     buf = bytearray()
-    async for piece in request.stream():
+    stream = request.stream().__aiter__()
+    total = 0
+    while True:
+        try:
+            piece = await asyncio.wait_for(anext(stream), idle)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise UploadStalled(
+                f"upload sent nothing for {idle:g} s and was dropped; publish again to resume"
+            ) from None
+        total += len(piece)
+        if total > limit:
+            raise BodyTooLarge(f"upload is over the {limit:,} bytes this draft's objects can take")
         buf += piece
         if len(buf) >= 256 * 1024:
             yield bytes(buf)

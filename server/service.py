@@ -1042,6 +1042,15 @@ class UploadReceiver:
         self.extras = extras
         self.stored = 0
         self._lengths: dict[str, int] = {}  # objects of this request, before their rows commit
+        # The most one upload request can honestly need: every listed object once, stored raw
+        # (encode_object never picks a form larger than raw), and the dictionaries still
+        # allowed; anything longer is refused before it is read (issue 7: bounded bodies).
+        self.max_bytes = (
+            len(MAGIC)
+            + HEAD_SIZE
+            + sum(HEAD_SIZE + 1 + n for n in expected.values())
+            + max(MAX_DICTIONARIES - extras, 0) * (HEAD_SIZE + 1 + MAX_DICTIONARY)
+        )
 
     def _lookup(self, dict_id: str) -> bytes:
         length = self._lengths.get(dict_id)
