@@ -482,14 +482,18 @@ def sync(
         int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
     ] = DEFAULT_KEEP,
     reserve: Annotated[
-        str, typer.Option(help="Disk space to leave free (e.g. 50m, 1g; k=1000).")
+        str,
+        typer.Option(
+            help="Disk space to leave free (e.g. 50m, 1g; k=1000); 'off' skips the check"
+            " (for filesystems that misreport free space)."
+        ),
     ] = "50m",
 ) -> None:
     """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
     if only and all_files:
         fail("--only and --all contradict each other; give one", 2)
     selection: Only = "all" if all_files else (list(only) if only else "keep")
-    reserve_bytes = run(lambda: parse_size(reserve))
+    reserve_bytes = run(lambda: _reserve(reserve))
     rate = run(lambda: parse_rate(rate_limit)) if rate_limit else None
     budget = run(lambda: parse_size(max_bytes)) if max_bytes is not None else None
     if dry_run and budget is not None:
@@ -593,6 +597,14 @@ def _locked(local: LocalStore) -> contextlib.ExitStack[bool | None]:
     stack = contextlib.ExitStack()
     stack.enter_context(writer_lock(local))
     return stack
+
+
+def _reserve(text: str) -> int | None:
+    """``--reserve``: a size, ``0`` (only what the sync needs must fit) or ``off`` (no check)."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    return 0 if value == "0" else parse_size(value)
 
 
 def _collect(local: LocalStore, keep: int) -> int:
@@ -791,7 +803,11 @@ def import_usb(
         int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
     ] = DEFAULT_KEEP,
     reserve: Annotated[
-        str, typer.Option(help="Disk space to leave free (e.g. 50m, 1g; k=1000).")
+        str,
+        typer.Option(
+            help="Disk space to leave free (e.g. 50m, 1g; k=1000); 'off' skips the check"
+            " (for filesystems that misreport free space)."
+        ),
     ] = "50m",
 ) -> None:
     """Import versions from a USB folder: verify everything, store what is missing, switch."""
@@ -829,7 +845,7 @@ def import_usb(
         why = "key changed, as --trust asked" if rotated else "first use"
         err.print(f"trusting publisher key {fingerprint} ({why})")
 
-    reserve_bytes = run(lambda: parse_size(reserve))
+    reserve_bytes = run(lambda: _reserve(reserve))
     updater = Updater(local, fetcher, trust=trust, on_pin=announce_pin, reserve=reserve_bytes)
     content_note = " (nothing stored was changed: the current version is intact)"
     with run(lambda: _locked(local)):

@@ -303,6 +303,10 @@ def test_disk_full_during_sync_is_a_clear_error_and_the_held_version_stays(
         proc.stdin.close()
         proc.stdout.close()
         proc.wait(60)
+    precheck = steps["precheck"]
+    lines = [line for line in str(precheck["stderr"]).splitlines() if line.startswith("error:")]
+    assert precheck["code"] == 1 and len(lines) == 1, precheck
+    assert "needs up to" in lines[0] and "are free" in lines[0], precheck
     full = steps["full"]
     assert full["code"] == 1, full
     lines = [line for line in str(full["stderr"]).splitlines() if line.strip()]

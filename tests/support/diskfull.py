@@ -58,9 +58,13 @@ def _driver(satchel: str, server: str, mount: Path, out: Path) -> None:
     def report(step: str, result: dict[str, object]) -> None:
         print(json.dumps({"step": step, **result}), flush=True)
 
-    report("first", _run(sync))
+    # The first version fits the tiny disk, but not with the default 50 MB reserve.
+    report("first", _run([*sync, "--reserve", "0"]))
     sys.stdin.readline()  # the test publishes the bigger version, then says go
-    report("full", _run(sync))
+    # The free-space check refuses the bigger version before storing anything...
+    report("precheck", _run(sync))
+    # ...and with the check off, the disk really fills during the sync.
+    report("full", _run([*sync, "--reserve", "off"]))
     report(
         "checkout",
         _run([satchel, "checkout", "--store", str(store), "--bundle", "course", "--to", str(out)]),
