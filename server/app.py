@@ -28,6 +28,7 @@ from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
 from .service import Principal, Repository, wants_dry_run
+from .web import web_router
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 MAX_PACK_REQUEST = 8 * 1024 * 1024
@@ -126,6 +127,7 @@ def create_app(repo: Repository) -> FastAPI:
         version="1",
     )
     app.state.repo = repo
+    app.include_router(web_router(repo))
 
     @app.exception_handler(SatchelError)
     @app.exception_handler(PermissionError)
