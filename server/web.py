@@ -40,6 +40,7 @@ from satchel.content.chunking import Chunker
 from satchel.content.errors import (
     NotFoundError,
     SatchelError,
+    UnsafePathError,
     UsageError,
 )
 from satchel.content.manifest import FileEntry, Manifest
@@ -331,7 +332,7 @@ def error_status(exc: Exception) -> int:
         return 403
     if isinstance(exc, NotFoundError):
         return 404
-    if isinstance(exc, UsageError):
+    if isinstance(exc, UsageError | UnsafePathError):  # a bad address typed or crafted
         return 400
     if isinstance(exc, SatchelError):
         return 422
@@ -423,7 +424,11 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
 
     @router.post("/signout")
     async def signout(request: Request) -> Response:
-        check_same_origin(request)
+        sess = await run_in_threadpool(web.session, request)
+        if sess is not None:  # with no valid session there is nothing to protect
+            check_csrf(request, sess, (await read_form(request)).get("csrf"))
+        else:
+            check_same_origin(request)
         response = RedirectResponse("/web/signin", status_code=303)
         response.delete_cookie(COOKIE, path="/web", httponly=True, samesite="strict")
         return response
