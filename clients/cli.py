@@ -216,6 +216,40 @@ def token_create(
     typer.echo(token)
 
 
+@token_app.command("list")
+def token_list(
+    data: Annotated[Path, typer.Option(help="The server's data folder.")],
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+) -> None:
+    """List tokens (never their secrets): id, role, grant, label, created, revoked."""
+    repo = run(lambda: _repository(data, database_url, None, None))
+    tokens = run(repo.list_tokens)
+    if as_json:
+        typer.echo(json.dumps(tokens))
+        return
+    for t in tokens:
+        grant = f"{t['bundle'] or '*'}/{t['locale'] or '*'}"
+        state = "revoked" if t["revoked"] else "active"
+        typer.echo(f"{t['id']}\t{t['role']}\t{grant}\t{state}\t{t['created']}\t{t['label']}")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see 'satchel token list').")],
+    data: Annotated[Path, typer.Option(help="The server's data folder.")],
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
+    ] = None,
+) -> None:
+    """Revoke a token: its next request fails."""
+    repo = run(lambda: _repository(data, database_url, None, None))
+    run(lambda: repo.revoke_token(token_id))
+    err.print(f"token {token_id} revoked")
+
+
 @app.command()
 def keygen(
     out: Annotated[Path, typer.Option(help="Where to write the new private key (mode 0600).")],
@@ -239,9 +273,22 @@ def publish(
     locale: Locale = DEFAULT_LOCALE,
     title: Annotated[str, typer.Option(help="Title shown in catalogs.")] = "",
     notes: Annotated[str, typer.Option(help="What changed, for the history.")] = "",
+    from_locale: Annotated[
+        str | None,
+        typer.Option(help="Publish a locale variant of this locale's line (shares its files)."),
+    ] = None,
+    base_version: Annotated[
+        int | None,
+        typer.Option(
+            help="With --from-locale: the base version this translation is now up to date"
+            " with (default: what the variant said before; a new variant: the latest)."
+        ),
+    ] = None,
 ) -> None:
     """Publish a folder as a new version; uploads only chunks the server lacks."""
     run(lambda: (check_bundle(bundle), check_locale(locale)))
+    if from_locale is not None:
+        run(lambda: check_locale(from_locale))
     if not src.is_dir():
         fail(f"{src} is not a folder", 2)
     client = run(lambda: HttpClient(server, token=token))
@@ -254,6 +301,8 @@ def publish(
                 title=title or src.name,
                 notes=notes,
                 progress=bar,
+                from_locale=from_locale,
+                base_version=base_version,
             )
         )
     err.print(
@@ -262,6 +311,34 @@ def publish(
         f" ({result.pack_bytes:,} bytes)"
     )
     typer.echo(result.version)
+
+
+@app.command()
+def translations(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Annotated[str, typer.Option("--locale", help="The variant's locale.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+) -> None:
+    """Each file of a locale variant: up to date, stale, missing or extra against its base."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server))
+    with client:
+        report = run(lambda: client.translations(bundle, locale))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(
+        f"{bundle}/{locale} v{report.get('version')} made from {report.get('base_locale')}"
+        f" v{report.get('base_version')}; latest {report.get('base_locale')}"
+        f" v{report.get('latest_base_version')}"
+    )
+    for item in report["files"]:
+        typer.echo(f"{item['state']:<10} {item['path']}")
+    counts: dict[str, int] = {}
+    for item in report["files"]:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    err.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files")
 
 
 def _retry_base() -> float:

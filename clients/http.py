@@ -265,7 +265,14 @@ class HttpClient:
             response.close()
 
     # -- PublishTarget ---------------------------------------------------------------------
-    def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse:
+    def begin(
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
+    ) -> BeginResponse:
         # The draft is mostly hex chunk ids and paths: as a zstd object it is a third the size,
         # which is what a teacher's 64 kbit/s uplink notices.
         body = encode_object(draft)
@@ -273,6 +280,11 @@ class HttpClient:
         request = self.http.build_request(
             "POST",
             f"/v1/publish/{bundle}/{locale}",
+            params={
+                k: v
+                for k, v in (("from_locale", from_locale), ("base_version", base_version))
+                if v is not None
+            },
             content=body,
             headers={"Content-Type": OBJECT_MEDIA_TYPE},
         )
@@ -311,6 +323,41 @@ class HttpClient:
         if type(version) is not int:
             raise ContentError("server sent a malformed commit answer")
         return version
+
+    # -- curators and admins -------------------------------------------------------------
+    def translations(self, bundle: str, locale: str) -> dict[str, Any]:
+        """The server's translation report for a locale variant (see docs/protocol.md)."""
+        data = self._json(self._get(f"/v1/translations/{bundle}/{locale}"))
+        files = data.get("files")
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and isinstance(f.get("state"), str)
+            for f in files
+        ):
+            raise ContentError("server sent a malformed translation report")
+        return data
+
+    def history(self, bundle: str, locale: str) -> list[dict[str, Any]]:
+        versions = self._json(self._get(f"/v1/history/{bundle}/{locale}")).get("versions")
+        if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
+            raise ContentError("server sent a malformed history")
+        return versions
+
+    def create_token(
+        self, role: str, *, bundle: str | None = None, locale: str | None = None, label: str = ""
+    ) -> dict[str, Any]:
+        body = {"role": role, "bundle": bundle, "locale": locale, "label": label}
+        return self._json(self._send(self.http.build_request("POST", "/v1/tokens", json=body)))
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        tokens = self._json(self._get("/v1/tokens")).get("tokens")
+        if not isinstance(tokens, list):
+            raise ContentError("server sent a malformed token list")
+        return tokens
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return self._json(self._send(self.http.build_request("DELETE", f"/v1/tokens/{token_id}")))
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:

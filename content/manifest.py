@@ -9,7 +9,14 @@ The ``signed`` part of a manifest envelope (see :mod:`satchel.content.signing`) 
                  "normalization": 1, "seed": 0},
      "dictionaries": [["<sha256 hex>", 114688]],
      "files": [{"path": "media/a.png", "size": 1234, "mode": 420,
-                "media_type": "image/png", "chunks": [["<sha256 hex>", 1234]]}, ...]}
+                "media_type": "image/png", "chunks": [["<sha256 hex>", 1234]]}, ...],
+     "meta": {"title": ..., "subject": ..., "grade": ..., "description": ..., "locale": ...},
+     "lessons": [{"title": "Sampling", "entry": "m1/index.html", "paths": [...]}, ...],
+     "base": {"locale": "en", "version": 1}}
+
+``meta``, ``lessons`` (see :mod:`satchel.content.lessons`) and ``base`` (a locale variant:
+the base line's locale and the version it was made from) are optional and left out when
+empty, so manifests written before them encode, hash and parse exactly as before.
 
 Files are sorted by path; a file's chunk lengths add up to its size. ``dictionaries`` lists
 the zstd dictionaries that some of the version's stored objects need (fetched like chunks,
@@ -28,6 +35,7 @@ from typing import Any
 
 from .chunking import ChunkerParams
 from .errors import FormatError
+from .lessons import BundleMeta, Lesson, parse_lessons, parse_meta
 from .names import parse_bundle_locale
 from .objects import MAX_DICTIONARY
 from .paths import check_tree
@@ -153,23 +161,31 @@ class ManifestDraft:
     title: str
     chunker: ChunkerParams
     files: tuple[FileEntry, ...]
+    meta: BundleMeta | None = None
+    lessons: tuple[Lesson, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "title": self.title,
             "chunker": self.chunker.to_json(),
             "files": [f.to_json() for f in self.files],
         }
+        _put_structure(doc, self.meta, self.lessons)
+        return doc
 
     @classmethod
     def from_json(cls, raw: object) -> ManifestDraft:
         if not isinstance(raw, dict):
             raise FormatError("manifest draft must be an object")
         chunker = ChunkerParams.from_json(raw.get("chunker"))
+        files = _parse_files(raw.get("files"), chunker)
+        meta, lessons = _get_structure(raw, files)
         return cls(
             title=_check_title(raw.get("title", "")),
             chunker=chunker,
-            files=_parse_files(raw.get("files"), chunker),
+            files=files,
+            meta=meta,
+            lessons=lessons,
         )
 
     def distinct_chunks(self) -> list[tuple[str, int]]:
@@ -189,6 +205,9 @@ class Manifest:
     chunker: ChunkerParams
     files: tuple[FileEntry, ...]
     dictionaries: tuple[tuple[str, int], ...] = ()
+    meta: BundleMeta | None = None
+    lessons: tuple[Lesson, ...] = ()
+    base: BaseRef | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_signed(self) -> dict[str, Any]:
@@ -208,6 +227,9 @@ class Manifest:
                 "files": [f.to_json() for f in self.files],
             }
         )
+        _put_structure(doc, self.meta, self.lessons)
+        if self.base is not None:
+            doc["base"] = self.base.to_json()
         return doc
 
     @classmethod
@@ -228,8 +250,9 @@ class Manifest:
         bundle, locale = parse_bundle_locale(raw, "manifest")
         chunker = ChunkerParams.from_json(raw.get("chunker"))
         known = {"_type", "format", "bundle", "locale", "version", "parent_version", "created"}
-        known |= {"title", "chunker", "files", "dictionaries"}
+        known |= {"title", "chunker", "files", "dictionaries", "meta", "lessons", "base"}
         files = _parse_files(raw.get("files"), chunker)
+        meta, lessons = _get_structure(raw, files)
         return cls(
             bundle=bundle,
             locale=locale,
@@ -240,6 +263,9 @@ class Manifest:
             chunker=chunker,
             files=files,
             dictionaries=_check_lengths(_parse_dictionaries(raw.get("dictionaries")), files),
+            meta=meta,
+            lessons=lessons,
+            base=BaseRef.from_json(raw["base"], locale, bundle) if "base" in raw else None,
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -256,6 +282,46 @@ class Manifest:
             if entry.path == path:
                 return entry
         raise KeyError(path)
+
+
+@dataclass(frozen=True, slots=True)
+class BaseRef:
+    """A locale variant's origin: the base line's locale and the version it was made from."""
+
+    locale: str
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"locale": self.locale, "version": self.version}
+
+    @classmethod
+    def from_json(cls, raw: object, own_locale: str, bundle: str) -> BaseRef:
+        if not isinstance(raw, dict) or set(raw) != {"locale", "version"}:
+            raise FormatError("manifest base must be an object with locale and version")
+        locale, version = raw["locale"], raw["version"]
+        if type(version) is not int or version < 1:
+            raise FormatError("manifest base version must be a positive integer")
+        _bundle, locale = parse_bundle_locale({"bundle": bundle, "locale": locale}, "manifest base")
+        if locale == own_locale:
+            raise FormatError("a manifest cannot be a variant of its own locale")
+        return cls(locale, version)
+
+
+def _put_structure(
+    doc: dict[str, Any], meta: BundleMeta | None, lessons: tuple[Lesson, ...]
+) -> None:
+    if meta is not None:
+        doc["meta"] = meta.to_json()
+    if lessons:
+        doc["lessons"] = [lesson.to_json() for lesson in lessons]
+
+
+def _get_structure(
+    raw: dict[str, Any], files: tuple[FileEntry, ...]
+) -> tuple[BundleMeta | None, tuple[Lesson, ...]]:
+    meta = parse_meta(raw["meta"]) if "meta" in raw else None
+    lessons = parse_lessons(raw["lessons"], (f.path for f in files)) if "lessons" in raw else ()
+    return meta, lessons
 
 
 def _parse_dictionaries(raw: object) -> tuple[tuple[str, int], ...]:

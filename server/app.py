@@ -27,6 +27,7 @@ from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_o
 from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
+from .ratelimit import FailureLimiter, RateLimited
 from .service import Principal, Repository, wants_dry_run
 from .web import web_router
 
@@ -120,13 +121,15 @@ def object_response(request: Request, data: bytes, etag: str) -> Response:
     return Response(data, headers=headers, media_type=OCTETS)
 
 
-def create_app(repo: Repository) -> FastAPI:
+def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) -> FastAPI:
     app = FastAPI(
         title="Satchel",
         summary="Signed, chunked, delta-synced learning bundles for offline laptops.",
         version="1",
     )
     app.state.repo = repo
+    limiter = auth_limiter or FailureLimiter()
+    app.state.auth_limiter = limiter
     app.include_router(web_router(repo))
 
     @app.exception_handler(SatchelError)
@@ -134,8 +137,24 @@ def create_app(repo: Repository) -> FastAPI:
     async def _errors(_request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=_status(exc))
 
+    @app.exception_handler(RateLimited)
+    async def _limited(_request: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc)},
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
     async def principal(request: Request) -> Principal:
-        return await run_in_threadpool(repo.authenticate, _bearer(request))
+        address = request.client.host if request.client else "unknown"
+        limiter.check(address)  # an address that keeps guessing is refused before a lookup
+        token = _bearer(request)
+        try:
+            return await run_in_threadpool(repo.authenticate, token)
+        except AuthError:
+            if token:  # a wrong guess; a request with no token at all guesses nothing
+                limiter.failure(address)
+            raise
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -204,12 +223,32 @@ def create_app(repo: Repository) -> FastAPI:
         "/v1/publish/{bundle}/{locale}",
         summary="Begin a publish: send a draft, learn what is missing",
     )
-    async def begin(bundle: str, locale: str, request: Request) -> dict[str, object]:
+    async def begin(
+        bundle: str,
+        locale: str,
+        request: Request,
+        from_locale: str | None = Query(None, description="Publish a variant of this locale"),
+        base_version: str | None = Query(
+            None, description="The base version the variant is made from"
+        ),
+    ) -> dict[str, object]:
         who = await principal(request)
+        if base_version is not None and not (
+            base_version.isascii() and base_version.isdigit() and len(base_version) <= 9
+        ):
+            raise UsageError("base_version must be a version number")
         draft = await _read_body(request, MAX_MANIFEST_BYTES)
         if request.headers.get("content-type", "").startswith(OBJECT_MEDIA_TYPE):
             draft = await run_in_threadpool(_unwrap_object, draft, MAX_MANIFEST_BYTES)
-        resp = await run_in_threadpool(repo.begin, who, bundle, locale, draft)
+        resp = await run_in_threadpool(
+            repo.begin,
+            who,
+            bundle,
+            locale,
+            draft,
+            from_locale,
+            int(base_version) if base_version is not None else None,
+        )
         return {
             "upload": resp.upload_id,
             "want": base64.b64encode(resp.want).decode("ascii"),
@@ -237,6 +276,53 @@ def create_app(repo: Repository) -> FastAPI:
             raise UsageError("notes must be a string")
         version = await run_in_threadpool(repo.commit, who, upload_id, notes)
         return {"version": version}
+
+    @app.get("/v1/history/{bundle}/{locale}", summary="Every publish of a line: who, when, notes")
+    def history(bundle: str, locale: str) -> dict[str, object]:
+        return {"bundle": bundle, "locale": locale, "versions": repo.history(bundle, locale)}
+
+    @app.get(
+        "/v1/translations/{bundle}/{locale}",
+        summary="A locale variant's files against its base: up-to-date, stale, missing, extra",
+    )
+    def translations(bundle: str, locale: str) -> dict[str, object]:
+        return repo.translation_report(bundle, locale)
+
+    @app.post("/v1/tokens", summary="Create a token (admin only); the secret is shown once")
+    async def create_token(request: Request) -> JSONResponse:
+        who = await principal(request)
+        repo.require_admin(who)
+        body = await _json_body(request, MAX_SMALL_BODY)
+        if not isinstance(body, dict):
+            raise UsageError("token request must be a JSON object")
+        unknown = sorted(set(body) - {"role", "bundle", "locale", "label"})
+        if unknown:
+            raise UsageError(f"unknown token field {unknown[0][:40]!r}")
+        role, bundle, locale = body.get("role"), body.get("bundle"), body.get("locale")
+        label = body.get("label", "")
+        if not isinstance(role, str) or not isinstance(label, str):
+            raise UsageError("token request needs a string role (and label, if given)")
+        if not all(v is None or isinstance(v, str) for v in (bundle, locale)):
+            raise UsageError("token bundle and locale must be strings or null")
+        made = await run_in_threadpool(
+            lambda: repo.issue_token(role, bundle=bundle, locale=locale, label=label)
+        )
+        return JSONResponse(made, status_code=201, headers={"Cache-Control": "no-store"})
+
+    @app.get("/v1/tokens", summary="Every token, without secrets (admin only)")
+    async def list_tokens(request: Request) -> JSONResponse:
+        who = await principal(request)
+        repo.require_admin(who)
+        tokens = await run_in_threadpool(repo.list_tokens)
+        return JSONResponse({"tokens": tokens}, headers={"Cache-Control": "no-store"})
+
+    @app.delete("/v1/tokens/{token_id}", summary="Revoke a token at once (admin only)")
+    async def revoke_token(token_id: str, request: Request) -> dict[str, object]:
+        who = await principal(request)
+        repo.require_admin(who)
+        if not token_id.isascii() or not token_id.isdigit() or len(token_id) > 18:
+            raise NotFoundError(f"no token {token_id[:40]!r}")
+        return await run_in_threadpool(repo.revoke_token, int(token_id))
 
     return app
 

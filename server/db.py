@@ -28,10 +28,15 @@ class Token(SQLModel, table=True):
     label: str = ""
     created: datetime = Field(default_factory=utcnow)
     revoked: bool = False
+    revoked_at: datetime | None = None
 
 
 class Line(SQLModel, table=True):
-    """One bundle in one locale: its latest version and its compression dictionary."""
+    """One bundle in one locale: its latest version and its compression dictionary.
+
+    A line with ``base_locale`` is a locale variant of the line (bundle, base_locale); the
+    descriptive fields come from the latest version's signed metadata (for the catalog).
+    """
 
     bundle: str = Field(primary_key=True)
     locale: str = Field(primary_key=True)
@@ -39,6 +44,11 @@ class Line(SQLModel, table=True):
     latest_version: int = 0
     dictionary_id: str | None = None
     dictionary_length: int | None = None
+    base_locale: str | None = None
+    subject: str = ""
+    grade: str = ""
+    description: str = ""
+    lessons: int = 0
 
 
 class Version(SQLModel, table=True):
@@ -53,6 +63,12 @@ class Version(SQLModel, table=True):
     size: int = 0
     token_id: int | None = None
     notes: str = ""
+    # Who published, as it was then (a token may be revoked later; the history stays).
+    token_label: str = ""
+    token_role: str = ""
+    # For a locale variant: the base line's locale and the base version it was made from.
+    base_locale: str | None = None
+    base_version: int | None = None
 
 
 class Chunk(SQLModel, table=True):
@@ -71,6 +87,8 @@ class Upload(SQLModel, table=True):
     draft: bytes
     token_id: int | None = None
     extras: int = 0  # objects not in the draft (dictionaries) uploaded so far
+    base_locale: str | None = None  # a variant publish: the base line and its version then
+    base_version: int | None = None
     created: datetime = Field(default_factory=utcnow)
 
 

@@ -32,9 +32,11 @@ from satchel.content.errors import (
     UsageError,
 )
 from satchel.content.index import MAX_DELTAS, IndexEntry, parse_index
+from satchel.content.lessons import structure
 from satchel.content.manifest import (
     MAX_DICTIONARIES,
     MAX_MANIFEST_BYTES,
+    BaseRef,
     Manifest,
     ManifestDraft,
     check_chunk_id,
@@ -85,6 +87,9 @@ log = logging.getLogger(__name__)
 
 ROLES = ("admin", "teacher", "curator")
 MAX_PACK_IDS = 1_000_000
+MAX_LABEL = 200
+MAX_NOTES = 2000
+TRANSLATION_STATES = ("up-to-date", "stale", "missing", "extra")
 PACK_BATCH_BYTES = 256 * 1024
 
 
@@ -94,6 +99,7 @@ class Principal:
     role: str
     bundle: str | None
     locale: str | None
+    label: str = ""
 
 
 def hash_token(token: str) -> str:
@@ -150,6 +156,16 @@ class Repository:
     def create_token(
         self, role: str, *, bundle: str | None = None, locale: str | None = None, label: str = ""
     ) -> str:
+        """A new token (only its hash is kept); see :meth:`issue_token` for its id too."""
+        return str(self.issue_token(role, bundle=bundle, locale=locale, label=label)["token"])
+
+    def issue_token(
+        self, role: str, *, bundle: str | None = None, locale: str | None = None, label: str = ""
+    ) -> dict[str, Any]:
+        """Create a token: ``{"id", "token", "role", "bundle", "locale", "label", "created"}``.
+
+        The secret is in this answer only; the database keeps its SHA-256.
+        """
         if role not in ROLES:
             raise UsageError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if bundle is not None:
@@ -158,39 +174,110 @@ class Repository:
             check_locale(locale)
         if role == "curator" and (bundle is None or locale is None):
             raise UsageError("a curator token needs --bundle and --locale")
+        if not isinstance(label, str) or len(label) > MAX_LABEL:
+            raise UsageError(f"a token label is a string of at most {MAX_LABEL} characters")
         token = "sat_" + secrets.token_urlsafe(32)
+        row = Token(
+            token_hash=hash_token(token),
+            role=role,
+            bundle=bundle,
+            locale=locale,
+            label=label,
+            created=self.clock(),
+        )
         with self._session() as s:
-            s.add(
-                Token(
-                    token_hash=hash_token(token),
-                    role=role,
-                    bundle=bundle,
-                    locale=locale,
-                    label=label,
-                )
-            )
+            s.add(row)
             s.commit()
-        return token
+            s.refresh(row)
+        return {**_token_json(row), "token": token}
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token, oldest first, without secrets or hashes."""
+        with self._session() as s:
+            rows = s.exec(select(Token).order_by(col(Token.id))).all()
+        return [_token_json(row) for row in rows]
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        """Revoke a token; the next request with it fails (nothing caches tokens)."""
+        with self._session() as s:
+            row = s.get(Token, token_id)
+            if row is None:
+                raise NotFoundError(f"no token {token_id}")
+            if not row.revoked:
+                row.revoked = True
+                row.revoked_at = self.clock()
+                s.add(row)
+                s.commit()
+                s.refresh(row)
+        return _token_json(row)
+
+    @staticmethod
+    def require_admin(who: Principal) -> None:
+        if who.role != "admin":
+            raise PermissionError("only an admin token may manage tokens")
 
     def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise AuthError("this needs a token: pass --token (see 'satchel token create')")
+        if len(token) > 200:
+            raise AuthError("token is unknown or revoked")
         with self._session() as s:
             row = s.exec(select(Token).where(Token.token_hash == hash_token(token))).first()
         if row is None or row.revoked or row.id is None:
             raise AuthError("token is unknown or revoked")
-        return Principal(row.id, row.role, row.bundle, row.locale)
+        return Principal(row.id, row.role, row.bundle, row.locale, row.label)
 
-    @staticmethod
-    def authorize_publish(who: Principal, bundle: str, locale: str) -> None:
-        if who.role == "admin":
-            return
-        if who.role not in ("teacher", "curator"):
+    def authorize_publish(
+        self, who: Principal, bundle: str, locale: str, from_locale: str | None = None
+    ) -> int | None:
+        """Refuse a publish the token may not make; for a variant, the base's latest version.
+
+        Teachers publish to granted bundles (and locale, when the grant names one). Curators
+        publish only locale variants of their granted bundle and locale, never a base line.
+        A line that is a variant stays one: its publishes name the same base locale.
+        """
+        if who.role not in ROLES:
             raise PermissionError(f"role {who.role} cannot publish")
-        if who.bundle is not None and who.bundle != bundle:
-            raise PermissionError(f"this token may publish only to bundle {who.bundle!r}")
-        if who.locale is not None and who.locale != locale:
-            raise PermissionError(f"this token may publish only locale {who.locale!r}")
+        if who.role != "admin":
+            if who.bundle is not None and who.bundle != bundle:
+                raise PermissionError(f"this token may publish only to bundle {who.bundle!r}")
+            if who.locale is not None and who.locale != locale:
+                raise PermissionError(f"this token may publish only locale {who.locale!r}")
+        if who.role == "curator" and from_locale is None:
+            raise PermissionError(
+                "a curator publishes locale variants only: pass --from-locale BASE"
+            )
+        with self._session() as s:
+            line = s.get(Line, (bundle, locale))
+            base = s.get(Line, (bundle, from_locale)) if from_locale is not None else None
+        if from_locale is None:
+            if line is not None and line.base_locale is not None:
+                raise UsageError(
+                    f"{bundle}/{locale} is a variant of {line.base_locale!r}:"
+                    f" publish it with --from-locale {line.base_locale}"
+                )
+            return None
+        check_locale(from_locale)
+        if from_locale == locale:
+            raise UsageError("a locale variant needs a base locale other than its own")
+        if line is not None and line.latest_version > 0 and line.base_locale is None:
+            if who.role == "curator":
+                raise PermissionError(
+                    f"{bundle}/{locale} is a base line, not a variant: a curator cannot publish it"
+                )
+            raise UsageError(f"{bundle}/{locale} is a base line; it cannot become a variant")
+        if line is not None and line.base_locale not in (None, from_locale):
+            raise UsageError(
+                f"{bundle}/{locale} is a variant of {line.base_locale!r}, not {from_locale!r}"
+            )
+        if base is None or base.latest_version < 1:
+            raise NotFoundError(f"no published {bundle}/{from_locale} to make a variant of")
+        if base.base_locale is not None:
+            raise UsageError(
+                f"{bundle}/{from_locale} is itself a variant; make variants of"
+                f" {bundle}/{base.base_locale}"
+            )
+        return base.latest_version
 
     # -- reading ---------------------------------------------------------------------------
     def index(self) -> tuple[bytes, str]:
@@ -254,6 +341,11 @@ class Repository:
                         "bundle": line.bundle,
                         "locale": line.locale,
                         "title": line.title,
+                        "subject": line.subject,
+                        "grade": line.grade,
+                        "description": line.description,
+                        "lessons": line.lessons,
+                        "base_locale": line.base_locale,
                         "latest_version": line.latest_version,
                         "versions": [
                             {
@@ -263,6 +355,7 @@ class Repository:
                                 "files": v.files,
                                 "size": v.size,
                                 "notes": v.notes,
+                                "base_version": v.base_version,
                             }
                             for v in versions
                         ],
@@ -481,10 +574,30 @@ class Repository:
         yield b"".join(buf)
 
     # -- publishing ------------------------------------------------------------------------
-    def begin(self, who: Principal, bundle: str, locale: str, draft_bytes: bytes) -> BeginResponse:
+    def begin(
+        self,
+        who: Principal,
+        bundle: str,
+        locale: str,
+        draft_bytes: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
+    ) -> BeginResponse:
+        """Start a publish; with ``from_locale``, of a locale variant of that base line.
+
+        A variant records the base version it was made from: ``base_version`` when given
+        (the curator says "I have caught up with en v3"), else the one its previous version
+        recorded, else (a new variant) the base's latest. Republishing a variant therefore
+        does not hide stale files; catching up is a statement, not a side effect.
+        """
         check_bundle(bundle)
         check_locale(locale)
-        self.authorize_publish(who, bundle, locale)
+        base_latest = self.authorize_publish(who, bundle, locale, from_locale)
+        if base_latest is None:
+            if base_version is not None:
+                raise UsageError("a base version goes with --from-locale (a variant publish)")
+        else:
+            base_version = self._variant_base(bundle, locale, base_latest, base_version)
         draft = ManifestDraft.from_json(
             canonical.decode(draft_bytes, what="manifest draft", max_bytes=MAX_MANIFEST_BYTES)
         )
@@ -501,13 +614,39 @@ class Repository:
                     locale=locale,
                     draft=draft_bytes,
                     token_id=who.token_id,
+                    base_locale=from_locale,
+                    base_version=base_version,
                 )
             )
             s.commit()
+            if (line is None or not line.dictionary_id) and from_locale is not None:
+                # A new variant compresses with its base's dictionary: no retrain to upload,
+                # and clients that hold the base already have it.
+                line = s.get(Line, (bundle, from_locale))
         dictionary = None
         if line is not None and line.dictionary_id and line.dictionary_length:
             dictionary = (line.dictionary_id, line.dictionary_length)
         return BeginResponse(upload_id=upload_id, want=want, dictionary=dictionary)
+
+    def _variant_base(
+        self, bundle: str, locale: str, base_latest: int, requested: int | None
+    ) -> int:
+        if requested is not None:
+            if type(requested) is not int or not 1 <= requested <= base_latest:
+                raise UsageError(
+                    f"base version must be 1..{base_latest} (the base's published versions)"
+                )
+            return requested
+        with self._session() as s:
+            line = s.get(Line, (bundle, locale))
+            previous = (
+                s.get(Version, (bundle, locale, line.latest_version))
+                if line is not None and line.latest_version > 0
+                else None
+            )
+        if previous is not None and previous.base_version is not None:
+            return previous.base_version
+        return base_latest
 
     def _upload(self, who: Principal, upload_id: str) -> tuple[Upload, ManifestDraft]:
         with self._session() as s:
@@ -527,7 +666,10 @@ class Repository:
 
     def commit(self, who: Principal, upload_id: str, notes: str = "") -> int:
         up, draft = self._upload(who, upload_id)
-        self.authorize_publish(who, up.bundle, up.locale)
+        # Checked again: the token may have lost the right, or the line changed, since begin.
+        self.authorize_publish(who, up.bundle, up.locale, up.base_locale)
+        if not isinstance(notes, str) or len(notes) > MAX_NOTES:
+            raise UsageError(f"notes are a string of at most {MAX_NOTES} characters")
         distinct = draft.distinct_chunks()
         with self._write, self._session() as s:
             if s.get(Upload, up.id) is None:  # a concurrent commit of the same upload won
@@ -558,6 +700,11 @@ class Repository:
                 parent_version=line.latest_version or None,
                 created=self.clock(),
                 dictionaries=dictionaries,
+                base=(
+                    BaseRef(up.base_locale, up.base_version)
+                    if up.base_locale is not None and up.base_version is not None
+                    else None
+                ),
             )
             envelope = sign_manifest(manifest, self.key)
             manifest_id = hashlib.sha256(envelope).hexdigest()
@@ -577,11 +724,21 @@ class Repository:
                     files=len(manifest.files),
                     size=manifest.size,
                     token_id=who.token_id,
-                    notes=notes[:2000],
+                    notes=notes,
+                    token_label=who.label,
+                    token_role=who.role,
+                    base_locale=up.base_locale,
+                    base_version=up.base_version,
                 )
             )
             line.latest_version = version
-            line.title = draft.title or line.title
+            line.title = (manifest.meta.title if manifest.meta else "") or draft.title or line.title
+            line.base_locale = up.base_locale
+            meta = manifest.meta
+            line.subject = meta.subject if meta else ""
+            line.grade = meta.grade if meta else ""
+            line.description = meta.description if meta else ""
+            line.lessons = len(structure(manifest).lessons)
             if dictionaries and not line.dictionary_id:
                 line.dictionary_id, line.dictionary_length = dictionaries[0]
             s.add(line)
@@ -602,16 +759,120 @@ class Repository:
         return version
 
     def publish_folder(
-        self, source: Path, *, bundle: str, locale: str, title: str, notes: str = ""
+        self,
+        source: Path,
+        *,
+        bundle: str,
+        locale: str,
+        title: str,
+        notes: str = "",
+        from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> int:
         """Publish a local folder in-process (used for the sample bundle and by tests)."""
         token = self.create_token("admin", label="in-process publish")
         who = self.authenticate(token)
         return (
             Publisher(LocalTarget(self, who), chunker=Chunker())
-            .publish(source, bundle=bundle, locale=locale, title=title, notes=notes)
+            .publish(
+                source,
+                bundle=bundle,
+                locale=locale,
+                title=title,
+                notes=notes,
+                from_locale=from_locale,
+                base_version=base_version,
+            )
             .version
         )
+
+    # -- history and translations -----------------------------------------------------------
+    def history(self, bundle: str, locale: str) -> list[dict[str, Any]]:
+        """Every publish of a line, newest first: who (token id, label, role), when, notes."""
+        check_bundle(bundle)
+        check_locale(locale)
+        with self._session() as s:
+            if s.get(Line, (bundle, locale)) is None:
+                raise NotFoundError(f"no bundle {bundle!r} in locale {locale!r}")
+            versions = s.exec(
+                select(Version)
+                .where(Version.bundle == bundle, Version.locale == locale)
+                .order_by(col(Version.version).desc())
+            ).all()
+        return [
+            {
+                "version": v.version,
+                "created": _aware(v.created).isoformat(),
+                "manifest": v.manifest_id,
+                "files": v.files,
+                "size": v.size,
+                "notes": v.notes,
+                "token_id": v.token_id,
+                "token_label": v.token_label,
+                "role": v.token_role,
+                "base_locale": v.base_locale,
+                "base_version": v.base_version,
+            }
+            for v in versions
+        ]
+
+    def _version_manifest(self, s: Session, bundle: str, locale: str, version: int) -> Manifest:
+        row = s.get(Version, (bundle, locale, version))
+        if row is None:
+            raise NotFoundError(f"no version {version} of {bundle}/{locale}")
+        return self.manifest(row.manifest_id)
+
+    def translation_report(self, bundle: str, locale: str) -> dict[str, Any]:
+        """Each file of a variant against its base line: up-to-date, stale, missing or extra.
+
+        A path in both is ``stale`` when the base's file at the latest base version differs
+        from the base's file at the version the variant was made from (or did not exist
+        then), whatever the variant's own bytes are: a translated file is up to date as long
+        as its source did not change. ``missing``: in the latest base only; ``extra``: in
+        the variant only.
+        """
+        check_bundle(bundle)
+        check_locale(locale)
+        with self._session() as s:
+            line = s.get(Line, (bundle, locale))
+            if line is None or line.latest_version < 1:
+                raise NotFoundError(f"no bundle {bundle!r} in locale {locale!r}")
+            if line.base_locale is None:
+                raise NotFoundError(f"{bundle}/{locale} is not a locale variant")
+            latest = s.get(Version, (bundle, locale, line.latest_version))
+            base_line = s.get(Line, (bundle, line.base_locale))
+            if latest is None or latest.base_version is None or base_line is None:
+                raise NotFoundError(f"{bundle}/{locale} has no recorded base version")
+            variant = self.manifest(latest.manifest_id)
+            made_from = self._version_manifest(s, bundle, line.base_locale, latest.base_version)
+            newest = self._version_manifest(s, bundle, line.base_locale, base_line.latest_version)
+        then = {f.path: f.chunks for f in made_from.files}
+        now = {f.path: f.chunks for f in newest.files}
+        mine = {f.path for f in variant.files}
+        files = []
+        for path in sorted(mine | set(now)):
+            if path not in mine:
+                state = "missing"
+            elif path not in now:
+                state = "extra"
+            elif then.get(path) != now[path]:
+                state = "stale"
+            else:
+                state = "up-to-date"
+            files.append({"path": path, "state": state})
+        counts = {state: 0 for state in TRANSLATION_STATES}
+        for item in files:
+            counts[item["state"]] += 1
+        return {
+            "bundle": bundle,
+            "locale": locale,
+            "version": latest.version,
+            "base_locale": line.base_locale,
+            "base_version": latest.base_version,
+            "latest_base_version": base_line.latest_version,
+            "counts": counts,
+            "files": files,
+        }
 
 
 class UploadReceiver:
@@ -698,8 +959,15 @@ class LocalTarget:
         self.repo = repo
         self.who = who
 
-    def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse:
-        return self.repo.begin(self.who, bundle, locale, draft)
+    def begin(
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
+    ) -> BeginResponse:
+        return self.repo.begin(self.who, bundle, locale, draft, from_locale, base_version)
 
     def fetch_object(self, cid: str) -> bytes:
         return self.repo.get_object(cid)
@@ -713,6 +981,19 @@ class LocalTarget:
 
     def commit(self, upload_id: str, notes: str) -> int:
         return self.repo.commit(self.who, upload_id, notes)
+
+
+def _token_json(row: Token) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "role": row.role,
+        "bundle": row.bundle,
+        "locale": row.locale,
+        "label": row.label,
+        "created": _aware(row.created).isoformat(),
+        "revoked": row.revoked,
+        "revoked_at": _aware(row.revoked_at).isoformat() if row.revoked_at else None,
+    }
 
 
 def wants_dry_run(request: object) -> bool:

@@ -14,7 +14,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +23,8 @@ from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import IntegrityError
 from satchel.content.index import IndexEntry, ReleaseIndex
-from satchel.content.manifest import Manifest, ManifestDraft
+from satchel.content.lessons import load as load_structure
+from satchel.content.manifest import BaseRef, Manifest, ManifestDraft
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import (
     DEFAULT_LEVEL,
@@ -54,7 +55,12 @@ def assemble_manifest(
     parent_version: int | None,
     created: datetime,
     dictionaries: tuple[tuple[str, int], ...],
+    base: BaseRef | None = None,
 ) -> Manifest:
+    meta = draft.meta
+    if meta is not None and meta.locale != locale:
+        # The signed metadata names the line it was published to, whatever the folder said.
+        meta = replace(meta, locale=locale)
     return Manifest(
         bundle=check_bundle(bundle),
         locale=check_locale(locale),
@@ -65,6 +71,9 @@ def assemble_manifest(
         chunker=draft.chunker,
         files=draft.files,
         dictionaries=dictionaries,
+        meta=meta,
+        lessons=draft.lessons,
+        base=base,
     )
 
 
@@ -96,7 +105,17 @@ class BeginResponse:
 class PublishTarget(Protocol):
     """Where a publisher sends a version (HTTP in satchel.clients.http; in-memory in tests)."""
 
-    def begin(self, bundle: str, locale: str, draft: bytes) -> BeginResponse: ...
+    def begin(
+        self,
+        bundle: str,
+        locale: str,
+        draft: bytes,
+        from_locale: str | None = None,
+        base_version: int | None = None,
+    ) -> BeginResponse:
+        """``from_locale``: publish a locale variant of the line (bundle, from_locale),
+        made from its version ``base_version`` (default: what the variant last said)."""
+        ...
 
     def fetch_object(self, cid: str) -> bytes: ...
 
@@ -187,12 +206,28 @@ class Publisher:
         title: str,
         notes: str = "",
         progress: Progress | None = None,
+        from_locale: str | None = None,
+        base_version: int | None = None,
     ) -> PublishResult:
         check_bundle(bundle)
         check_locale(locale)
+        if from_locale is not None:
+            check_locale(from_locale)
         scan = scan_tree(source, title=title, chunker=self.chunker)
+        # The table of contents travels in the signed manifest (satchel.toml or derived).
+        found = load_structure(
+            source, [f.path for f in scan.draft.files], title=title, locale=locale
+        )
+        scan = ScannedTree(
+            replace(scan.draft, meta=found.meta, lessons=found.lessons), scan.sources
+        )
         distinct = scan.draft.distinct_chunks()
-        begin = self.target.begin(bundle, locale, canonical.encode(scan.draft.to_json()))
+        draft = canonical.encode(scan.draft.to_json())
+        begin = (
+            self.target.begin(bundle, locale, draft)
+            if from_locale is None and base_version is None
+            else self.target.begin(bundle, locale, draft, from_locale, base_version)
+        )
         wanted = decode_want(distinct, begin.want)
         dictionary = self._dictionary(scan, wanted, begin.dictionary)
         total = sum(length for _, length in wanted)

@@ -585,7 +585,8 @@ def test_publishing_needs_a_known_token(
         ("teacher", {}, ("course", "en"), 200),
         ("teacher", {"bundle": "course"}, ("course", "uk"), 200),
         ("teacher", {"bundle": "other"}, ("course", "en"), 403),
-        ("curator", {"bundle": "course", "locale": "en"}, ("course", "en"), 200),
+        # A curator publishes locale variants only, never a base line (issue 4).
+        ("curator", {"bundle": "course", "locale": "en"}, ("course", "en"), 403),
         ("curator", {"bundle": "course", "locale": "fr"}, ("course", "en"), 403),
         ("curator", {"bundle": "other", "locale": "en"}, ("course", "en"), 403),
     ],

@@ -1,0 +1,406 @@
+"""Lesson structure: a bundle's metadata and its ordered table of contents.
+
+A publisher reads it from an optional ``satchel.toml`` at the top of the source folder::
+
+    [bundle]
+    title = "Introductory Statistics"
+    subject = "Mathematics"
+    grade = "11-12"
+    description = "Descriptive statistics, probability and inference."
+    locale = "en"                 # optional; must match the published locale when given
+
+    [[lessons]]
+    title = "Sampling and Data"
+    entry = "modules/m46882/index.cnxml"
+    include = ["media/fig-1.jpg", "data/"]   # optional: more files or folders ("x/")
+
+or, when the file is absent, derives one from the folder layout (:func:`derive`). The result
+travels inside the signed manifest (``meta`` and ``lessons``), so a viewer or a selective sync
+can trust it like the files. Each lesson lists every path it needs (its own folder, what its
+text files reference, and ``include``), so ``--only LESSON`` needs no other lookup.
+
+:func:`structure` is the reader's API: given a Manifest, the metadata and ordered lessons,
+derived from the file names alone for manifests published before lessons existed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import FormatError, UnsafePathError, UsageError
+from .paths import check_path
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+
+CONFIG_NAME = "satchel.toml"
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_LESSONS = 10_000
+MAX_LESSON_PATHS = 100_000
+MAX_FIELD = 500
+MAX_DESCRIPTION = 4000
+MAX_SCAN_BYTES = 4 * 1024 * 1024  # text files larger than this are not searched for links
+META_FIELDS = ("title", "subject", "grade", "description", "locale")
+
+# Names that make a folder a lesson (in this order of preference) and files that are text.
+INDEX_NAMES = ("index.html", "index.htm", "index.cnxml", "index.md", "README.md", "readme.md")
+TEXT_SUFFIXES = (".html", ".htm", ".md", ".cnxml", ".xml", ".xhtml", ".svg")
+PAGE_SUFFIXES = (".html", ".htm", ".md")
+# Repository furniture, not lessons.
+NOT_LESSONS = {
+    "readme.md",
+    "license.md",
+    "licence.md",
+    "contributing.md",
+    "code_of_conduct.md",
+    "changelog.md",
+    "authors.md",
+    "citation.md",
+}
+
+_LINK = re.compile(r"""(?:src|href)\s*=\s*["']([^"'#?]+)|\]\(\s*<?([^)\s#?>]+)""", re.I)
+_TITLE_TAG = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_MD_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
+_FRONT_TITLE = re.compile(r"\A---\s*\n(?:.*\n)*?title:\s*['\"]?(.+?)['\"]?\s*\n(?:.*\n)*?---", re.M)
+_TAG = re.compile(r"<[^>]+>")
+_MODULE_REF = re.compile(r"""document\s*=\s*["']([^"']+)["']""")
+
+
+@dataclass(frozen=True, slots=True)
+class BundleMeta:
+    title: str = ""
+    subject: str = ""
+    grade: str = ""
+    description: str = ""
+    locale: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in META_FIELDS}
+
+    @classmethod
+    def from_json(cls, raw: object, error: type[Exception] = FormatError) -> BundleMeta:
+        if not isinstance(raw, Mapping):
+            raise error("bundle metadata must be a table of strings")
+        unknown = sorted(str(k) for k in raw if k not in META_FIELDS)
+        if unknown:
+            raise error(
+                f"unknown bundle metadata {', '.join(unknown)[:200]}; use {', '.join(META_FIELDS)}"
+            )
+        values: dict[str, str] = {}
+        for name in META_FIELDS:
+            value = raw.get(name, "")
+            limit = MAX_DESCRIPTION if name == "description" else MAX_FIELD
+            if not isinstance(value, str) or len(value) > limit:
+                raise error(f"bundle {name} must be a string of at most {limit} characters")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    title: str
+    entry: str
+    paths: tuple[str, ...]  # every file the lesson needs, sorted, entry included
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "entry": self.entry, "paths": list(self.paths)}
+
+    @classmethod
+    def from_json(cls, raw: object) -> Lesson:
+        if not isinstance(raw, Mapping):
+            raise FormatError("a lesson must be an object with title, entry and paths")
+        title, entry, paths = raw.get("title"), raw.get("entry"), raw.get("paths")
+        if not isinstance(title, str) or not title or len(title) > MAX_FIELD:
+            raise FormatError(f"lesson title must be a non-empty string of at most {MAX_FIELD}")
+        if not isinstance(entry, str):
+            raise FormatError(f"lesson {title[:80]!r} has no string entry")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise FormatError(f"lesson {title[:80]!r} paths must be a list of strings")
+        if len(paths) > MAX_LESSON_PATHS:
+            raise FormatError(f"lesson {title[:80]!r} lists over {MAX_LESSON_PATHS:,} paths")
+        return cls(title, entry, tuple(paths))
+
+
+@dataclass(frozen=True, slots=True)
+class Structure:
+    meta: BundleMeta
+    lessons: tuple[Lesson, ...]
+
+    def find(self, key: str) -> Lesson:
+        """A lesson by its title, entry path or 1-based position (for ``--only``)."""
+        for lesson in self.lessons:
+            if key in (lesson.title, lesson.entry):
+                return lesson
+        if key.isdigit() and 1 <= int(key) <= len(self.lessons):
+            return self.lessons[int(key) - 1]
+        raise UsageError(
+            f"no lesson {key[:80]!r}; give a title, an entry path or a number 1-{len(self.lessons)}"
+        )
+
+
+# -- checks shared by drafts and manifests ------------------------------------------------
+def parse_meta(raw: object) -> BundleMeta:
+    return BundleMeta.from_json(raw)
+
+
+def parse_lessons(raw: object, files: Iterable[str]) -> tuple[Lesson, ...]:
+    """Lessons from a manifest or draft; every entry and path must be a file of the version."""
+    if not isinstance(raw, list):
+        raise FormatError("'lessons' must be a list")
+    if len(raw) > MAX_LESSONS:
+        raise FormatError(f"{len(raw):,} lessons is over the limit of {MAX_LESSONS:,}")
+    known = set(files)
+    lessons = tuple(Lesson.from_json(item) for item in raw)
+    entries: set[str] = set()
+    for lesson in lessons:
+        if lesson.entry not in known:
+            raise FormatError(
+                f"lesson {lesson.title[:80]!r}: entry {lesson.entry[:200]!r}"
+                " is not a file of this version"
+            )
+        if lesson.entry in entries:
+            raise FormatError(f"two lessons have the entry {lesson.entry[:200]!r}")
+        entries.add(lesson.entry)
+        absent = [p for p in lesson.paths if p not in known]
+        if absent:
+            raise FormatError(
+                f"lesson {lesson.title[:80]!r} needs {absent[0][:200]!r},"
+                " which is not a file of this version"
+            )
+        if lesson.entry not in lesson.paths:
+            raise FormatError(f"lesson {lesson.title[:80]!r} does not list its entry in its paths")
+    return lessons
+
+
+# -- publisher side: satchel.toml or a layout rule ----------------------------------------
+Reader = Callable[[str], bytes | None]
+"""Returns the bytes of a bundle path (None when too large to scan)."""
+
+
+def folder_reader(root: Path) -> Reader:
+    def read(path: str) -> bytes | None:
+        full = root / path
+        if full.stat().st_size > MAX_SCAN_BYTES:
+            return None
+        return full.read_bytes()
+
+    return read
+
+
+def load(root: Path, files: list[str], *, title: str = "", locale: str = "") -> Structure:
+    """The structure of a source folder: its ``satchel.toml`` when present, else derived."""
+    read = folder_reader(root)
+    config = root / CONFIG_NAME
+    if CONFIG_NAME in files:
+        if config.stat().st_size > MAX_CONFIG_BYTES:
+            raise UsageError(f"{CONFIG_NAME} is over {MAX_CONFIG_BYTES:,} bytes")
+        return from_config(config.read_bytes(), files, read, title=title, locale=locale)
+    return derive(files, read, title=title, locale=locale)
+
+
+def from_config(
+    data: bytes, files: list[str], read: Reader, *, title: str = "", locale: str = ""
+) -> Structure:
+    """Parse a ``satchel.toml``; anything wrong is a UsageError that names the place."""
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{CONFIG_NAME}: {exc}") from None
+    unknown = sorted(set(doc) - {"bundle", "lessons"})
+    if unknown:
+        raise UsageError(
+            f"{CONFIG_NAME}: unknown table {unknown[0]!r}; use [bundle] and [[lessons]]"
+        )
+    meta = BundleMeta.from_json(doc.get("bundle", {}), UsageError)
+    if locale and meta.locale and meta.locale != locale:
+        raise UsageError(
+            f"{CONFIG_NAME} says locale {meta.locale!r} but this publish is for {locale!r}"
+        )
+    meta = BundleMeta(
+        meta.title or title, meta.subject, meta.grade, meta.description, meta.locale or locale
+    )
+    raw = doc.get("lessons")
+    if raw is None:
+        return Structure(meta, derive(files, read).lessons)
+    if not isinstance(raw, list) or len(raw) > MAX_LESSONS:
+        raise UsageError(f"{CONFIG_NAME}: lessons must be a list of [[lessons]] tables")
+    known = set(files)
+    lessons: list[Lesson] = []
+    for n, item in enumerate(raw, 1):
+        where = f"{CONFIG_NAME}: lesson {n}"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where} must be a table with title and entry")
+        extra = sorted(set(item) - {"title", "entry", "include"})
+        if extra:
+            raise UsageError(f"{where}: unknown key {extra[0]!r}; use title, entry, include")
+        entry, include = item.get("entry"), item.get("include", [])
+        if not isinstance(entry, str) or not entry:
+            raise UsageError(f'{where} needs entry = "path/to/file" (a string)')
+        entry = _inside(entry, where)
+        if entry not in known:
+            raise UsageError(f"{where}: entry {entry!r} is not a file in the folder")
+        name = item.get("title", "")
+        if not isinstance(name, str) or len(name) > MAX_FIELD:
+            raise UsageError(f"{where}: title must be a string of at most {MAX_FIELD} characters")
+        if not isinstance(include, list) or not all(isinstance(p, str) for p in include):
+            raise UsageError(f"{where}: include must be a list of paths")
+        paths = set(_needs(entry, files, read, folder_lesson=False))
+        for pattern in include:
+            pattern = pattern.rstrip("/") if pattern.endswith("/") else pattern
+            pattern = _inside(pattern, where)
+            hits = [f for f in files if f == pattern or f.startswith(pattern + "/")]
+            if not hits:
+                raise UsageError(f"{where}: include {pattern!r} matches no file")
+            paths.update(hits)
+        lessons.append(Lesson(name or _title(entry, read), entry, tuple(sorted(paths))))
+    if len({lesson.entry for lesson in lessons}) != len(lessons):
+        raise UsageError(f"{CONFIG_NAME}: two lessons have the same entry")
+    return Structure(meta, tuple(lessons))
+
+
+def _inside(path: str, where: str) -> str:
+    normal = posixpath.normpath(path)
+    try:
+        return check_path(normal)
+    except UnsafePathError:
+        raise UsageError(f"{where}: {path[:200]!r} is not a path inside the folder") from None
+
+
+def derive(
+    files: list[str], read: Reader | None = None, *, title: str = "", locale: str = ""
+) -> Structure:
+    """A table of contents from the layout alone.
+
+    1. Each folder (not the top) that holds an index page (index.html, index.cnxml,
+       index.md, README.md) is a lesson: OpenStax modules, one-page-per-folder sites.
+       When a ``*.collection.xml`` lists those folders (OpenStax), its order is the book's.
+    2. Otherwise the pages (.html/.md) of the folder that has the most of them, by name
+       (Carpentries ``episodes/01-intro.md``...; numbered names sort in teaching order).
+    3. Otherwise one lesson: the top index page, or the first page.
+    Titles come from ``<title>``, a Markdown front-matter ``title:`` or ``# heading``, else
+    the file or folder name.
+    """
+    meta = BundleMeta(title=title, locale=locale)
+    by_dir: dict[str, list[str]] = {}
+    for path in files:
+        by_dir.setdefault(posixpath.dirname(path), []).append(path)
+    folder_entries: list[str] = []
+    for folder, names in sorted(by_dir.items()):
+        if not folder:
+            continue
+        base = {posixpath.basename(n): n for n in names}
+        for index in INDEX_NAMES:
+            if index in base:
+                folder_entries.append(base[index])
+                break
+    if folder_entries:
+        order = _collection_order(files, read) if read is not None else {}
+        folder_entries.sort(
+            key=lambda e: (order.get(posixpath.basename(posixpath.dirname(e)), len(order)), e)
+        )
+        lessons = [
+            Lesson(_title(e, read), e, tuple(sorted(_needs(e, files, read, folder_lesson=True))))
+            for e in folder_entries
+        ]
+        return Structure(meta, tuple(lessons))
+    pages = {
+        folder: [
+            n
+            for n in names
+            if n.lower().endswith(PAGE_SUFFIXES)
+            and posixpath.basename(n).lower() not in NOT_LESSONS
+        ]
+        for folder, names in by_dir.items()
+    }
+    best = max(sorted(pages), key=lambda f: (len(pages[f]), f == ""), default=None)
+    if best is not None and pages[best]:
+        chosen = sorted(pages[best])
+    else:
+        chosen = sorted(p for p in files if p.lower().endswith(PAGE_SUFFIXES))[:1]
+    lessons = [
+        Lesson(_title(e, read), e, tuple(sorted(_needs(e, files, read, folder_lesson=False))))
+        for e in chosen
+    ]
+    return Structure(meta, tuple(lessons))
+
+
+def _collection_order(files: list[str], read: Reader) -> dict[str, int]:
+    order: dict[str, int] = {}
+    for path in files:
+        if path.endswith(".collection.xml"):
+            data = read(path)
+            if data is None:
+                continue
+            for match in _MODULE_REF.finditer(data.decode("utf-8", "replace")):
+                order.setdefault(match.group(1), len(order))
+    return order
+
+
+def _needs(entry: str, files: list[str], read: Reader | None, *, folder_lesson: bool) -> set[str]:
+    """The entry, its folder's files (a folder lesson) and what their text links to."""
+    known = set(files)
+    folder = posixpath.dirname(entry)
+    own = {entry}
+    if folder_lesson and folder:
+        own.update(f for f in files if f.startswith(folder + "/"))
+    needed = set(own)
+    if read is None:
+        return needed
+    for path in sorted(own):
+        if not path.lower().endswith(TEXT_SUFFIXES):
+            continue
+        data = read(path)
+        if data is None:
+            continue
+        here = posixpath.dirname(path)
+        for match in _LINK.finditer(data.decode("utf-8", "replace")):
+            ref = match.group(1) or match.group(2) or ""
+            if "://" in ref or ref.startswith(("/", "mailto:", "data:")):
+                continue
+            target = posixpath.normpath(posixpath.join(here, ref))
+            if target in known:
+                needed.add(target)
+    return needed
+
+
+def _title(entry: str, read: Reader | None) -> str:
+    data = read(entry) if read is not None else None
+    if data is not None:
+        text = data[:65536].decode("utf-8", "replace")
+        found: str | None = None
+        if entry.lower().endswith(".md"):
+            front = _FRONT_TITLE.search(text)
+            heading = _MD_HEADING.search(text)
+            found = front.group(1) if front else heading.group(1) if heading else None
+        else:
+            tag = _TITLE_TAG.search(text)
+            found = _TAG.sub("", tag.group(1)) if tag else None
+        if found:
+            cleaned = " ".join(found.split())[:MAX_FIELD]
+            if cleaned:
+                return cleaned
+    stem = posixpath.basename(entry)
+    if posixpath.splitext(stem)[0].lower() in ("index", "readme") and posixpath.dirname(entry):
+        stem = posixpath.basename(posixpath.dirname(entry))
+    stem = posixpath.splitext(stem)[0]
+    return (re.sub(r"[-_]+", " ", re.sub(r"^\d+[-_. ]*", "", stem)).strip() or stem).capitalize()[
+        :MAX_FIELD
+    ]
+
+
+# -- reader side ----------------------------------------------------------------------------
+def structure(manifest: Manifest) -> Structure:
+    """Metadata and ordered lessons of a manifest (derived from names for older manifests)."""
+    meta = manifest.meta
+    if meta is None:
+        meta = BundleMeta(title=manifest.title, locale=manifest.locale)
+    if manifest.lessons:
+        return Structure(meta, tuple(manifest.lessons))
+    derived = derive([f.path for f in manifest.files])
+    return Structure(meta, derived.lessons)
