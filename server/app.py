@@ -130,7 +130,7 @@ def create_app(repo: Repository, *, auth_limiter: FailureLimiter | None = None) 
     app.state.repo = repo
     limiter = auth_limiter or FailureLimiter()
     app.state.auth_limiter = limiter
-    app.include_router(web_router(repo))
+    app.include_router(web_router(repo, limiter))
 
     @app.exception_handler(SatchelError)
     @app.exception_handler(PermissionError)

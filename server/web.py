@@ -43,6 +43,7 @@ from satchel.content.errors import (
     UnsafePathError,
     UsageError,
 )
+from satchel.content.lessons import Lesson, structure
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
@@ -51,6 +52,7 @@ from satchel.sync.errors import AuthError
 from satchel.sync.publish import Publisher, PublishResult
 from satchel.sync.receive import store_lookup
 
+from .ratelimit import FailureLimiter, RateLimited
 from .service import LocalTarget, Principal, Repository
 from .webdata import (
     FileHashes,
@@ -153,9 +155,10 @@ def _environment() -> jinja2.Environment:
 class Web:
     """State behind the pages: the repository, caches and limits."""
 
-    def __init__(self, repo: Repository, limits: WebLimits) -> None:
+    def __init__(self, repo: Repository, limits: WebLimits, limiter: FailureLimiter) -> None:
         self.repo = repo
         self.limits = limits
+        self.limiter = limiter
         self.hashes = FileHashes(repo.store)
         self.env = _environment()
         self.uploads = repo.data / "web-uploads"
@@ -173,12 +176,17 @@ class Web:
 
     # -- sessions ----------------------------------------------------------------------------
     def session(self, request: Request) -> WebSession | None:
+        """The signed-in person, or None. A cookie with a wrong token counts as a failed
+        guess for the address, like a wrong bearer token on the API."""
         token = request.cookies.get(COOKIE)
         if not token:
             return None
+        address = client_address(request)
+        self.limiter.check(address)
         try:
             who = self.repo.authenticate(token)
         except AuthError:
+            self.limiter.failure(address)
             return None
         return WebSession(who, csrf_token(token))
 
@@ -204,11 +212,17 @@ class Web:
         self, request: Request, build: Callable[[WebSession], HTMLResponse | Response]
     ) -> Response:
         """A signed-in page: redirect to sign in, or render errors as a page with a status."""
-        sess = self.session(request)
+        try:
+            sess = self.session(request)
+        except RateLimited as exc:
+            return self.render(request, "error.html", None, status=429, message=str(exc))
         if sess is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             query = urllib.parse.urlencode({"next": safe_next(target)})
-            return RedirectResponse(f"/web/signin?{query}", status_code=303)
+            response = RedirectResponse(f"/web/signin?{query}", status_code=303)
+            if COOKIE in request.cookies:  # unknown or revoked: stop sending it
+                response.delete_cookie(COOKIE, path="/web", httponly=True, samesite="strict")
+            return response
         try:
             return build(sess)
         except (SatchelError, PermissionError) as exc:
@@ -244,12 +258,17 @@ class Web:
             return None
         return self.version_manifest(bundle, locale, line["latest_version"])
 
-    def can_publish(self, who: Principal, bundle: str, locale: str) -> bool:
+    def can_publish(
+        self, who: Principal, bundle: str, locale: str, from_locale: str | None
+    ) -> bool:
         try:
-            self.repo.authorize_publish(who, bundle, locale)
-        except PermissionError:
+            self.repo.authorize_publish(who, bundle, locale, from_locale)
+        except (PermissionError, SatchelError):
             return False
         return True
+
+    def lessons(self, manifest: Manifest) -> tuple[Lesson, ...]:
+        return structure(manifest).lessons
 
     def candidates(self, bundle: str, locale: str, from_locale: str | None) -> list[Manifest]:
         """Versions whose files an upload may reuse: the line's latest, and its base's."""
@@ -269,9 +288,16 @@ class Web:
         return [path for path, digest, size in files if (digest, size) in held]
 
     def publish_upload(
-        self, who: Principal, bundle: str, locale: str, header: UploadHeader, root: Path
+        self,
+        who: Principal,
+        bundle: str,
+        locale: str,
+        variant: tuple[str | None, int | None],
+        header: UploadHeader,
+        root: Path,
     ) -> PublishResult:
         """Assemble the uploaded tree (sent files + files the server has) and publish it."""
+        from_locale, base_version = variant
         tree = root / "tree"
         if header.kind == "zip":
             extract_zip(root / "upload.zip", tree, self.limits)
@@ -281,7 +307,7 @@ class Web:
                 assert all(f.sha256 is not None for f in kept)
                 held = held_files(
                     self.hashes,
-                    self.candidates(bundle, locale, header.from_locale),
+                    self.candidates(bundle, locale, from_locale),
                     [(str(f.sha256), f.size) for f in kept],
                 )
                 for f in kept:
@@ -293,14 +319,18 @@ class Web:
                         )
                     materialize(found, self.repo.store, tree, f.path)
         latest = self.latest_manifest(bundle, locale)
-        base = latest or (
-            self.latest_manifest(bundle, header.from_locale) if header.from_locale else None
-        )
+        base = latest or (self.latest_manifest(bundle, from_locale) if from_locale else None)
         # The same chunker as the line so far, so unchanged files cut into the same chunks.
         chunker = Chunker(base.chunker) if base is not None else Chunker()
         title = header.title or (base.title if base is not None else "") or bundle
         return Publisher(LocalTarget(self.repo, who), chunker=chunker).publish(
-            tree, bundle=bundle, locale=locale, title=title, notes=header.notes
+            tree,
+            bundle=bundle,
+            locale=locale,
+            title=title,
+            notes=header.notes,
+            from_locale=from_locale,
+            base_version=base_version,
         )
 
     def file_entry(self, manifest: Manifest, path: str) -> FileEntry:
@@ -337,6 +367,20 @@ def error_status(exc: Exception) -> int:
     if isinstance(exc, SatchelError):
         return 422
     return 500
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def who_label(entry: dict[str, Any]) -> str:
+    """'Ana (teacher)' from a history entry; the role and token number when unlabelled."""
+    role = entry.get("role") or "?"
+    label = entry.get("token_label") or ""
+    if label:
+        return f"{label} ({role})"
+    token = entry.get("token_id")
+    return f"{role} token #{token}" if token is not None else role
 
 
 def parse_version(raw: str | int) -> int:
@@ -379,14 +423,16 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
-    web = Web(repo, limits or WebLimits())
+def web_router(
+    repo: Repository, limiter: FailureLimiter | None = None, limits: WebLimits | None = None
+) -> APIRouter:
+    web = Web(repo, limits or WebLimits(), limiter or FailureLimiter())
     router = APIRouter(prefix="/web", include_in_schema=False)
 
     # -- signing in ----------------------------------------------------------------------------
     @router.get("/signin")
     def signin_form(request: Request, next: str | None = None) -> Response:
-        return web.render(request, "signin.html", web.session(request), next=safe_next(next))
+        return web.render(request, "signin.html", None, next=safe_next(next))
 
     @router.post("/signin")
     async def signin(request: Request) -> Response:
@@ -399,9 +445,14 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
             )
         token = form.get("token", "").strip()
         target = safe_next(form.get("next"))
+        address = client_address(request)
         try:
+            web.limiter.check(address)
             await run_in_threadpool(repo.authenticate, token)
+        except RateLimited as exc:
+            return web.render(request, "signin.html", None, status=429, next=target, error=str(exc))
         except AuthError:
+            web.limiter.failure(address)
             return web.render(
                 request,
                 "signin.html",
@@ -460,14 +511,17 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
         def build(sess: WebSession) -> Response:
             line = web.line(bundle, locale)
             others = [x["locale"] for x in web.lines() if x["bundle"] == bundle]
+            history = repo.history(bundle, locale)
+            for entry in history:
+                entry["by"] = who_label(entry)
             return web.render(
                 request,
                 "line.html",
                 sess,
                 line=line,
-                versions=list(reversed(line["versions"])),
+                versions=history,
                 locales=others,
-                can_publish=web.can_publish(sess.who, bundle, locale),
+                can_publish=web.can_publish(sess.who, bundle, locale, line["base_locale"]),
             )
 
         return web.page(request, build)
@@ -477,7 +531,12 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
         def build(sess: WebSession) -> Response:
             manifest = web.version_manifest(bundle, locale, version)
             return web.render(
-                request, "version.html", sess, line=web.line(bundle, locale), manifest=manifest
+                request,
+                "version.html",
+                sess,
+                line=web.line(bundle, locale),
+                manifest=manifest,
+                lessons=web.lessons(manifest),
             )
 
         return web.page(request, build)
@@ -496,6 +555,7 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
                 line=web.line(bundle, locale),
                 manifest=manifest,
                 entry=entry,
+                lessons=web.lessons(manifest),
             )
 
         return web.page(request, build)
@@ -550,6 +610,24 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
 
         return web.page(request, build)
 
+    @router.get("/b/{bundle}/{locale}/translations")
+    def translations_page(bundle: str, locale: str, request: Request) -> Response:
+        def build(sess: WebSession) -> Response:
+            report = repo.translation_report(bundle, locale)
+            # The work first: stale, then missing, then the rest (each by path).
+            order = {"stale": 0, "missing": 1, "extra": 2, "up-to-date": 3}
+            files = sorted(report["files"], key=lambda f: (order.get(f["state"], 9), f["path"]))
+            return web.render(
+                request,
+                "translations.html",
+                sess,
+                line=web.line(bundle, locale),
+                report=report,
+                files=files,
+            )
+
+        return web.page(request, build)
+
     @router.get("/upload")
     def upload_page(request: Request) -> Response:
         def build(sess: WebSession) -> Response:
@@ -558,40 +636,57 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
             if bundle:
                 check_bundle(bundle)
             check_locale(locale)
-            locales = sorted(x["locale"] for x in web.lines() if x["bundle"] == bundle)
+            lines = {x["locale"]: x for x in web.lines() if x["bundle"] == bundle}
+            current = lines.get(locale)
+            # A variant stays one; a curator's new line is one of the bundle's base lines.
+            base_locale = current["base_locale"] if current else None
+            bases = sorted(k for k, x in lines.items() if not x["base_locale"] and k != locale)
+            if base_locale is None and sess.who.role == "curator" and bases:
+                base_locale = "en" if "en" in bases else bases[0]
             return web.render(
                 request,
                 "upload.html",
                 sess,
                 bundle=bundle,
                 locale=locale,
-                locales=locales,
+                bases=bases,
+                base_locale=base_locale,
                 max_upload=web.limits.max_upload_bytes,
             )
 
         return web.page(request, build)
 
     # -- JSON API behind the upload page -----------------------------------------------------
-    def api_session(request: Request, bundle: str, locale: str) -> WebSession:
+    def api_session(
+        request: Request, bundle: str, locale: str
+    ) -> tuple[WebSession, tuple[str | None, int | None]]:
+        """Who may make this publish, and the variant it is (base locale and version)."""
         sess = web.session(request)
         if sess is None:
             raise AuthError("sign in first (your session ended or the token was revoked)")
         check_csrf(request, sess, request.headers.get("x-csrf-token"))
         check_bundle(bundle)
         check_locale(locale)
-        repo.authorize_publish(sess.who, bundle, locale)
-        return sess
+        from_locale = request.query_params.get("from_locale") or None
+        raw_base = request.query_params.get("base_version") or None
+        if from_locale is not None:
+            check_locale(from_locale)
+        base_version = parse_version(raw_base) if raw_base is not None else None
+        if base_version is not None and from_locale is None:
+            raise UsageError("a base version goes with a base locale (a variant)")
+        repo.authorize_publish(sess.who, bundle, locale, from_locale)
+        return sess, (from_locale, base_version)
 
     @router.post("/api/unchanged/{bundle}/{locale}")
     async def api_unchanged(bundle: str, locale: str, request: Request) -> Response:
         """Which of the browser's files (path, sha256, size) the server already has."""
-        await run_in_threadpool(api_session, request, bundle, locale)
+        _sess, (from_locale, _base) = await run_in_threadpool(api_session, request, bundle, locale)
         body = bytearray()
         async for piece in request.stream():
             body += piece
             if len(body) > web.limits.max_header_bytes:
                 raise UsageError("the file list is too large")
-        files, from_locale = _parse_unchanged(bytes(body), web.limits.max_files)
+        files = _parse_unchanged(bytes(body), web.limits.max_files)
         latest = await run_in_threadpool(web.latest_manifest, bundle, locale)
         same = await run_in_threadpool(web.unchanged, bundle, locale, from_locale, files)
         return JSONResponse(
@@ -602,7 +697,7 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
     @router.post("/api/publish/{bundle}/{locale}")
     async def api_publish(bundle: str, locale: str, request: Request) -> Response:
         """The browser's upload (see :mod:`satchel.server.webdata`), published as a version."""
-        sess = await run_in_threadpool(api_session, request, bundle, locale)
+        sess, variant = await run_in_threadpool(api_session, request, bundle, locale)
         declared = request.headers.get("content-length")
         ceiling = 4 + web.limits.max_header_bytes + web.limits.max_upload_bytes
         if declared is not None and declared.isdigit() and int(declared) > ceiling:
@@ -629,7 +724,7 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
             await run_in_threadpool(stream.feed, bytes(buf))
             header = stream.close()
             result = await run_in_threadpool(
-                web.publish_upload, sess.who, bundle, locale, header, root
+                web.publish_upload, sess.who, bundle, locale, variant, header, root
             )
         finally:
             stream.abort()
@@ -650,7 +745,7 @@ def web_router(repo: Repository, limits: WebLimits | None = None) -> APIRouter:
     return router
 
 
-def _parse_unchanged(raw: bytes, max_files: int) -> tuple[list[tuple[str, str, int]], str | None]:
+def _parse_unchanged(raw: bytes, max_files: int) -> list[tuple[str, str, int]]:
     try:
         doc = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
@@ -660,11 +755,6 @@ def _parse_unchanged(raw: bytes, max_files: int) -> tuple[list[tuple[str, str, i
     items = doc["files"]
     if len(items) > max_files:
         raise UsageError(f"{len(items):,} files is over this server's limit of {max_files:,}")
-    from_locale = doc.get("from_locale") or None
-    if from_locale is not None:
-        if not isinstance(from_locale, str):
-            raise UsageError("from_locale must be a locale code")
-        check_locale(from_locale)
     files = []
     for item in items:
         if not isinstance(item, dict):
@@ -678,4 +768,4 @@ def _parse_unchanged(raw: bytes, max_files: int) -> tuple[list[tuple[str, str, i
         ):
             raise UsageError("each file needs a string path and sha256 and a whole-number size")
         files.append((path[:1024], digest.lower()[:64], size))
-    return files, from_locale
+    return files

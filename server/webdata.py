@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 
 from satchel.content.errors import FormatError, IntegrityError, UnsafePathError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
-from satchel.content.names import check_locale
 from satchel.content.objects import verify_object
 from satchel.content.paths import check_path, check_tree
 from satchel.sync.receive import store_lookup
@@ -197,7 +196,6 @@ class UploadHeader:
     kind: str  # "folder" or "zip"
     title: str
     notes: str
-    from_locale: str | None
     files: tuple[UploadFile, ...]  # kind "folder"
     zip_size: int  # kind "zip": bytes of the zip that follow the header
 
@@ -239,11 +237,6 @@ def parse_upload_header(raw: bytes, limits: WebLimits) -> UploadHeader:
         raise UsageError(f"the title is over {MAX_TITLE} characters")
     if len(notes) > MAX_NOTES:
         raise UsageError(f"the publish notes are over {MAX_NOTES} characters")
-    from_locale = _field(doc, "from_locale", str, None)
-    if from_locale == "":
-        from_locale = None
-    if from_locale is not None:
-        check_locale(str(from_locale))
     files: list[UploadFile] = []
     zip_size = 0
     if kind == "zip":
@@ -294,7 +287,6 @@ def parse_upload_header(raw: bytes, limits: WebLimits) -> UploadHeader:
         kind=str(kind),
         title=title,
         notes=notes,
-        from_locale=None if from_locale is None else str(from_locale),
         files=tuple(files),
         zip_size=zip_size,
     )

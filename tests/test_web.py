@@ -542,7 +542,6 @@ def test_unchanged_names_files_whose_content_the_server_has(
         b'{"files": 3}',
         b'{"files": [1]}',
         b'{"files": [{"path": 1}]}',
-        b'{"files": [], "from_locale": "../x"}',
         b'{"files": [{"path": "a", "sha256": "x", "size": -1}]}',
         b"[" * 100_000,
     ],
@@ -674,13 +673,6 @@ def test_zip_upload_publishes_the_tree_inside(
             400,
             "notes",
         ),
-        (
-            lambda: body(
-                {"kind": "folder", "from_locale": "<x>", "files": [{"path": "a", "size": 1}]}, b"x"
-            ),
-            400,
-            "locale",
-        ),
         (lambda: body({"kind": "zip", "zip_size": 5}, b"hello"), 422, "not a zip"),
         (lambda: body({"kind": "zip", "zip_size": 0}), 400, "empty"),
         (lambda: body({"kind": "zip", "zip_size": 10 * 1024**4}), 400, "limit"),
@@ -722,6 +714,35 @@ def test_no_token_cannot_publish(client: TestClient, srv: Repository) -> None:
     r = post_upload(client, csrf_token("sat_forged"), folder_body({"a.txt": b"a"}))
     assert r.status_code == 401
     assert srv.catalog() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("from_locale=%3Cx%3E", "locale"),
+        ("from_locale=../en", "locale"),
+        ("from_locale=en&base_version=abc", "version"),
+        ("from_locale=en&base_version=0", "version"),
+        ("from_locale=en&base_version=-1", "version"),
+        ("from_locale=en&base_version=99999999999", "version"),
+        ("base_version=1", "base locale"),
+        ("from_locale=es", "other than its own"),
+    ],
+)
+def test_hostile_variant_parameters_are_refused(
+    client: TestClient, srv: Repository, tmp_path: Path, query: str, words: str
+) -> None:
+    published(srv, tmp_path, {"a.txt": b"a"}, locale="en")
+    csrf = sign_in(client, srv.create_token("admin"))
+    for url in (f"/web/api/publish/course/es?{query}", f"/web/api/unchanged/course/es?{query}"):
+        r = client.post(
+            url,
+            content=folder_body({"a.txt": b"a"}),
+            headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
+        )
+        assert r.status_code == 400, r.text
+        assert words in r.json()["error"]
+    assert [x["locale"] for x in srv.catalog()] == ["en"]
 
 
 # -- the data layer with small limits ---------------------------------------------------------
@@ -888,3 +909,140 @@ def test_a_corrupt_stored_chunk_is_caught_when_hashing(srv: Repository, tmp_path
     path.write_bytes(bytes(raw))
     with pytest.raises(IntegrityError):
         FileHashes(srv.store).sha256(latest(srv), pic)
+
+
+# -- roles, variants, history and lessons -----------------------------------------------------
+def test_a_curator_makes_a_variant_and_sees_stale_files_after_the_base_changes(
+    client: TestClient, srv: Repository, tmp_path: Path
+) -> None:
+    en = course()
+    published(srv, tmp_path, en, locale="en")
+    curator = srv.issue_token("curator", bundle="course", locale="es", label="Lucía")
+    csrf = sign_in(client, curator["token"])
+
+    # The curator may not publish the base locale, nor a variant of another locale.
+    r = post_upload(client, csrf, folder_body({"a": b"a"}), locale="en")
+    assert r.status_code == 403
+    r = post_upload(client, csrf, folder_body({"a": b"a"}), locale="es")
+    assert r.status_code == 403 and "variant" in r.json()["error"]
+
+    es = dict(en)
+    es["index.html"] = en["index.html"].replace(b"Course", b"Curso")
+    es["lessons/01.html"] = b"<p>" + b"lecci\xc3\xb3n uno " * 500 + b"</p>"
+    # Ask first, like the page does: everything but the translated files is on the server.
+    ask = [
+        {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in es.items()
+    ]
+    r = client.post(
+        "/web/api/unchanged/course/es?from_locale=en",
+        json={"files": ask},
+        headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
+    )
+    keep = set(r.json()["unchanged"])
+    assert keep == {"lessons/02.md", "media/pic.bin", "media/empty.txt"}
+    r = client.post(
+        "/web/api/publish/course/es?from_locale=en",
+        content=folder_body(es, keep, notes="traducción"),
+        headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["sent_bytes"] == len(es["index.html"]) + len(es["lessons/01.html"])
+    assert version_files(srv, latest(srv, locale="es")) == es
+
+    # The teacher changes two files of the base.
+    en2 = dict(en)
+    en2["lessons/02.md"] += b"\nA new paragraph."
+    en2["media/pic.bin"] = en["media/pic.bin"][::-1]
+    published(srv, tmp_path, en2, locale="en")
+
+    page = client.get("/web/b/course/es/translations")
+    assert page.status_code == 200
+    check_accessible(page.text)
+    stale_rows = [
+        line
+        for line in page.text.splitlines()
+        if '<tr class="stale">' in line or "stale</td>" in line
+    ]
+    assert len([x for x in stale_rows if "stale</td>" in x]) == 2
+    report = srv.translation_report("course", "es")
+    stale = sorted(f["path"] for f in report["files"] if f["state"] == "stale")
+    assert stale == ["lessons/02.md", "media/pic.bin"]
+    for path in stale:
+        assert path in page.text
+    text = " ".join(" ".join(Page(page.text).text).split())
+    assert "2 files need work" in text
+    assert "/web/b/course/en/diff?from=1&amp;to=2" in page.text
+
+    history = client.get("/web/b/course/es").text
+    assert "Lucía (curator)" in history
+    assert "traducción" in history
+    assert "en v1" in history  # made from
+
+
+def test_translation_status_of_a_base_line_is_a_clear_404(
+    client: TestClient, srv: Repository, tmp_path: Path
+) -> None:
+    published(srv, tmp_path, {"a.txt": b"a"})
+    sign_in(client, srv.create_token("teacher"))
+    r = client.get("/web/b/course/en/translations")
+    assert r.status_code == 404
+    assert "not a locale variant" in r.text
+
+
+def test_the_version_page_shows_the_lessons_in_order(
+    client: TestClient, srv: Repository, tmp_path: Path
+) -> None:
+    files = {
+        "satchel.toml": b'[bundle]\ntitle = "Numbers"\nsubject = "Maths"\ngrade = "3"\n\n'
+        b'[[lessons]]\ntitle = "Counting"\nentry = "b/count.html"\n\n'
+        b'[[lessons]]\ntitle = "Adding"\nentry = "a/add.html"\n',
+        "a/add.html": b"<h1>Add</h1>",
+        "b/count.html": b"<h1>Count</h1>",
+    }
+    published(srv, tmp_path, files)
+    sign_in(client, srv.create_token("teacher"))
+    html = client.get("/web/b/course/en/v/1").text
+    assert html.index("Counting") < html.index("Adding")
+    assert 'href="/web/b/course/en/v/1/preview/b/count.html">Counting' in html
+    preview = client.get("/web/b/course/en/v/1/preview/b/count.html").text
+    assert 'aria-current="page">Counting' in preview
+    assert "Subject: Maths" in client.get("/web/b/course/en").text
+
+
+def test_history_names_who_published(client: TestClient, srv: Repository, tmp_path: Path) -> None:
+    teacher = srv.issue_token("teacher", bundle="course", label="Ana")
+    csrf = sign_in(client, teacher["token"])
+    assert post_upload(client, csrf, folder_body({"a.txt": b"1"}, notes="one")).status_code == 200
+    unlabelled = srv.issue_token("teacher")
+    csrf = sign_in(client, unlabelled["token"])
+    assert post_upload(client, csrf, folder_body({"a.txt": b"2"}, notes="two")).status_code == 200
+    html = client.get("/web/b/course/en").text
+    assert "Ana (teacher)" in html
+    assert f"teacher token #{unlabelled['id']}" in html
+
+
+def test_guessing_tokens_on_the_sign_in_page_is_slowed_down(srv: Repository) -> None:
+    from satchel.server.ratelimit import FailureLimiter
+
+    limiter = FailureLimiter(burst=3, period=3600)
+    with TestClient(create_app(srv, auth_limiter=limiter)) as c:
+        codes = [
+            c.post("/web/signin", data={"token": f"guess{i}"}, follow_redirects=False).status_code
+            for i in range(5)
+        ]
+        assert codes == [401, 401, 401, 429, 429]
+        # The same address is refused on the API too: one budget for guesses.
+        r = c.post("/v1/publish/course/en", headers={"Authorization": "Bearer x"}, content=b"{}")
+        assert r.status_code == 429
+        good = srv.create_token("teacher")
+        r = c.post("/web/signin", data={"token": good}, follow_redirects=False)
+        assert r.status_code == 429
+
+
+def test_a_stale_cookie_is_dropped_on_the_way_to_sign_in(client: TestClient) -> None:
+    client.cookies.set(COOKIE, "sat_revoked_or_unknown", path="/web")
+    r = client.get("/web/", follow_redirects=False)
+    assert r.status_code == 303
+    assert (
+        f"{COOKIE}=" in r.headers["set-cookie"] and "max-age=0" in r.headers["set-cookie"].lower()
+    )

@@ -213,15 +213,18 @@
     const bundle = $("bundle").value.trim();
     const locale = $("locale").value.trim();
     const fromLocale = $("from-locale").value || null;
+    const baseVersion = $("base-version").value.trim();
     const folder = Array.from($("folder").files || []);
     const zip = ($("zip").files || [])[0];
     if (folder.length && zip) return fail("Choose a folder or a zip file, not both.");
     if (!folder.length && !zip) return fail("Choose a folder or a zip file to upload.");
-    const where = `${encodeURIComponent(bundle)}/${encodeURIComponent(locale)}`;
+    const query = new URLSearchParams();
+    if (fromLocale) query.set("from_locale", fromLocale);
+    if (fromLocale && baseVersion) query.set("base_version", baseVersion);
+    const where = `${encodeURIComponent(bundle)}/${encodeURIComponent(locale)}?${query}`;
     const common = {
       title: $("title").value.trim(),
       notes: $("notes").value.trim(),
-      from_locale: fromLocale,
     };
     button.disabled = true;
     try {
@@ -229,7 +232,7 @@
       let parts;
       if (zip) {
         // Ask first with no files: a refusal (no right to publish here) comes before the upload.
-        await postJSON(`/web/api/unchanged/${where}`, { files: [], from_locale: fromLocale });
+        await postJSON(`/web/api/unchanged/${where}`, { files: [] });
         header = { kind: "zip", zip_size: zip.size, ...common };
         parts = [zip];
       } else {
@@ -245,7 +248,6 @@
         }
         say("Asking the server which files it already has…");
         const answer = await postJSON(`/web/api/unchanged/${where}`, {
-          from_locale: fromLocale,
           files: files.map((f) => ({ path: f.path, sha256: f.sha256, size: f.size })),
         });
         const have = new Set(answer.unchanged);
