@@ -484,7 +484,9 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & 0x1:
         raise UsageError(f"{shown} is encrypted; upload a zip without a password")
     mode = info.external_attr >> 16
-    if info.create_system == 3 and mode and not stat.S_ISREG(mode):
+    # Unix zips keep the file type in the high bits; 0 (no type, e.g. Python's writestr) is a
+    # plain file too. Links, devices and pipes are refused.
+    if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
         kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
         raise UnsafePathError(f"{shown} in the zip is {kind}")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):

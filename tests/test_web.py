@@ -829,6 +829,13 @@ def test_zip_extraction_keeps_the_tree(tmp_path: Path) -> None:
     assert got == {"a.txt": b"a", "dir/b.html": b"<p>b</p>"}
 
 
+def test_zip_entries_without_a_file_type_are_plain_files(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("plain.txt", b"p")  # Python writes mode 0o600 with no type bits
+    assert (unzip(tmp_path, buf.getvalue()) / "plain.txt").read_bytes() == b"p"
+
+
 def test_zip_names_are_normalized_to_nfc(tmp_path: Path) -> None:
     out = unzip(tmp_path, make_zip({"cafe\u0301.txt": b"x"}))
     assert (out / "caf\u00e9.txt").read_bytes() == b"x"
