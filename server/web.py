@@ -99,8 +99,10 @@ class WebSession:
 
     @property
     def label(self) -> str:
+        """'Ana, teacher of numbers' / 'curator of fractions/es' / 'admin'."""
         scope = "/".join(x for x in (self.who.bundle, self.who.locale) if x)
-        return f"{self.who.role} ({scope})" if scope else self.who.role
+        role = f"{self.who.role} of {scope}" if scope else self.who.role
+        return f"{self.who.label}, {role}" if self.who.label else role
 
 
 class SignInNeeded(SatchelError):

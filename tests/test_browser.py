@@ -209,7 +209,7 @@ def test_a_teacher_uploads_a_folder_then_only_the_changed_file(
     message = published_message(page)
     assert "Published version 1" in message
     expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
-    page.screenshot(path=shots / "upload.png")
+    page.screenshot(path=shots / "upload.png", full_page=True)
 
     # Version 2: one word changed in one lesson. The browser hashes everything, the server
     # names the unchanged files, and only the changed file travels.
@@ -467,6 +467,7 @@ def test_the_javascript_sha256_fallback_matches_sha256sum(
 
 # -- the real corpus ---------------------------------------------------------------------------
 @pytest.mark.corpus
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (CORPUS / "intro-stats" / "v1").is_dir() or not (CORPUS / "intro-stats-es").is_dir(),
     reason=f"shared corpus not found at {CORPUS} (needs intro-stats/v1, v2 and intro-stats-es)",

@@ -981,6 +981,7 @@ def test_a_curator_makes_a_variant_and_sees_stale_files_after_the_base_changes(
     assert "/web/b/course/en/diff?from=1&amp;to=2" in page.text
 
     history = client.get("/web/b/course/es").text
+    assert "Signed in as <strong>Lucía, curator of course/es</strong>" in history
     assert "Lucía (curator)" in history
     assert "traducción" in history
     assert "en v1" in history  # made from
