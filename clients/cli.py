@@ -1,5 +1,5 @@
-"""The ``satchel`` command: serve, token, publish, sync, checkout, status, fsck, export, import,
-keygen.
+"""The ``satchel`` command: serve, token (create/list/revoke), publish, translations, sync,
+checkout, status, fsck, export, import, keygen.
 
 Output contract (docs and scripts rely on it): ``publish`` prints only the new version number
 on stdout, ``token create`` only the token, ``sync --json`` one JSON object, ``sync --dry-run``
@@ -268,7 +268,9 @@ def keygen(
 def publish(
     src: Annotated[Path, typer.Argument(help="Folder with the course files.")],
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
-    token: Annotated[str, typer.Option(help="Teacher or admin token.", envvar="SATCHEL_TOKEN")],
+    token: Annotated[
+        str, typer.Option(help="Teacher, curator or admin token.", envvar="SATCHEL_TOKEN")
+    ],
     bundle: Annotated[str, typer.Option(help="Bundle name.")],
     locale: Locale = DEFAULT_LOCALE,
     title: Annotated[str, typer.Option(help="Title shown in catalogs.")] = "",

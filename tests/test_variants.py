@@ -320,6 +320,7 @@ def zstd19_of(files: list[bytes]) -> int:
 
 
 @pytest.mark.corpus
+@pytest.mark.slow
 @needs_corpus
 def test_corpus_spanish_variant_on_the_wire_and_its_translation_report(
     tmp_path: Path, record_property: pytest.RecordProperty
