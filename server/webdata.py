@@ -22,6 +22,7 @@ import struct
 import threading
 import unicodedata
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -189,6 +190,12 @@ class UploadFile:
     size: int
     sha256: str | None
     send: bool
+    gzip: bool = False  # sent gzip-compressed (the browser's CompressionStream)
+    wire_size: int = -1  # bytes in the body; the file's size unless compressed
+
+    @property
+    def body_size(self) -> int:
+        return self.wire_size if self.gzip else self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +211,7 @@ class UploadHeader:
         """Bytes that follow the header."""
         if self.kind == "zip":
             return self.zip_size
-        return sum(f.size for f in self.files if f.send)
+        return sum(f.body_size for f in self.files if f.send)
 
 
 def _field(raw: dict[str, object], name: str, kind: type, default: object) -> object:
@@ -275,9 +282,16 @@ def parse_upload_header(raw: bytes, limits: WebLimits) -> UploadHeader:
                 raise FormatError("'send' must be true or false")
             if not send and digest is None:
                 raise FormatError(f"{path[:120]!r} is not sent, so it needs its sha256")
-            files.append(UploadFile(path, size, digest, send))
+            encoding = item.get("encoding", "identity")
+            if encoding not in ("identity", "gzip"):
+                raise FormatError(f"encoding of {path[:120]!r} must be 'identity' or 'gzip'")
+            gz = encoding == "gzip"
+            wire = _size(item.get("wire_size"), f"wire_size of {path[:120]!r}") if gz else size
+            if gz and (digest is None or not send):
+                raise FormatError(f"{path[:120]!r} is sent compressed, so it needs its sha256")
+            files.append(UploadFile(path, size, digest, send, gz, wire))
         check_tree(f.path for f in files)
-        sent = sum(f.size for f in files if f.send)
+        sent = max(sum(f.size for f in files if f.send), sum(f.body_size for f in files if f.send))
         if sent > limits.max_upload_bytes:
             raise UsageError(
                 f"the changed files add up to {sent:,} bytes, over this server's"
@@ -313,6 +327,8 @@ class UploadStream:
         self._out: BinaryIO | None = None
         self._left = 0
         self._hash: Any = None  # hashlib's hash object (its class is private)
+        self._gunzip: Any = None  # a zlib decompressobj while a gzip file arrives
+        self._written = 0
 
     @property
     def zip_path(self) -> Path:
@@ -353,12 +369,24 @@ class UploadStream:
             self.received += take
             if self._left == 0:
                 self._finish()
+                self._next()
 
     def _write(self, piece: memoryview) -> None:
-        assert self._out is not None
-        self._out.write(piece)
+        assert self._out is not None and self._file is not None
+        data: bytes | memoryview = piece
+        if self._gunzip is not None:
+            room = self._file.size - self._written
+            # Never more than the declared size comes out, whatever the stream claims.
+            try:
+                data = self._gunzip.decompress(piece, room + 1)
+            except zlib.error:
+                raise FormatError(f"{self._file.path!r} is not valid gzip data") from None
+            if len(data) > room or self._gunzip.unused_data:
+                raise FormatError(f"{self._file.path!r} expands beyond its declared size")
+        self._written += len(data)
+        self._out.write(data)
         if self._hash is not None:
-            self._hash.update(piece)
+            self._hash.update(data)
 
     def _next(self) -> None:
         while self._queue:
@@ -368,9 +396,10 @@ class UploadStream:
             target.parent.mkdir(parents=True, exist_ok=True)
             # Closed in _finish, or in abort() when the upload fails half way.
             self._out = open(target, "xb")  # noqa: SIM115
-            self._file, self._left = f, f.size
+            self._file, self._left, self._written = f, f.body_size, 0
             self._hash = hashlib.sha256() if f.sha256 is not None else None
-            if f.size == 0:
+            self._gunzip = zlib.decompressobj(wbits=31) if f.gzip else None
+            if f.body_size == 0:
                 self._finish()
                 continue
             return
@@ -381,13 +410,16 @@ class UploadStream:
         assert f is not None and out is not None
         out.close()
         self._out = None
+        if self._gunzip is not None and not self._gunzip.eof:
+            raise FormatError(f"{f.path!r}: its gzip stream is cut short or damaged")
+        if self._written != f.size:
+            raise FormatError(f"{f.path!r} is {self._written:,} bytes, not {f.size:,}")
         if self._hash is not None and self._hash.hexdigest() != f.sha256:
             raise IntegrityError(
                 f"{f.path!r} arrived with another SHA-256 than the browser computed;"
                 " the file changed while uploading? Upload again"
             )
         self._file = None
-        self._next()
 
     def close(self) -> UploadHeader:
         """The body ended: every announced byte must have arrived."""

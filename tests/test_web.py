@@ -7,6 +7,7 @@ upload path writes real files and the publisher stores real chunks. Browser beha
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -745,6 +746,76 @@ def test_hostile_variant_parameters_are_refused(
     assert [x["locale"] for x in srv.catalog()] == ["en"]
 
 
+def gz_entry(path: str, data: bytes, wire: bytes | None = None) -> tuple[dict[str, Any], bytes]:
+    wire = gzip.compress(data) if wire is None else wire
+    entry = {
+        "path": path,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "encoding": "gzip",
+        "wire_size": len(wire),
+    }
+    return entry, wire
+
+
+def test_text_files_may_travel_gzip_compressed(
+    client: TestClient, srv: Repository, tmp_path: Path
+) -> None:
+    files = course()
+    csrf = sign_in(client, srv.create_token("teacher", bundle="course"))
+    entries, parts = [], []
+    for path, data in files.items():
+        if path.endswith((".html", ".md")):
+            entry, wire = gz_entry(path, data)
+        else:
+            entry, wire = folder_header({path: data})["files"][0], data
+        entries.append(entry)
+        parts.append(wire)
+    r = post_upload(client, csrf, body({"kind": "folder", "files": entries}, *parts))
+    assert r.status_code == 200, r.text
+    assert r.json()["sent_bytes"] == sum(len(p) for p in parts) < sum(map(len, files.values()))
+    assert version_files(srv, latest(srv)) == files
+
+
+BOMB = gzip.compress(b"\0" * 5_000_000)
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        (gz_entry("a.txt", b"hello", b"not gzip at all"), "not valid gzip"),
+        (gz_entry("a.txt", b"hello", gzip.compress(b"hello world")), "beyond its declared size"),
+        (gz_entry("a.txt", b"hello", gzip.compress(b"hell")), "is 4 bytes, not 5"),
+        (gz_entry("a.txt", b"hello", gzip.compress(b"hello")[:-4]), "cut short"),
+        (gz_entry("a.txt", b"hello", gzip.compress(b"hello") + b"junk"), "beyond its declared"),
+        (gz_entry("a.txt", b"hello", gzip.compress(b"jello")), "SHA-256"),
+        (gz_entry("bomb.txt", b"\0" * 10, BOMB), "beyond its declared size"),
+    ],
+)
+def test_hostile_gzip_files_are_refused(
+    tmp_path: Path, entry: tuple[dict[str, Any], bytes], words: str
+) -> None:
+    header, wire = entry
+    stream = UploadStream(tmp_path, SMALL)
+    with pytest.raises((FormatError, IntegrityError), match=words):
+        stream.feed(body({"kind": "folder", "files": [header]}, wire))
+        stream.close()
+    stream.abort()
+    written = tmp_path / "tree" / header["path"]
+    assert not written.exists() or written.stat().st_size <= header["size"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"encoding": "br"}, {"sha256": None}, {"wire_size": -1}, {"wire_size": "9"}],
+)
+def test_malformed_gzip_entries_are_refused(change: dict[str, Any]) -> None:
+    entry, _wire = gz_entry("a.txt", b"hello")
+    entry.update(change)
+    with pytest.raises(FormatError):
+        parse_upload_header(json.dumps({"kind": "folder", "files": [entry]}).encode(), SMALL)
+
+
 # -- the data layer with small limits ---------------------------------------------------------
 SMALL = WebLimits(
     max_upload_bytes=10_000,
@@ -757,8 +828,10 @@ SMALL = WebLimits(
 
 
 def test_upload_stream_accepts_any_split_of_the_body(tmp_path: Path) -> None:
-    files = {"a.txt": b"alpha", "b/c.bin": bytes(range(256)) * 3, "e": b""}
-    data = folder_body(files)
+    files = {"a.txt": b"alpha", "b/c.bin": bytes(range(256)) * 3, "e": b"", "z.md": b"zz" * 900}
+    header = folder_header(files)
+    header["files"][3], zipped = gz_entry("z.md", files["z.md"])
+    data = body(header, *(files[p] for p in ("a.txt", "b/c.bin", "e")), zipped)
     for step in (1, 2, 3, 7, 64, len(data)):
         root = tmp_path / f"s{step}"
         root.mkdir()
