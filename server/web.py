@@ -709,7 +709,13 @@ def web_router(
         try:
             refused: SatchelError | None = None
             buf = bytearray()
+            seen = 0
             async for piece in request.stream():
+                seen += len(piece)
+                if seen > ceiling:  # a body with no Content-Length is bounded all the same
+                    raise refused or UsageError(
+                        f"the upload is over this server's {ceiling:,}-byte limit"
+                    )
                 if refused is not None:
                     # Read the rest before answering: a browser that is still sending when the
                     # connection closes shows "connection reset" instead of our reason.

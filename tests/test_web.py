@@ -1127,3 +1127,45 @@ def test_a_stale_cookie_is_dropped_on_the_way_to_sign_in(client: TestClient) -> 
     assert (
         f"{COOKIE}=" in r.headers["set-cookie"] and "max-age=0" in r.headers["set-cookie"].lower()
     )
+
+
+def test_a_body_without_content_length_is_bounded_too(srv: Repository) -> None:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from satchel.content.errors import SatchelError
+    from satchel.server.web import error_status, web_router
+
+    app = FastAPI()
+    app.include_router(web_router(srv, limits=SMALL))
+
+    @app.exception_handler(SatchelError)
+    @app.exception_handler(PermissionError)
+    async def errors(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+
+    token = srv.create_token("admin")
+    with TestClient(app) as c:
+        csrf = sign_in(c, token)
+        head = folder_body({"a.txt": b"x" * 5_000})
+
+        def endless() -> Iterator[bytes]:  # streamed: no Content-Length
+            yield head
+            for _ in range(100):
+                yield b"y" * 1_000
+
+        r = c.post(
+            "/web/api/publish/course/en",
+            content=endless(),
+            headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
+        )
+        assert r.status_code in (400, 422)
+        assert "limit" in r.json()["error"] or "more bytes" in r.json()["error"]
+        # Refused early (a bad path), the rest is read and the reason still arrives.
+        bad = body({"kind": "folder", "files": [{"path": "../x", "size": 3_000}]}, b"z" * 3_000)
+        r = c.post(
+            "/web/api/publish/course/en",
+            content=iter([bad[:100], bad[100:]]),
+            headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
+        )
+        assert r.status_code in (400, 422) and "'..'" in r.json()["error"]
+    assert srv.catalog() == []
