@@ -4,8 +4,9 @@ Everything a person does goes through the page: signing in with a token, choosin
 a zip, watching the upload, reading the history, the diff, the preview and the translation
 status. The server is the real ``satchel serve`` under uvicorn (tests/e2e_support.py), and
 the browser reaches it through a counting loopback proxy, so "only changed files are sent" is
-measured on the wire. Chromium is Debian's package (``.ci/run`` installs it); Playwright's own
-browser downloads are never used. Without /usr/bin/chromium these tests skip with a reason.
+measured on the wire (bench/web_upload.py does it for a real translation). Chromium is
+Debian's package (``.ci/run`` installs it); Playwright's own browser downloads are never used.
+Without /usr/bin/chromium these tests skip with a reason.
 
 Set SATCHEL_SCREENSHOTS=docs/screenshots (``scripts/screenshots`` does) to refresh the
 screenshots in docs/; otherwise they go to a temp folder, so the code that takes them runs.
@@ -14,13 +15,11 @@ screenshots in docs/; otherwise they go to a temp folder, so the code that takes
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
 import shutil
 import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,6 @@ from tests.e2e_support import SatchelServer, publish
 from tests.support.proxy import LoopbackProxy
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS = REPO_ROOT.parent / "shared" / "corpus"
 
 if not CHROMIUM.exists():
     pytest.skip(
@@ -57,12 +54,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SMALL_LAPTOP = {"width": 1024, "height": 600}
-# The file names upload.js compresses (keep in step with TEXTLIKE there).
-TEXTLIKE = re.compile(
-    r"\.(html?|xhtml|md|markdown|cnxml|xml|svg|css|js|mjs|json|txt|csv|tsv|vtt|srt|ya?ml|toml"
-    r"|tex|py|r|sh)$",
-    re.I,
-)
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -470,57 +461,3 @@ def test_the_javascript_sha256_fallback_matches_sha256sum(
         list(data),
     )
     assert got == hashlib.sha256(data).hexdigest()
-
-
-# -- the real corpus ---------------------------------------------------------------------------
-@pytest.mark.corpus
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (CORPUS / "intro-stats" / "v1").is_dir() or not (CORPUS / "intro-stats-es").is_dir(),
-    reason=f"shared corpus not found at {CORPUS} (needs intro-stats/v1, v2 and intro-stats-es)",
-)
-def test_corpus_spanish_variant_uploaded_from_the_browser(
-    server: SatchelServer, proxy: LoopbackProxy, new_page: Any, tmp_path: Path
-) -> None:
-    teacher = server.token("teacher", "--bundle", "intro-stats")
-    v1, v2 = CORPUS / "intro-stats" / "v1", CORPUS / "intro-stats" / "v2"
-    assert publish(server.url, teacher, v1, "intro-stats").code == 0
-    curator = server.token("curator", "--bundle", "intro-stats", "--locale", "es")
-    es = CORPUS / "intro-stats-es"
-    page = new_page()
-    sign_in(page, curator)
-    proxy.reset()
-    upload(page, bundle="intro-stats", locale="es", folder=es, variant_of="en")
-    assert "Published version 1" in published_message(page)
-    sent = proxy.stats().bytes_up
-    held = {hashlib.sha256(p.read_bytes()).digest() for p in v1.rglob("*") if p.is_file()}
-    total = differing = expected = 0
-    for p in sorted(es.rglob("*")):
-        if not p.is_file():
-            continue
-        data = p.read_bytes()
-        total += len(data)
-        if hashlib.sha256(data).digest() in held:
-            continue  # the server has this content already (under any path): not sent
-        differing += len(data)
-        # What the page sends: text-like files gzip-compressed when that saves 10%, else raw.
-        packed = len(zlib.compress(data, 6)) + 18 if TEXTLIKE.search(p.name) else len(data)
-        expected += packed if len(data) >= 512 and packed < 0.9 * len(data) else len(data)
-    print(
-        json.dumps(
-            {
-                "es_tree_bytes": total,
-                "bytes_not_on_server": differing,
-                "expected_gzip_wire": expected,
-                "sent_on_the_wire": sent,
-            }
-        )
-    )
-    # Plus the page, the script and the file list (about 60 KB for 475 files).
-    assert sent <= expected * 1.05 + 200_000
-    assert publish(server.url, teacher, v2, "intro-stats").code == 0
-    page.goto("/web/b/intro-stats/es/translations")
-    report = httpx.get(f"{server.url}/v1/translations/intro-stats/es", timeout=30).json()
-    stale = [f["path"] for f in report["files"] if f["state"] == "stale"]
-    assert stale
-    expect(page.locator("#translation-files tr.stale")).to_have_count(len(stale))
