@@ -25,6 +25,7 @@ derived from the file names alone for manifests published before lessons existed
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
 import tomllib
@@ -230,7 +231,8 @@ def from_config(
         return Structure(meta, derive(files, read).lessons)
     if not isinstance(raw, list) or len(raw) > MAX_LESSONS:
         raise UsageError(f"{CONFIG_NAME}: lessons must be a list of [[lessons]] tables")
-    known = set(files)
+    tree = _Tree(files)
+    known = tree.known
     lessons: list[Lesson] = []
     for n, item in enumerate(raw, 1):
         where = f"{CONFIG_NAME}: lesson {n}"
@@ -250,11 +252,11 @@ def from_config(
             raise UsageError(f"{where}: title must be a string of at most {MAX_FIELD} characters")
         if not isinstance(include, list) or not all(isinstance(p, str) for p in include):
             raise UsageError(f"{where}: include must be a list of paths")
-        paths = set(_needs(entry, files, read, folder_lesson=False))
+        paths = set(_needs(entry, tree, read, folder_lesson=False))
         for pattern in include:
             pattern = pattern.rstrip("/") if pattern.endswith("/") else pattern
             pattern = _inside(pattern, where)
-            hits = [f for f in files if f == pattern or f.startswith(pattern + "/")]
+            hits = [pattern] if pattern in known else tree.under(pattern)
             if not hits:
                 raise UsageError(f"{where}: include {pattern!r} matches no file")
             paths.update(hits)
@@ -287,6 +289,7 @@ def derive(
     the file or folder name.
     """
     meta = BundleMeta(title=title, locale=locale)
+    tree = _Tree(files)
     by_dir: dict[str, list[str]] = {}
     for path in files:
         by_dir.setdefault(posixpath.dirname(path), []).append(path)
@@ -305,7 +308,7 @@ def derive(
             key=lambda e: (order.get(posixpath.basename(posixpath.dirname(e)), len(order)), e)
         )
         lessons = [
-            Lesson(_title(e, read), e, tuple(sorted(_needs(e, files, read, folder_lesson=True))))
+            Lesson(_title(e, read), e, tuple(sorted(_needs(e, tree, read, folder_lesson=True))))
             for e in folder_entries
         ]
         return Structure(meta, tuple(lessons))
@@ -324,7 +327,7 @@ def derive(
     else:
         chosen = sorted(p for p in files if p.lower().endswith(PAGE_SUFFIXES))[:1]
     lessons = [
-        Lesson(_title(e, read), e, tuple(sorted(_needs(e, files, read, folder_lesson=False))))
+        Lesson(_title(e, read), e, tuple(sorted(_needs(e, tree, read, folder_lesson=False))))
         for e in chosen
     ]
     return Structure(meta, tuple(lessons))
@@ -342,13 +345,29 @@ def _collection_order(files: list[str], read: Reader) -> dict[str, int]:
     return order
 
 
-def _needs(entry: str, files: list[str], read: Reader | None, *, folder_lesson: bool) -> set[str]:
+class _Tree:
+    """The file list, sorted and hashed once: lookups stay cheap for 10,000 lessons."""
+
+    def __init__(self, files: Iterable[str]) -> None:
+        self.sorted = sorted(files)
+        self.known = set(self.sorted)
+
+    def under(self, folder: str) -> list[str]:
+        """Every file inside ``folder`` (a bundle path without a trailing slash)."""
+        prefix = folder + "/"
+        start = bisect.bisect_left(self.sorted, prefix)
+        # Everything that starts with prefix sorts before prefix + the highest code point.
+        end = bisect.bisect_left(self.sorted, prefix + "\U0010ffff", start)
+        return self.sorted[start:end]
+
+
+def _needs(entry: str, tree: _Tree, read: Reader | None, *, folder_lesson: bool) -> set[str]:
     """The entry, its folder's files (a folder lesson) and what their text links to."""
-    known = set(files)
+    known = tree.known
     folder = posixpath.dirname(entry)
     own = {entry}
     if folder_lesson and folder:
-        own.update(f for f in files if f.startswith(folder + "/"))
+        own.update(tree.under(folder))
     needed = set(own)
     if read is None:
         return needed

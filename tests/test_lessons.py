@@ -374,3 +374,21 @@ def test_server_refuses_a_draft_whose_lessons_lie(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="not a file of this version"):
         repo.begin(who, "course", "en", canonical.encode(draft))
     assert repo.catalog() == []
+
+
+def test_folder_lessons_do_not_take_files_of_similarly_named_folders() -> None:
+    files = [
+        "m1/index.html",
+        "m1/a.png",
+        "m1-extra/index.html",
+        "m1-extra/b.png",
+        "m10/index.html",
+        "m10/c.png",
+        "m1.txt",
+    ]
+    found = derive(files)
+    assert {lesson.entry: lesson.paths for lesson in found.lessons} == {
+        "m1/index.html": ("m1/a.png", "m1/index.html"),
+        "m1-extra/index.html": ("m1-extra/b.png", "m1-extra/index.html"),
+        "m10/index.html": ("m10/c.png", "m10/index.html"),
+    }

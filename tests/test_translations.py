@@ -192,3 +192,17 @@ def test_client_refuses_a_malformed_report(body: bytes) -> None:
         pytest.raises(ContentError),
     ):
         hc.translations("course", "es")
+
+
+def test_cli_translations_refuses_bad_arguments_before_any_request() -> None:
+    from tests.e2e_support import run_cli
+
+    for args, code in [
+        (("--server", "http://127.0.0.1:9", "--bundle", "BAD!", "--locale", "es"), 2),
+        (("--server", "http://127.0.0.1:9", "--bundle", "course", "--locale", "../x"), 2),
+        (("--server", "ftp://127.0.0.1", "--bundle", "course", "--locale", "es"), 2),
+        (("--server", "http://127.0.0.1:9", "--bundle", "course"), 2),  # --locale is required
+    ]:
+        res = run_cli("translations", *args)
+        assert res.code == code, res.describe()
+        assert res.stdout == ""
