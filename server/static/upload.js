@@ -112,16 +112,24 @@
     return hash.hex();
   }
 
-  // Text-like files travel gzip-compressed (the server checks the size and SHA-256 after
-  // inflating them): on a poor link a lesson's HTML costs a quarter of its size or less.
-  // Pictures, audio and video are compressed already and go as they are.
+  // Files travel gzip-compressed when that saves at least 10% (the server checks the size and
+  // SHA-256 after inflating them): on a poor link a lesson's HTML costs a quarter of its size.
+  // Text-like names are always tried; other files only when their first 64 KiB shrink (many
+  // JPEG diagrams do, video and most photos do not), so no time goes into hopeless files.
   const TEXTLIKE = /\.(html?|xhtml|md|markdown|cnxml|xml|svg|css|js|mjs|json|txt|csv|tsv|vtt|srt|ya?ml|toml|tex|py|r|sh)$/i;
+  const PROBE = 64 * 1024;
+
+  async function gzipBlob(blob) {
+    return new Response(blob.stream().pipeThrough(new CompressionStream("gzip"))).blob();
+  }
 
   async function gzipped(file) {
     if (!globalThis.CompressionStream || file.size < 512 || file.size > WEBCRYPTO_MAX) return null;
-    if (!TEXTLIKE.test(file.name)) return null;
-    const stream = file.stream().pipeThrough(new CompressionStream("gzip"));
-    const blob = await new Response(stream).blob();
+    if (!TEXTLIKE.test(file.name) && file.size > PROBE) {
+      const probe = await gzipBlob(file.slice(0, PROBE));
+      if (probe.size > PROBE * 0.9) return null;
+    }
+    const blob = await gzipBlob(file);
     return blob.size < file.size * 0.9 ? blob : null;
   }
 
