@@ -32,6 +32,7 @@ from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 from .observability import Metrics, Observability, not_ready_reason
 from .ratelimit import FailureLimiter, RateLimited
 from .service import Principal, Repository, wants_dry_run
+from .web import web_router
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # The POST routes read their bodies themselves (streamed, bounded); these describe them in the
@@ -208,6 +209,7 @@ def create_app(
     app.state.metrics = metrics = metrics or Metrics()
     # Outermost, so it sees every response (errors included) and every streamed byte.
     app.add_middleware(Observability, metrics=metrics)
+    app.include_router(web_router(repo, limiter))
 
     @app.exception_handler(SatchelError)
     @app.exception_handler(PermissionError)
