@@ -125,6 +125,16 @@ def transfer_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
 
 
 Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
+Keep = Annotated[
+    int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
+]
+Reserve = Annotated[
+    str,
+    typer.Option(
+        help="Disk space to leave free (e.g. 50m, 1g; k=1000); 'off' skips the check"
+        " (for filesystems that misreport free space)."
+    ),
+]
 
 
 # -- serve / token / keygen -------------------------------------------------------------------
@@ -478,16 +488,8 @@ def sync(
     all_files: Annotated[
         bool, typer.Option("--all", help="Fetch every file again (ends a selective sync).")
     ] = False,
-    keep: Annotated[
-        int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
-    ] = DEFAULT_KEEP,
-    reserve: Annotated[
-        str,
-        typer.Option(
-            help="Disk space to leave free (e.g. 50m, 1g; k=1000); 'off' skips the check"
-            " (for filesystems that misreport free space)."
-        ),
-    ] = "50m",
+    keep: Keep = DEFAULT_KEEP,
+    reserve: Reserve = "50m",
 ) -> None:
     """Bring a bundle up to date: fetch only missing chunks, verify, switch atomically."""
     if only and all_files:
@@ -799,16 +801,8 @@ def import_usb(
     list_only: Annotated[
         bool, typer.Option("--list", help="Print what is on the stick; needs no store.")
     ] = False,
-    keep: Annotated[
-        int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
-    ] = DEFAULT_KEEP,
-    reserve: Annotated[
-        str,
-        typer.Option(
-            help="Disk space to leave free (e.g. 50m, 1g; k=1000); 'off' skips the check"
-            " (for filesystems that misreport free space)."
-        ),
-    ] = "50m",
+    keep: Keep = DEFAULT_KEEP,
+    reserve: Reserve = "50m",
 ) -> None:
     """Import versions from a USB folder: verify everything, store what is missing, switch."""
     from satchel.sync.usb import UsbFetcher, list_stick, stick_entries

@@ -86,6 +86,7 @@ from satchel.sync.publish import (
     sign_manifest,
 )
 from satchel.sync.receive import store_lookup
+from satchel.sync.serving import batched
 from satchel.sync.store import ChunkStore, FolderChunkStore
 from sqlalchemy import delete, update
 from sqlalchemy import exc as sa_exc
@@ -111,7 +112,6 @@ MAX_PACK_IDS = 1_000_000
 MAX_LABEL = 200
 MAX_NOTES = 2000
 TRANSLATION_STATES = ("up-to-date", "stale", "missing", "extra")
-PACK_BATCH_BYTES = 256 * 1024
 # Whole-object packs stream in larger pieces: each piece is one thread hop and one socket
 # write, and 1 MiB keeps both rare at Gbit/s while a response still holds ~1 MiB at a time.
 PACK_STREAM_PIECE = 1024 * 1024
@@ -527,7 +527,7 @@ class Repository:
         lengths = dict(new.distinct_chunks())
         wanted = [(cid, lengths[cid]) for cid, _ in plan]
         objects = delta_objects(new, base, wanted, self.store, self._lookup_for(new, base))
-        return _batched(write_pack(objects)), None
+        return batched(write_pack(objects)), None
 
     def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
         """A manifest as a stored object, or as a delta against ``base_id`` when that is smaller."""
@@ -1182,17 +1182,3 @@ def _stale(state: IndexState, now: datetime) -> bool:
 def _aware(moment: datetime) -> datetime:
     # SQLite returns naive datetimes; everything here is UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _batched(pieces: Iterator[bytes], size: int = PACK_BATCH_BYTES) -> Iterator[bytes]:
-    """Join small pieces so a streaming response makes few thread hops."""
-    buf: list[bytes] = []
-    total = 0
-    for piece in pieces:
-        buf.append(piece)
-        total += len(piece)
-        if total >= size:
-            yield b"".join(buf)
-            buf, total = [], 0
-    if buf:
-        yield b"".join(buf)

@@ -14,10 +14,14 @@ by an admin.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +33,7 @@ from satchel.content.tree import scan_tree
 from satchel.server.app import create_app
 from satchel.server.ratelimit import FailureLimiter
 from satchel.server.service import Repository
+from satchel.server.web import COOKIE, csrf_token
 from satchel.sync.pack import PACK_MEDIA_TYPE, pack_bytes
 from satchel.sync.store import FolderChunkStore
 from starlette.routing import Route
@@ -267,19 +272,30 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
 }
 
 
-def app_routes(world: World) -> set[tuple[str, str]]:
-    found: set[tuple[str, str]] = set()
-    for route in world.client.app.routes:  # type: ignore[attr-defined]
+def _walk(routes: list[Any]) -> Iterator[tuple[str, str]]:
+    for route in routes:
         if isinstance(route, APIRoute | Route):
             for method in route.methods or ():
-                found.add((method, route.path))
-    return found
+                yield method, route.path
+        included = getattr(route, "original_router", None)  # app.include_router(...)
+        if included is not None:
+            yield from _walk(included.routes)
+
+
+def app_routes(world: World) -> set[tuple[str, str]]:
+    return set(_walk(world.client.app.routes))  # type: ignore[attr-defined]
+
+
+def test_route_discovery_sees_included_routers(world: World) -> None:
+    # The web page is an included router; a walk that missed it would pass vacuously.
+    assert ("POST", "/web/api/publish/{bundle}/{locale}") in app_routes(world)
 
 
 def test_every_route_has_a_matrix_row(world: World) -> None:
-    missing = sorted(app_routes(world) - set(MATRIX))
+    rows = set(MATRIX) | set(WEB_MATRIX)
+    missing = sorted(app_routes(world) - rows)
     assert missing == [], f"routes without an authorization matrix row: {missing}"
-    stale = sorted(set(MATRIX) - app_routes(world))
+    stale = sorted(rows - app_routes(world))
     assert stale == [], f"matrix rows for routes that no longer exist: {stale}"
 
 
@@ -307,3 +323,133 @@ def test_refusals_say_why_and_publish_nothing(world: World) -> None:
     assert r.status_code == 403, r.text
     assert "base line" in r.json()["error"]
     assert world.repo.history("course", "en")[0]["version"] == before
+
+
+# -- the web page (/web): the same callers, signed in with the token as a session cookie ---------
+# Pages need a session (else 303 to the sign-in page); reading is open to every role, as the
+# JSON catalog and history are. The two upload APIs need the session, its CSRF token, and the
+# same publish rights as POST /v1/publish.
+WEB_SIGNED_OUT = {"none": 303, "bad": 303, "revoked": 303}
+WEB_PAGE = {**dict.fromkeys(CALLERS, 200), **WEB_SIGNED_OUT}
+WEB_PUBLISH = {**PUBLISH, "none": 401, "bad": 401, "revoked": 401}
+WEB_ORIGIN = "http://testserver"
+
+
+def _web(w: World, caller: str, method: str, path: str, **kw: Any) -> httpx.Response:
+    w.client.cookies.clear()
+    token = w.tokens.get(caller)
+    headers = {"Origin": WEB_ORIGIN, **kw.pop("headers", {})}
+    if token:
+        w.client.cookies.set(COOKIE, token, path="/web")
+        headers["X-CSRF-Token"] = csrf_token(token)
+    try:
+        return w.client.request(method, path, headers=headers, follow_redirects=False, **kw)
+    finally:
+        w.client.cookies.clear()
+
+
+def _web_get(path: str) -> Call:
+    return lambda w, caller: _web(w, caller, "GET", path)
+
+
+def _web_target(caller: str) -> tuple[str, dict[str, str]]:
+    bundle, locale, base = TARGETS[caller]
+    return f"{bundle}/{locale}", ({"from_locale": base} if base else {})
+
+
+def _web_unchanged(w: World, caller: str) -> httpx.Response:
+    where, params = _web_target(caller)
+    listing = {"files": [{"path": "lesson-1/index.html", "sha256": "0" * 64, "size": 1}]}
+    return _web(w, caller, "POST", f"/web/api/unchanged/{where}", params=params, json=listing)
+
+
+def _web_publish(w: World, caller: str) -> httpx.Response:
+    where, params = _web_target(caller)
+    data = b"<title>By the web</title>"
+    header = {
+        "kind": "folder",
+        "title": "Course",
+        "notes": f"web by {caller}",
+        "from_locale": params.get("from_locale"),
+        "files": [
+            {
+                "path": "lesson-1/index.html",
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "send": True,
+            }
+        ],
+    }
+    raw = json.dumps(header).encode()
+    return _web(
+        w,
+        caller,
+        "POST",
+        f"/web/api/publish/{where}",
+        params=params,
+        content=struct.pack(">I", len(raw)) + raw + data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+def _web_signin(w: World, caller: str) -> httpx.Response:
+    w.client.cookies.clear()
+    form = {"token": w.tokens.get(caller, ""), "next": "/web/"}
+    r = w.client.post(
+        "/web/signin", data=form, headers={"Origin": WEB_ORIGIN}, follow_redirects=False
+    )
+    w.client.cookies.clear()
+    return r
+
+
+WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
+    ("GET", "/web/signin"): (_web_get("/web/signin"), dict.fromkeys(CALLERS, 200)),
+    # A token that signs in is sent on to the page (303); others get the form again, saying why.
+    ("POST", "/web/signin"): (
+        _web_signin,
+        {**dict.fromkeys(CALLERS, 303), "none": 401, "bad": 401, "revoked": 401},
+    ),
+    ("POST", "/web/signout"): (
+        lambda w, caller: _web(
+            w,
+            caller,
+            "POST",
+            "/web/signout",
+            data={"csrf": csrf_token(w.tokens[caller]) if caller in w.tokens else ""},
+        ),
+        dict.fromkeys(CALLERS, 303),
+    ),
+    ("GET", "/web/static/{name}"): (_web_get("/web/static/app.css"), dict.fromkeys(CALLERS, 200)),
+    ("GET", "/web/"): (_web_get("/web/"), WEB_PAGE),
+    ("GET", "/web/b/{bundle}/{locale}"): (_web_get("/web/b/course/en"), WEB_PAGE),
+    ("GET", "/web/b/{bundle}/{locale}/v/{version}"): (_web_get("/web/b/course/en/v/1"), WEB_PAGE),
+    ("GET", "/web/b/{bundle}/{locale}/v/{version}/preview/{file_path:path}"): (
+        _web_get("/web/b/course/en/v/1/preview/lesson-1/index.html"),
+        WEB_PAGE,
+    ),
+    # Published files, like GET /v1/chunks: public. The preview's sandboxed frame loads them
+    # with no cookie (an opaque origin), behind a CSP sandbox.
+    ("GET", "/web/raw/{bundle}/{locale}/{version}/{file_path:path}"): (
+        _web_get("/web/raw/course/en/1/lesson-1/index.html"),
+        dict.fromkeys(CALLERS, 200),
+    ),
+    ("GET", "/web/b/{bundle}/{locale}/diff"): (
+        _web_get("/web/b/course/en/diff?from=1&to=2"),
+        WEB_PAGE,
+    ),
+    ("GET", "/web/b/{bundle}/{locale}/translations"): (
+        _web_get("/web/b/course/es/translations"),
+        WEB_PAGE,
+    ),
+    ("GET", "/web/upload"): (_web_get("/web/upload"), WEB_PAGE),
+    ("POST", "/web/api/unchanged/{bundle}/{locale}"): (_web_unchanged, WEB_PUBLISH),
+    ("POST", "/web/api/publish/{bundle}/{locale}"): (_web_publish, WEB_PUBLISH),
+}
+
+
+@pytest.mark.parametrize("route", sorted(WEB_MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_web_authorization_matrix(world: World, route: tuple[str, str]) -> None:
+    call, expected = WEB_MATRIX[route]
+    assert set(expected) == set(CALLERS)
+    got = {caller: call(world, caller).status_code for caller in CALLERS}
+    assert got == expected
