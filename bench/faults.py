@@ -9,8 +9,9 @@ The same scenarios as ``tests/test_faults.py``, many more times, against a real
 - **kills**: the server SIGKILLed at random moments during publishes; after each kill the
   server's data is checked (``satchel fsck --data``: no partial version, store and database
   agree), the server restarted, the publish retried and the result synced and compared;
-- **flips**: one bit flipped in a stored chunk on the server, in a USB pack file, and on the
-  wire; each must be refused (never stored, never checked out) or leave an identical tree.
+- **flips**: one bit flipped in a stored chunk on the server, on a peer, in a USB pack file,
+  and on the wire; each must be refused (never stored, never checked out) or leave an
+  identical tree.
 
 Run from the repository root:  python bench/faults.py [--cuts 100] [--kills 20] [--flips 20]
 """
@@ -32,6 +33,7 @@ if str(REPO) not in sys.path:
 
 from bench._common import table  # noqa: E402
 from tests.e2e_support import (  # noqa: E402
+    SatchelRelay,
     SatchelServer,
     checkout,
     publish,
@@ -193,6 +195,20 @@ def bench_flips(tmp: Path, flips: int, seed: int) -> list[list[object]]:
 
         source, stick = tmp / "f-source", tmp / "f-stick"
         ok_sync(srv.url, source)
+        held = [p for p in (source / "objects").rglob("*") if len(p.name) == 64]
+        outcomes = []
+        with SatchelRelay(source) as relay:  # a classroom relay serving that store
+            for i in range(flips):
+                path = rng.choice(held)
+                good = path.read_bytes()
+                flip_byte(path, rng)
+                store = tmp / f"fp{i}"
+                res = sync(relay.url, BUNDLE, store, "--retries", 0, "--trust", fingerprint)
+                outcomes.append(judge(res.code, store, tmp / f"fp-out{i}"))
+                path.write_bytes(good)
+                shutil.rmtree(store, ignore_errors=True)
+        tally("stored object on a peer (satchel share)", outcomes)
+
         run_cli("export", "--store", source, "--bundle", BUNDLE, "--to", stick)
         packs = sorted((stick / "packs").iterdir())
         outcomes = []
