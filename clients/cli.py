@@ -125,6 +125,13 @@ def transfer_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
 
 
 Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB; default SQLite in --data.",
+        envvar="SATCHEL_DATABASE_URL",
+    ),
+]
 Keep = Annotated[
     int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
 ]
@@ -189,14 +196,7 @@ def serve(
     data: Annotated[Path, typer.Option(help="Data folder: database, objects, signing key.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB; default SQLite in"
-            " --data.",
-            envvar="SATCHEL_DATABASE_URL",
-        ),
-    ] = None,
+    database_url: DatabaseUrl = None,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -282,14 +282,7 @@ def token_create(
     bundle: Annotated[str | None, typer.Option(help="Limit the token to one bundle.")] = None,
     locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
     label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            help="SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB; default SQLite in"
-            " --data.",
-            envvar="SATCHEL_DATABASE_URL",
-        ),
-    ] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create a token and print it (only the token, on stdout)."""
     repo = run(lambda: _repository(data, database_url, None, None, signs=False))
@@ -300,13 +293,12 @@ def token_create(
 @token_app.command("list")
 def token_list(
     data: Annotated[Path, typer.Option(help="The server's data folder.")],
-    database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
-    ] = None,
+    database_url: DatabaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
 ) -> None:
     """List tokens (never their secrets): id, role, grant, label, created, revoked."""
-    repo = run(lambda: _repository(data, database_url, None, None))
+    # Administration never signs: a stray key here must not re-sign the replicas' index.
+    repo = run(lambda: _repository(data, database_url, None, None, signs=False))
     tokens = run(repo.list_tokens)
     if as_json:
         typer.echo(json.dumps(tokens))
@@ -321,12 +313,11 @@ def token_list(
 def token_revoke(
     token_id: Annotated[int, typer.Argument(help="The token's id (see 'satchel token list').")],
     data: Annotated[Path, typer.Option(help="The server's data folder.")],
-    database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL; default SQLite in --data.")
-    ] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a token: its next request fails."""
-    repo = run(lambda: _repository(data, database_url, None, None))
+    # Administration never signs: a stray key here must not re-sign the replicas' index.
+    repo = run(lambda: _repository(data, database_url, None, None, signs=False))
     run(lambda: repo.revoke_token(token_id))
     err.print(f"token {token_id} revoked")
 

@@ -164,6 +164,25 @@ def test_repository_token_rules(srv: Repository) -> None:
 
 
 # -- CLI -----------------------------------------------------------------------------------------
+def test_token_commands_never_create_or_use_a_signing_key(tmp_path: Path) -> None:
+    """An admin's data folder beside a shared database: listing and revoking tokens must not
+    make up a key there, nor re-sign the index the servers publish with theirs."""
+    data = tmp_path / "srv"
+    repo = Repository(data, store=FolderChunkStore(data / "objects", durable=False))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"a lesson")
+    repo.publish_folder(tmp_path / "src", bundle="course", locale="en", title="Course")
+    index = repo.index()[0]
+    token_id = next(t["id"] for t in repo.list_tokens())
+    repo.engine.dispose()
+    admin, url = tmp_path / "admin", f"sqlite:///{data / 'satchel.db'}"
+    for args in (("list",), ("revoke", str(token_id))):
+        res = run_cli("token", *args, "--data", admin, "--database-url", url)
+        assert res.code == 0, res.describe()
+    assert not (admin / "signing-key.pem").exists()
+    assert Repository(data, store=repo.store).index()[0] == index
+
+
 def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
     data = tmp_path / "srv"
     made = run_cli(
