@@ -7,10 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from satchel.server.app import create_app
 from satchel.server.service import Repository
 from satchel.sync.local import LocalStore
+from satchel.sync.store import FolderChunkStore
 
+from tests.support.http import TestClient
 from tests.support.repo import make_repository
 from tests.support.services import (
     PostgresCluster,
@@ -33,6 +37,26 @@ settings.load_profile("satchel")
 def repo(tmp_path: Path) -> Repository:
     """An empty in-process repository (objects in memory, metadata in SQLite)."""
     return make_repository(tmp_path / "srv")
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Repository:
+    """A repository with SQLite metadata and a real folder store (no fsync)."""
+    data = tmp_path / "srv"
+    return Repository(data, store=FolderChunkStore(data / "objects", durable=False))
+
+
+@pytest.fixture
+def app(srv: Repository) -> FastAPI:
+    return create_app(srv)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """The app in process. Server exceptions become 500 responses, so "never 500" is an
+    assertion, not a crash."""
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from satchel.content.errors import NotFoundError, UsageError
 from satchel.server.app import create_app
 from satchel.server.ratelimit import FailureLimiter, RateLimited
@@ -28,23 +26,6 @@ def course(root: Path, seed: int = 1, extra: bytes = b"") -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return root
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Repository:
-    data = tmp_path / "srv"
-    return Repository(data, store=FolderChunkStore(data / "objects", durable=False))
-
-
-@pytest.fixture
-def app(srv: Repository) -> FastAPI:
-    return create_app(srv)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def auth(token: str) -> dict[str, str]:

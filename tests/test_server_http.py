@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 import zstandard
-from fastapi import FastAPI
 from satchel.clients.http import HttpClient
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, ChunkerParams
@@ -55,23 +54,6 @@ MiB = 1024 * 1024
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
-@pytest.fixture
-def srv(tmp_path: Path) -> Repository:
-    """A repository with SQLite metadata and a real folder store (no fsync)."""
-    data = tmp_path / "srv"
-    return Repository(data, store=FolderChunkStore(data / "objects", durable=False))
-
-
-@pytest.fixture
-def app(srv: Repository) -> FastAPI:
-    return create_app(srv)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    # Server exceptions become 500 responses, so "never 500" is an assertion, not a crash.
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 @pytest.fixture

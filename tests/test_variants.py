@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import zstandard
-from fastapi import FastAPI
 from satchel.content.errors import NotFoundError, UsageError
 from satchel.content.manifest import BaseRef
-from satchel.server.app import create_app
 from satchel.server.service import LocalTarget, Repository
 from satchel.sync.publish import Publisher
 from satchel.sync.store import FolderChunkStore
@@ -48,23 +45,6 @@ def base_files() -> dict[str, bytes]:
         "media/video.bin": rng.randbytes(200_000),
         "media/figure.png": rng.randbytes(30_000),
     }
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Repository:
-    data = tmp_path / "srv"
-    return Repository(data, store=FolderChunkStore(data / "objects", durable=False))
-
-
-@pytest.fixture
-def app(srv: Repository) -> FastAPI:
-    return create_app(srv)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def as_token(srv: Repository, token: str) -> Publisher:

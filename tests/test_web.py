@@ -37,7 +37,6 @@ from satchel.server.webdata import (
     extract_zip,
     parse_upload_header,
 )
-from satchel.sync.store import FolderChunkStore
 from sqlmodel import Session, select
 
 from tests.support.http import TestClient
@@ -46,18 +45,6 @@ ORIGIN = "http://testserver"
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
-@pytest.fixture
-def srv(tmp_path: Path) -> Repository:
-    data = tmp_path / "srv"
-    return Repository(data, store=FolderChunkStore(data / "objects", durable=False))
-
-
-@pytest.fixture
-def client(srv: Repository) -> Iterator[TestClient]:
-    with TestClient(create_app(srv), raise_server_exceptions=False) as c:
-        yield c
-
-
 def course(seed: int = 0) -> dict[str, bytes]:
     rng = random.Random(seed)
     return {
