@@ -49,7 +49,6 @@ import shutil
 import ssl
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -76,7 +75,7 @@ from satchel.sync.store import MemoryChunkStore  # noqa: E402
 from satchel.sync.trust import check_entry_version, verify_index, verify_manifest  # noqa: E402
 from satchel.sync.updater import Updater  # noqa: E402
 
-from bench._common import CORPUS, table  # noqa: E402
+from bench._common import CORPUS, MemorySampler, cpu_seconds, proc_status, table  # noqa: E402
 from tests.e2e_support import SatchelServer, run_cli  # noqa: E402
 
 BUNDLE = "course"
@@ -303,62 +302,6 @@ async def laptop(url: str, held: Held, route: str, syncs: int, timeout: float) -
     return results
 
 
-# -- the server side ---------------------------------------------------------------------------
-def _proc_status(pid: int, field_name: str) -> int:
-    """A /proc/PID/status memory field in bytes (0 if the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class RssSampler:
-    """VmRSS of a process every ``interval`` seconds, in a thread."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        t0 = time.monotonic()
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic() - t0, _proc_status(self.pid, "VmRSS")))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def tenths(self) -> list[int]:
-        """The peak RSS in each tenth of the sampled time (MB)."""
-        if not self.samples:
-            return []
-        end = self.samples[-1][0] or 1.0
-        peaks = [0] * 10
-        for t, rss in self.samples:
-            i = min(int(t / end * 10), 9)
-            peaks[i] = max(peaks[i], rss)
-        return [round(p / 1e6) for p in peaks]
-
-
 # -- one run -----------------------------------------------------------------------------------
 @dataclass
 class Row:
@@ -421,8 +364,8 @@ def run_level(
 ) -> Row:
     assert server.proc is not None
     pid = server.proc.pid
-    cpu0, ccpu0 = _cpu_seconds(pid), time.process_time()
-    with RssSampler(pid) as rss:
+    cpu0, ccpu0 = cpu_seconds(pid), time.process_time()
+    with MemorySampler(pid) as rss:
         t0 = time.perf_counter()
         outcomes = asyncio.run(_all(server.url, held, n, route, syncs, timeout))
         wall = time.perf_counter() - t0
@@ -446,8 +389,8 @@ def run_level(
         p50_ms=round(percentile(latencies, 0.50), 1),
         p99_ms=round(percentile(latencies, 0.99), 1),
         errors=len(outcomes) - len(ok),
-        server_peak_rss_mb=round(_proc_status(pid, "VmHWM") / 1e6, 1),
-        server_cpu_s=round(_cpu_seconds(pid) - cpu0, 2),
+        server_peak_rss_mb=round(proc_status(pid, "VmHWM") / 1e6, 1),
+        server_cpu_s=round(cpu_seconds(pid) - cpu0, 2),
         client_cpu_s=round(time.process_time() - ccpu0, 2),
         bytes_per_sync=total_bytes // max(len(ok), 1),
         requests_per_sync=round(sum(o.requests for o in ok) / max(len(ok), 1), 2),
