@@ -1,0 +1,1025 @@
+"""Satchel at every size against its peers, in one run: publish, first sync, a one-file update,
+USB export and import, and the local commands, with CPU, wall time and peak memory.
+
+Data (generated under a temporary folder, deleted afterwards unless ``--keep``):
+
+- **intro-stats v2**: ``../shared/corpus/intro-stats/v2`` (22 MB, 473 files), copied.
+- **video N GiB**: lecture files of 64-256 MiB of incompressible bytes (AES-128-CTR keystream
+  keyed by the seed and the file name: reproducible and fast, unlike ``os.urandom``).
+- **pages N**: N lesson pages of HTML (~10.7 KB each, 10 per lesson, 100 lessons per unit),
+  sentences drawn from a seeded word list with Zipf-like frequencies: varied, compressible text.
+
+Each data set goes through the same steps, every tool a whole process on 127.0.0.1:
+
+| work | Satchel | peer |
+|---|---|---|
+| publish | ``satchel publish`` to ``satchel serve`` | ``casync make`` into a local store |
+| first sync | ``satchel sync`` into an empty store | ``rsync -rlt`` from ``rsync --daemon`` |
+| export | ``satchel export`` to an empty stick | ``cp -r`` of the tree |
+| import | ``satchel import`` of that stick into an empty store | ``cp -r`` of the stick |
+| update: publish | one file edited, ``satchel publish`` | ``casync make`` into the same store |
+| update: sync | ``satchel sync`` (counting proxy) | ``rsync -rltz`` (counting proxy) |
+| status | ``satchel status`` (two versions kept) | - |
+| checkout | ``satchel checkout`` of the new version | ``casync extract`` from its store |
+| gc | ``satchel gc --keep 1`` | - |
+
+CPU is user + system time: a client's from ``wait4`` (it includes helpers the client forked and
+reaped), a server's from ``/proc/PID/stat`` before and after the step (a forking daemon's
+reaped children included). Peak memory is sampled every 50 ms from ``/proc/PID/status``,
+anonymous (RssAnon: heap and buffers) and file-backed (RssFile: mapped libraries and files)
+apart, each its own maximum. A fresh ``satchel serve`` is started for each step, so its peak
+belongs to that step. Everything runs from a warm page cache; no tool's data is dropped
+between steps. ``--profile DIR`` attaches py-spy (not a project dependency) to Satchel's
+client and server during the chosen steps and prints where their samples fall.
+
+Run from the repository root (the venv's python, so ``satchel`` is the venv's)::
+
+    .venv/bin/python bench/scale.py --size small      # intro-stats, 0.25 GiB, 1,000 pages
+    .venv/bin/python bench/scale.py --size medium     # intro-stats, 1 GiB, 1,000 + 10,000 pages
+    .venv/bin/python bench/scale.py --size large      # intro-stats, 4 GiB, up to 100,000 pages
+    .venv/bin/python bench/scale.py --no-corpus --video-gib 1 --pages 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench import _tools as tools  # noqa: E402
+from bench._common import CORPUS, MemorySampler, cpu_seconds, process_tree, table  # noqa: E402
+from bench._profile import Recorder, summary  # noqa: E402
+from tests.e2e_support import SATCHEL, SatchelServer  # noqa: E402
+
+BUNDLE = "course"
+MIB = 1 << 20
+GIB = 1 << 30
+PAGE_BYTES = 10_700  # mean page size: 10,000 pages make the issue's 107 MB
+# A page stops after the section that passes its drawn size, then gets its quiz: ~1.1 KB more.
+PAGE_OVERSHOOT = 1_100
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- sizes -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Size:
+    corpus: bool
+    video_gib: float
+    pages: tuple[int, ...]
+
+
+SIZES = {
+    "small": Size(corpus=True, video_gib=0.25, pages=(1_000,)),
+    "medium": Size(corpus=True, video_gib=1.0, pages=(1_000, 10_000)),
+    "large": Size(corpus=True, video_gib=4.0, pages=(1_000, 10_000, 100_000)),
+}
+
+
+# -- data ----------------------------------------------------------------------------------------
+def keystream(seed: int, name: str) -> Callable[[int], bytes]:
+    """Incompressible, reproducible bytes: AES-128-CTR of zeros, keyed by seed and name."""
+    key = hashlib.sha256(f"satchel-scale/{seed}/{name}".encode()).digest()[:16]
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    zeros = bytes(MIB)
+
+    def take(n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            out += encryptor.update(zeros[: min(MIB, n - len(out))])
+        return bytes(out)
+
+    return take
+
+
+def make_video(root: Path, gib: float, seed: int) -> None:
+    """Lecture files of 64-256 MiB summing to exactly ``gib`` GiB, four per unit."""
+    rng = random.Random(seed)
+    remaining = int(gib * GIB)
+    i = 0
+    while remaining > 0:
+        size = min(remaining, rng.randint(64, 256) * MIB)
+        path = root / f"unit-{i // 4 + 1:02d}" / f"lecture-{i + 1:02d}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        take = keystream(seed, path.name)
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                block = take(min(16 * MIB, left))
+                f.write(block)
+                left -= len(block)
+        remaining -= size
+        i += 1
+
+
+_WORD_TEXT = """
+the of and to a in is that for it as with be on this are by an or from at which can we
+not have one all their there when if more each they these two other some what was has
+its but would will into than then so many may most only also how about between first
+any same such new used use each very over both well where after must before through
+data value values mean median mode sample samples population variable variables random
+probability distribution normal standard deviation error test hypothesis interval
+confidence level table graph chart frequency percent proportion ratio average number
+numbers count total sum difference measure measures scale range spread center outlier
+student students class teacher lesson unit chapter section example examples exercise
+problem problems answer answers question questions solution method result results
+study survey experiment group groups treatment control variable observation study
+water energy plant plants animal cells cell light heat force motion speed time distance
+earth soil rain river map country city region history people language reading writing
+story word words sentence paragraph letter sound number fraction decimal area volume
+length width height angle line lines point points shape circle square triangle rectangle
+add subtract multiply divide equal equals greater less larger smaller increase decrease
+find show explain compare describe identify calculate estimate predict record collect
+because therefore however although while since unless until during within without
+important useful simple common different similar large small high low long short next
+"""
+WORDS = _WORD_TEXT.split()
+
+HEADINGS = [
+    "Introduction", "Key ideas", "Worked example", "Try it", "Practice", "Summary",
+    "Vocabulary", "Going further", "Activity", "Discussion", "Review", "Background",
+]  # fmt: skip
+
+
+class PageWriter:
+    """Lesson-like HTML pages from a seeded word list (Zipf-like word frequencies)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        words = list(dict.fromkeys(WORDS))
+        self.rng.shuffle(words)
+        self.words = words
+        weights = [1.0 / (rank + 1) for rank in range(len(words))]
+        self.cum = [sum(weights[: i + 1]) for i in range(len(weights))]
+
+    def sentence(self) -> str:
+        words = self.rng.choices(self.words, cum_weights=self.cum, k=self.rng.randint(6, 22))
+        text = " ".join(words)
+        if self.rng.random() < 0.3:
+            cut = self.rng.randint(2, len(words) - 2)
+            text = " ".join(words[:cut]) + ", " + " ".join(words[cut:])
+        return text[0].upper() + text[1:] + self.rng.choice(".....?!")
+
+    def paragraph(self) -> str:
+        return " ".join(self.sentence() for _ in range(self.rng.randint(2, 7)))
+
+    def title(self) -> str:
+        words = self.rng.choices(self.words, cum_weights=self.cum, k=self.rng.randint(2, 5))
+        return " ".join(w.capitalize() for w in words)
+
+    def page(self, unit: int, lesson: int, number: int) -> str:
+        target = self.rng.lognormvariate(math.log(PAGE_BYTES - PAGE_OVERSHOOT) - 0.125, 0.5)
+        title = self.title()
+        parts = [
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>Unit {unit}, lesson {lesson}: {title}</title>\n"
+            '<link rel="stylesheet" href="../../course.css">\n</head>\n<body>\n'
+            f'<nav class="crumbs"><a href="../../index.html">Course</a> &rsaquo; '
+            f'<a href="../index.html">Unit {unit}</a> &rsaquo; Lesson {lesson}, page {number}'
+            f"</nav>\n<main>\n<h1>{title}</h1>\n"
+            f'<p class="objectives">{self.sentence()}</p>\n'
+        ]
+        size = sum(len(p) for p in parts)
+        section = 0
+        while size < target:
+            section += 1
+            body = [f'<section id="s{section}">\n<h2>{self.rng.choice(HEADINGS)}</h2>\n']
+            body += [f"<p>{self.paragraph()}</p>\n" for _ in range(self.rng.randint(1, 4))]
+            roll = self.rng.random()
+            if roll < 0.3:
+                items = "".join(f"<li>{self.sentence()}</li>\n" for _ in range(3))
+                body.append(f"<ul>\n{items}</ul>\n")
+            elif roll < 0.45:
+                alt = self.sentence()
+                body.append(
+                    f'<figure><img src="fig-{number}-{section}.png" alt="{alt}">'
+                    f"<figcaption>{alt}</figcaption></figure>\n"
+                )
+            body.append("</section>\n")
+            size += sum(len(p) for p in body)
+            parts += body
+        questions = "".join(f"<li>{self.sentence()}</li>\n" for _ in range(3))
+        parts.append(
+            f'<section class="check">\n<h2>Check your understanding</h2>\n<ol>\n{questions}'
+            "</ol>\n</section>\n</main>\n"
+            f"<footer>Unit {unit}, lesson {lesson}. Shared under CC BY 4.0.</footer>\n"
+            "</body>\n</html>\n"
+        )
+        return "".join(parts)
+
+
+def page_path(i: int) -> str:
+    """Page ``i`` (from 0): 10 pages a lesson, 100 lessons a unit."""
+    return f"unit-{i // 1000 + 1:03d}/lesson-{i // 10 % 100 + 1:03d}/page-{i % 10 + 1:02d}.html"
+
+
+def make_pages(root: Path, count: int, seed: int) -> None:
+    writer = PageWriter(seed)
+    for i in range(count):
+        path = root / page_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        unit, lesson = i // 1000 + 1, i // 10 % 100 + 1
+        path.write_text(writer.page(unit, lesson, i % 10 + 1), "utf-8")
+
+
+def insert_sentence(path: Path) -> None:
+    """A one-sentence correction in the middle of a text file (after a full stop)."""
+    data = path.read_bytes()
+    middle = data.find(b". ", len(data) // 2)
+    at = (middle + 2) if middle >= 0 else len(data) // 2
+    path.write_bytes(data[:at] + b"A corrected sentence for this update. " + data[at:])
+
+
+def patch_video(path: Path, seed: int) -> None:
+    """One MiB of a lecture re-encoded: new bytes in the middle, same size."""
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        f.write(keystream(seed, f"{path.name}/update")(MIB))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A tree to measure: how to make it, and the one-file edit of the update step."""
+
+    slug: str
+    label: str
+    make: Callable[[Path], None]
+    edit: Callable[[Path], str]  # edits the tree in place; returns the edited file's path
+    growth: bool = False  # pages: part of the growth-with-file-count table
+
+    def built(self, root: Path) -> Path:
+        root.mkdir(parents=True)
+        self.make(root)
+        return root
+
+
+def corpus_dataset(root: Path) -> Dataset:
+    src = root / "intro-stats" / "v2"
+    if not src.is_dir():
+        sys.exit(f"corpus tree intro-stats/v2 not found under {root} (--corpus DIR or --no-corpus)")
+
+    def make(dest: Path) -> None:
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        for path in [dest, *dest.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+    def edit(tree: Path) -> str:
+        texts = sorted(tree.rglob("*.cnxml"))
+        target = texts[len(texts) // 2]
+        insert_sentence(target)
+        return str(target.relative_to(tree))
+
+    return Dataset("intro-stats", "intro-stats v2", make, edit)
+
+
+def video_dataset(gib: float, seed: int) -> Dataset:
+    def edit(tree: Path) -> str:
+        files = sorted(tree.rglob("*.mp4"))
+        target = files[len(files) // 2]
+        patch_video(target, seed)
+        return str(target.relative_to(tree))
+
+    return Dataset(
+        f"video-{gib:g}g", f"video {gib:g} GiB", lambda d: make_video(d, gib, seed), edit
+    )
+
+
+def pages_dataset(count: int, seed: int) -> Dataset:
+    def edit(tree: Path) -> str:
+        target = tree / page_path(count // 2)
+        insert_sentence(target)
+        return page_path(count // 2)
+
+    return Dataset(
+        f"pages-{count}",
+        f"pages {count:,}",
+        lambda d: make_pages(d, count, seed),
+        edit,
+        growth=True,
+    )
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    """(files, bytes) of a tree."""
+    files = size = 0
+    for path in root.rglob("*"):
+        if path.is_file():
+            files += 1
+            size += path.stat().st_size
+    return files, size
+
+
+def tree_mismatch(expected: Path, actual: Path) -> str:
+    """First difference between two trees, streamed (no tree held in memory); "" if none."""
+    want = sorted(p.relative_to(expected) for p in expected.rglob("*") if p.is_file())
+    have = sorted(p.relative_to(actual) for p in actual.rglob("*") if p.is_file())
+    if want != have:
+        extra = sorted(set(have) - set(want))[:1]
+        lost = sorted(set(want) - set(have))[:1]
+        return f"WRONG OUTPUT: files differ (missing {lost}, unexpected {extra})"
+    for rel in want:
+        if not tools.same_file(expected / rel, actual / rel):
+            return f"WRONG OUTPUT: {rel} differs"
+    return ""
+
+
+# -- measuring processes -----------------------------------------------------------------------
+@dataclass
+class Usage:
+    """One process's (or process tree's) cost during a step."""
+
+    cpu: float
+    peak_anon: int
+    peak_file: int
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+    wall: float
+    usage: Usage
+
+    def check(self, what: str) -> Ran:
+        if self.code != 0:
+            tail = " / ".join(self.stderr.strip().splitlines()[-2:])
+            raise RuntimeError(f"{what} exited {self.code}: {tail[:200]}")
+        return self
+
+
+class StepTimeout(RuntimeError):
+    pass
+
+
+ENV = dict(os.environ, NO_COLOR="1", TERM="dumb", COLUMNS="200", PYTHONUNBUFFERED="1")
+
+
+def run_measured(
+    args: Sequence[object],
+    logs: Path,
+    *,
+    timeout: float,
+    tree: bool = False,
+    profile: tuple[Recorder, str] | None = None,
+) -> Ran:
+    """Runs a command to completion on its own: wall time from start to exit, CPU from
+    ``wait4`` (its reaped helpers included), peak memory sampled meanwhile. Stopped by PID
+    (SIGTERM, then SIGKILL) after ``timeout`` seconds, raising :class:`StepTimeout`."""
+    logs.mkdir(parents=True, exist_ok=True)
+    name = Path(str(args[0])).name + "-" + str(args[1] if len(args) > 1 else "")
+    out_path, err_path = (logs / f"{name}.{k}.{time.monotonic_ns()}" for k in ("out", "err"))
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [str(a) for a in args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=ENV
+        )
+    reaped = False
+    try:
+        with contextlib.ExitStack() as stack:
+            memory = stack.enter_context(MemorySampler(proc.pid, tree=tree))
+            if profile is not None:
+                stack.enter_context(profile[0].attach(proc.pid, profile[1]))
+            deadline = started + timeout
+            while True:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    reaped = True
+                    break
+                if time.monotonic() > deadline:
+                    raise StepTimeout(f"did not finish in {timeout:.0f} s")
+                time.sleep(0.01)
+    finally:
+        if not reaped:  # timed out, or the bench itself was interrupted
+            _kill(proc.pid)
+            proc.returncode = -9
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    usage = Usage(rusage.ru_utime + rusage.ru_stime, memory.peak_anon, memory.peak_file)
+    return Ran(
+        proc.returncode,
+        out_path.read_text("utf-8", "replace"),
+        err_path.read_text("utf-8", "replace"),
+        wall,
+        usage,
+    )
+
+
+def _kill(pid: int) -> None:
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 30.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if os.wait4(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.05)
+
+
+class Watch:
+    """A server's CPU and peak memory over one step (its reaped children included)."""
+
+    def __init__(self, pid: int, *, tree: bool = False) -> None:
+        self.pid = pid
+        self.tree = tree
+        self.usage: Usage | None = None
+
+    @contextlib.contextmanager
+    def during(self) -> Iterator[Watch]:
+        cpu0 = cpu_seconds(self.pid, children=True)
+        with MemorySampler(self.pid, tree=self.tree) as memory:
+            yield self
+            # A forking daemon reaps its connection's process just after the client leaves.
+            deadline = time.monotonic() + 3.0
+            while self.tree and len(process_tree(self.pid)) > 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        cpu = cpu_seconds(self.pid, children=True) - cpu0
+        self.usage = Usage(cpu, memory.peak_anon, memory.peak_file)
+
+
+# -- rows ----------------------------------------------------------------------------------------
+SATCHEL_TOOL = "satchel"
+
+
+@dataclass
+class Row:
+    data: str
+    work: str
+    tool: str
+    wall: float | None = None
+    client: Usage | None = None
+    server: Usage | None = None
+    tree_bytes: int | None = None  # what the work moves: for MB/s and CPU per GB
+    wire: int | None = None  # bytes through the counting proxy (or the tool's own count)
+    status: str = ""
+
+    @property
+    def cpu(self) -> float | None:
+        if self.client is None:
+            return None
+        return self.client.cpu + (self.server.cpu if self.server else 0.0)
+
+
+@dataclass
+class Context:
+    """What one data set's steps share."""
+
+    data: Dataset
+    src: Path
+    work: Path
+    timeout: float
+    recorder: Recorder | None
+    profile_steps: set[str]
+    rows: list[Row] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)  # tool -> why its next steps cannot run
+    token: str = ""
+    files: int = 0
+    size: int = 0
+
+    def profile(self, work: str, role: str) -> tuple[Recorder, str] | None:
+        if self.recorder is None or work not in self.profile_steps:
+            return None
+        return self.recorder, f"{self.data.slug}-{work.replace(' ', '-').replace(':', '')}-{role}"
+
+    def step(
+        self, work: str, tool: str, run: Callable[[Row], None], *, required: bool = False
+    ) -> None:
+        """Runs one measurement into a row; a failure is the row's status and, if the step is
+        ``required``, the status of the tool's later steps too (they need its result)."""
+        row = Row(self.data.label, work, tool)
+        self.rows.append(row)
+        blocked = self.broken.get(tool)
+        if blocked:
+            row.status = f"not measured: {blocked}"
+            return
+        log(f"[{self.data.label}] {work}: {tool} ...")
+        try:
+            run(row)
+        except Exception as error:
+            row.status = f"failed: {str(error)[:100]}"
+            if isinstance(error, StepTimeout):
+                row.status = f"not measured: {error}"
+            if required:
+                self.broken[tool] = (
+                    f"{work} {'timed out' if isinstance(error, StepTimeout) else 'failed'}"
+                )
+            log(f"[{self.data.label}] {work}: {tool} {row.status}")
+            return
+        cpu = f", CPU {row.cpu:.1f} s" if row.cpu is not None else ""
+        log(f"[{self.data.label}] {work}: {tool} {row.wall:.1f} s{cpu} {row.status}")
+
+    def satchel(self, work: str, data: Path, row: Row, args: Sequence[object]) -> Ran:
+        """One Satchel client command against a fresh ``satchel serve`` on ``data``."""
+        with SatchelServer(data) as server:
+            assert server.proc is not None
+            if not self.token:
+                self.token = server.token("teacher")
+            full = [a if a != "URL" else server.url for a in args]
+            full = [a if a != "TOKEN" else self.token for a in full]
+            watch = Watch(server.proc.pid)
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(watch.during())
+                prof = self.profile(work, "server")
+                if prof is not None:
+                    stack.enter_context(prof[0].attach(server.proc.pid, prof[1]))
+                ran = run_measured(
+                    [SATCHEL, *full],
+                    self.work / "logs",
+                    timeout=self.timeout,
+                    profile=self.profile(work, "client"),
+                )
+        row.server = watch.usage
+        return self.fill(row, ran, work)
+
+    @staticmethod
+    def fill(row: Row, ran: Ran, what: str) -> Ran:
+        ran.check(what)
+        row.wall = ran.wall
+        row.client = ran.usage
+        return ran
+
+    def local(self, work: str, row: Row, args: Sequence[object], *, tree: bool = False) -> Ran:
+        prof = self.profile(work, "client") if args and args[0] == SATCHEL else None
+        ran = run_measured(args, self.work / "logs", timeout=self.timeout, tree=tree, profile=prof)
+        return self.fill(row, ran, work)
+
+
+# -- the steps -----------------------------------------------------------------------------------
+def measure(ctx: Context) -> None:
+    src, work = ctx.src, ctx.work
+    data = work / "server-data"
+    store = work / "laptop"
+    casync_store = work / "casync.castr"
+    rsync_dest = work / "rsync-laptop"
+    stick = work / "stick"
+    whole = ctx.size
+
+    def publish(work_name: str, version: int) -> Callable[[Row], None]:
+        def run(row: Row) -> None:
+            args = ["publish", src, "--server", "URL", "--token", "TOKEN", "--bundle", BUNDLE]
+            ran = ctx.satchel(work_name, data, row, args)
+            if ran.stdout.strip() != str(version):
+                raise RuntimeError(f"publish printed {ran.stdout.strip()!r}, not {version}")
+            row.tree_bytes = whole
+            row.status = _last_line(ran.stderr).partition("; ")[2]  # uploaded N of M chunks
+
+        return run
+
+    def casync_make(name: str) -> Callable[[Row], None]:
+        def run(row: Row) -> None:
+            args = ["casync", "make", "--without=all", f"--store={casync_store}"]
+            ctx.local("publish", row, [*args, work / f"{name}.caidx", src], tree=True)
+            row.tree_bytes = whole
+
+        return run
+
+    ctx.step("publish", SATCHEL_TOOL, publish("publish", 1), required=True)
+    ctx.step("publish", "casync make", casync_make("v1"), required=True)
+
+    def first_sync(row: Row) -> None:
+        args = ["sync", "--server", "URL", "--bundle", BUNDLE, "--store", store, "--json"]
+        ran = ctx.satchel("first sync", data, row, args)
+        report = json.loads(ran.stdout)
+        row.wire = int(report["bytes_downloaded"]) + int(report["bytes_uploaded"])
+        row.tree_bytes = whole
+        row.status = f"{report['requests']} requests"
+
+    with tools.rsync_daemon(src, work / "rsyncd", module="tree") as port:
+
+        def rsync_first(row: Row) -> None:
+            daemon = _daemon_pid(work / "rsyncd")
+            watch = Watch(daemon, tree=True)
+            with watch.during():
+                ran = run_measured(
+                    [
+                        "rsync",
+                        "-rlt",
+                        "--stats",
+                        f"rsync://127.0.0.1:{port}/tree/",
+                        f"{rsync_dest}/",
+                    ],
+                    work / "logs",
+                    timeout=ctx.timeout,
+                    tree=True,
+                )
+            ctx.fill(row, ran, "rsync")
+            row.server = watch.usage
+            row.tree_bytes = whole
+            row.wire = _rsync_total(ran.stdout)
+
+        ctx.step("first sync", SATCHEL_TOOL, first_sync, required=True)
+        ctx.step("first sync", "rsync -rlt", rsync_first, required=True)
+
+        # USB: the laptop's store to a stick, the stick into another laptop's empty store.
+        def export(row: Row) -> None:
+            args = [SATCHEL, "export", "--store", store, "--bundle", BUNDLE, "--to", stick]
+            ctx.local("export", row, args)
+            row.tree_bytes = whole
+            row.wire = tree_size(stick)[1]
+            row.status = "stick bytes in 'bytes'"
+
+        def usb_import(row: Row) -> None:
+            args = [SATCHEL, "import", stick, "--store", work / "laptop-usb"]
+            ctx.local("import", row, args)
+            row.tree_bytes = tree_size(stick)[1]
+            shutil.rmtree(work / "laptop-usb", ignore_errors=True)
+
+        def cp(source: Path, dest: Path, measured: str) -> Callable[[Row], None]:
+            def run(row: Row) -> None:
+                ctx.local(measured, row, ["cp", "-r", source, dest])
+                row.tree_bytes = tree_size(source)[1]
+                shutil.rmtree(dest, ignore_errors=True)
+
+            return run
+
+        ctx.step("export", SATCHEL_TOOL, export)
+        ctx.step("export", "cp -r (tree)", cp(src, work / "cp-tree", "export"))
+        ctx.step("import", SATCHEL_TOOL, usb_import)
+        if stick.is_dir():
+            ctx.step("import", "cp -r (stick)", cp(stick, work / "cp-stick", "import"))
+        else:
+            ctx.rows.append(Row(ctx.data.label, "import", "cp -r (stick)", status="no stick"))
+        shutil.rmtree(stick, ignore_errors=True)
+
+        # The one-file update: edit, publish, and bring each laptop up to date.
+        edited = ctx.data.edit(src)
+        log(f"[{ctx.data.label}] edited {edited}")
+        ctx.step("update: publish", SATCHEL_TOOL, publish("update: publish", 2), required=True)
+        ctx.step("update: publish", "casync make", casync_make("v2"))
+
+        def update_sync(row: Row) -> None:
+            with SatchelServer(data) as server:
+                assert server.proc is not None
+                watch = Watch(server.proc.pid)
+                with tools.counting_proxy(server.port, None) as proxy, watch.during():
+                    prof = ctx.profile("update: sync", "server")
+                    with (
+                        prof[0].attach(server.proc.pid, prof[1])
+                        if prof
+                        else contextlib.nullcontext()
+                    ):
+                        args = ["sync", "--server", proxy.url, "--bundle", BUNDLE]
+                        ran = ctx.local(
+                            "update: sync", row, [SATCHEL, *args, "--store", store, "--json"]
+                        )
+                    stats = proxy.stats()
+            row.server = watch.usage
+            report = json.loads(ran.stdout)
+            if report.get("version") != 2:
+                raise RuntimeError(f"sync reached version {report.get('version')}, not 2")
+            row.wire = stats.bytes_down + stats.bytes_up
+            row.status = f"{stats.requests} requests, {report['chunks_downloaded']} chunks"
+
+        def rsync_update(row: Row) -> None:
+            daemon = _daemon_pid(work / "rsyncd")
+            watch = Watch(daemon, tree=True)
+            with tools.counting_proxy(port, None) as proxy, watch.during():
+                url = f"rsync://127.0.0.1:{proxy.port}/tree/"
+                ran = ctx.local(
+                    "update: sync", row, ["rsync", "-rltz", "--stats", url, f"{rsync_dest}/"]
+                )
+                stats = proxy.stats()
+            row.server = watch.usage
+            row.wire = stats.bytes_down + stats.bytes_up
+            row.status = _rsync_files(ran.stdout)
+
+        ctx.step("update: sync", SATCHEL_TOOL, update_sync, required=True)
+        ctx.step("update: sync", "rsync -rltz", rsync_update)
+    shutil.rmtree(rsync_dest, ignore_errors=True)
+
+    # Local commands on the laptop holding two versions.
+    def status(row: Row) -> None:
+        ctx.local("status", row, [SATCHEL, "status", "--store", store])
+
+    def checkout(row: Row) -> None:
+        out = work / "checkout"
+        ctx.local(
+            "checkout",
+            row,
+            [SATCHEL, "checkout", "--store", store, "--bundle", BUNDLE, "--to", out],
+        )
+        row.tree_bytes = whole
+        row.status = tree_mismatch(src, out) or "same tree"
+        shutil.rmtree(out, ignore_errors=True)
+
+    def casync_extract(row: Row) -> None:
+        out = work / "casync-out"
+        args = ["casync", "extract", "--without=all", f"--store={casync_store}"]
+        ctx.local("checkout", row, [*args, work / "v2.caidx", out], tree=True)
+        row.tree_bytes = whole
+        shutil.rmtree(out, ignore_errors=True)
+
+    def gc(row: Row) -> None:
+        ran = ctx.local("gc", row, [SATCHEL, "gc", "--store", store, "--keep", "1"])
+        row.status = _last_line(ran.stderr)
+
+    ctx.step("status", SATCHEL_TOOL, status)
+    ctx.step("checkout", SATCHEL_TOOL, checkout)
+    if (work / "v2.caidx").is_file():
+        ctx.step("checkout", "casync extract", casync_extract)
+    ctx.step("gc", SATCHEL_TOOL, gc)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:120] if lines else ""
+
+
+def _daemon_pid(folder: Path) -> int:
+    return int((folder / "rsyncd.pid").read_text().split()[0])
+
+
+def _rsync_total(stats: str) -> int | None:
+    sent = _stat(stats, "Total bytes sent")
+    received = _stat(stats, "Total bytes received")
+    return None if sent is None or received is None else sent + received
+
+
+def _stat(stats: str, name: str) -> int | None:
+    for line in stats.splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split(":", 1)[1].strip().replace(",", "").split()[0])
+    return None
+
+
+def _rsync_files(stats: str) -> str:
+    n = _stat(stats, "Number of regular files transferred")
+    return f"{n} files transferred" if n is not None else ""
+
+
+# -- the tables ----------------------------------------------------------------------------------
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.0f}"
+
+
+def _peak(u: Usage | None) -> str:
+    return "" if u is None else f"{_mb(u.peak_anon)} / {_mb(u.peak_file)}"
+
+
+def _x(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    return f"{value / base:.1f}"
+
+
+def _peer(rows: Sequence[Row], row: Row) -> Row | None:
+    for other in rows:
+        if other.data == row.data and other.work == row.work and other.tool != SATCHEL_TOOL:
+            return other
+    return None
+
+
+def render(rows: Sequence[Row], labels: dict[str, str]) -> str:
+    headers = [
+        "data", "work", "tool", "wall s", "wall x peer", "CPU s client + server",
+        "CPU x peer", "client CPU s/GB", "MB/s", "client peak MB anon / file",
+        "server peak MB anon / file", "bytes", "bytes x peer", "note",
+    ]  # fmt: skip
+    body: list[list[object]] = []
+    for row in rows:
+        if row.wall is None or row.client is None:
+            body.append(
+                [row.data, row.work, row.tool, "", "", "", "", "", "", "", "", "", "", row.status]
+            )
+            continue
+        peer = _peer(rows, row) if row.tool == SATCHEL_TOOL else None
+        cpu = f"{row.client.cpu:.2f}" + (f" + {row.server.cpu:.2f}" if row.server else "")
+        per_gb = f"{row.client.cpu / (row.tree_bytes / 1e9):.1f}" if row.tree_bytes else ""
+        rate = f"{row.tree_bytes / row.wall / 1e6:.0f}" if row.tree_bytes else ""
+        body.append(
+            [
+                labels.get(row.data, row.data), row.work, row.tool, f"{row.wall:.2f}",
+                _x(row.wall, peer.wall if peer else None), cpu,
+                _x(row.cpu, peer.cpu if peer else None), per_gb, rate,
+                _peak(row.client), _peak(row.server),
+                row.wire if row.wire is not None else "",
+                _x(row.wire, peer.wire if peer else None), row.status,
+            ]
+        )  # fmt: skip
+    return table(headers, body)
+
+
+def render_growth(rows: Sequence[Row], datasets: Sequence[tuple[Dataset, int, int]]) -> str:
+    """A one-file update and the local commands against the number of files."""
+    headers = [
+        "files", "MB", "update bytes: satchel", "rsync -rltz", "x rsync",
+        "update publish: wall s (client + server CPU s)",
+        "update sync: wall s (client + server CPU s)", "status s", "checkout s", "gc s",
+    ]  # fmt: skip
+
+    def find(data: Dataset, work: str, tool: str = SATCHEL_TOOL) -> Row | None:
+        for row in rows:
+            if row.data == data.label and row.work == work and row.tool.startswith(tool):
+                return row
+        return None
+
+    def costs(row: Row | None) -> str:
+        if row is None or row.wall is None or row.client is None:
+            return row.status if row else ""
+        server = f" + {row.server.cpu:.2f}" if row.server else ""
+        return f"{row.wall:.2f} ({row.client.cpu:.2f}{server})"
+
+    def wall(row: Row | None) -> str:
+        if row is None or row.wall is None:
+            return row.status if row else ""
+        return f"{row.wall:.2f}"
+
+    body: list[list[object]] = []
+    for data, files, size in datasets:
+        if not data.growth:
+            continue
+        ours, theirs = find(data, "update: sync"), find(data, "update: sync", "rsync")
+        body.append(
+            [
+                files, _mb(size),
+                ours.wire if ours and ours.wire is not None else "",
+                theirs.wire if theirs and theirs.wire is not None else "",
+                _x(ours.wire if ours else None, theirs.wire if theirs else None),
+                costs(find(data, "update: publish")), costs(ours),
+                wall(find(data, "status")), wall(find(data, "checkout")), wall(find(data, "gc")),
+            ]
+        )  # fmt: skip
+    return table(headers, body)
+
+
+# -- main ----------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Publish, first sync, one-file update, USB export/import and local commands"
+        " at growing sizes: Satchel against casync make, rsync and cp -r in the same run, with"
+        " CPU, wall time and peak memory. Prints Markdown tables.",
+    )
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default="small",
+        help="small: intro-stats, 0.25 GiB of video, 1,000 pages; medium: 1 GiB, 1,000 and"
+        " 10,000 pages; large: 4 GiB, 1,000, 10,000 and 100,000 pages (default small)",
+    )  # fmt: skip
+    parser.add_argument("--video-gib", type=float, help="video course size (0: none)")
+    parser.add_argument(
+        "--pages", type=_counts, help="comma-separated page counts, e.g. 1000,10000 (0: none)"
+    )
+    parser.add_argument("--no-corpus", action="store_true", help="leave out intro-stats v2")
+    parser.add_argument(
+        "--corpus", type=Path, default=CORPUS, help="the shared corpus (default ../shared/corpus)"
+    )
+    parser.add_argument("--seed", type=int, default=16, help="seed of the generated data")
+    parser.add_argument("--workdir", type=Path, help="where to write (default: a /tmp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--step-timeout", type=float, default=1800.0,
+        help="seconds one command may take before it is stopped and noted (default 1800)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR",
+        help="py-spy profiles of Satchel's client and server for --profile-steps into DIR",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-steps", default="publish,first sync",
+        help="comma-separated steps to profile (default: publish,first sync)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-idle", action="store_true",
+        help="profiles include waiting threads (where wall time goes, not only CPU)",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write every row as JSON to this file")
+    parser.add_argument(
+        "--install", action="store_true", help="apt-get install casync and rsync if missing"
+    )
+    return parser.parse_args(argv)
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: {error}") from error
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: must not be negative")
+    return tuple(v for v in values if v)
+
+
+def datasets_for(args: argparse.Namespace) -> list[Dataset]:
+    size = SIZES[args.size]
+    video = size.video_gib if args.video_gib is None else args.video_gib
+    pages = size.pages if args.pages is None else args.pages
+    out: list[Dataset] = []
+    if size.corpus and not args.no_corpus:
+        out.append(corpus_dataset(args.corpus))
+    if video > 0:
+        out.append(video_dataset(video, args.seed))
+    out += [pages_dataset(n, args.seed) for n in sorted(pages)]
+    return out
+
+
+def prepare(
+    data: Dataset,
+    work: Path,
+    args: argparse.Namespace,
+    recorder: Recorder | None,
+    steps: set[str],
+) -> Context:
+    """Makes the data set's tree in a fresh work folder."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    t0 = time.monotonic()
+    src = data.built(work / "tree")
+    files, size = tree_size(src)
+    log(f"[{data.label}] {files:,} files, {size:,} bytes, made in {time.monotonic() - t0:.0f} s")
+    return Context(data, src, work, args.step_timeout, recorder, steps, files=files, size=size)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # SIGTERM/SIGHUP become an exception, so every ``with`` stops its server by PID.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+    absent = tools.missing(["casync", "rsync", "cp"])
+    if absent and args.install:
+        tools.apt_install([c for c in absent if c in tools.PACKAGES], log)
+        absent = tools.missing(["casync", "rsync", "cp"])
+    if absent:
+        sys.exit(f"not installed: {', '.join(absent)} (apt-get install casync rsync, or --install)")
+    recorder = Recorder(args.profile, idle=args.profile_idle) if args.profile else None
+    steps = {s.strip() for s in args.profile_steps.split(",") if s.strip()}
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="satchel-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+    startup = run_measured([SATCHEL, "--help"], root / "logs", timeout=60)
+    rows: list[Row] = []
+    sizes: list[tuple[Dataset, int, int]] = []
+    try:
+        for data in datasets_for(args):
+            ctx = prepare(data, root / data.slug, args, recorder, steps)
+            sizes.append((data, ctx.files, ctx.size))
+            try:
+                measure(ctx)
+            finally:
+                rows += ctx.rows
+                if not args.keep:
+                    shutil.rmtree(ctx.work, ignore_errors=True)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    labels = {d.label: f"{d.label} ({f:,} files, {s / 1e6:,.0f} MB)" for d, f, s in sizes}
+    print(render(rows, labels))
+    print()
+    if any(d.growth for d, _, _ in sizes):
+        print(render_growth(rows, sizes))
+        print()
+    versions = "; ".join(tools.tool_version(c) for c in ("casync", "rsync"))
+    before, after = (", ".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+    print(
+        f"Measured in one run on {os.cpu_count()} CPUs, load average before {before}, after"
+        f" {after}; {versions}; runtime {time.monotonic() - started:.0f} s. Every tool is a"
+        " whole process on 127.0.0.1, data in the page cache. wall = start to exit (Satchel's"
+        f" includes its start-up: `satchel --help` takes {startup.wall:.2f} s,"
+        f" {startup.usage.cpu:.2f} s CPU); CPU = user + system (client from wait4, server from"
+        " /proc/PID/stat over the step, a fresh `satchel serve` per step; rsync's daemon with"
+        " its forked connection); peaks sampled every 50 ms (RssAnon / RssFile, each its own"
+        " maximum); x peer = Satchel / the peer row below it. bytes: first sync = sync --json"
+        " (Satchel) or --stats (rsync) payload; export = bytes on the stick; update: sync ="
+        " both ways through a counting proxy. MB/s and CPU/GB are per byte of the tree"
+        " (import: of the stick). casync make --without=all, default 64 KiB chunks; rsync"
+        " without -z for the first sync, with -z for the update. status: two versions kept;"
+        " checkout: the new version, checked against the tree; gc --keep 1 drops the old one."
+    )
+    if args.json:
+        args.json.write_text("\n".join(json.dumps(asdict(r)) for r in rows) + "\n", "utf-8")
+    if recorder is not None:
+        print("\n## Profiles (py-spy, collapsed stacks in " + str(recorder.out) + ")\n")
+        for path in sorted(recorder.out.glob("*.txt")):
+            print(summary(path))
+            print()
+    return 1 if any(r.status.startswith(("failed", "WRONG")) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
