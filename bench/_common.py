@@ -65,18 +65,24 @@ def _stat_fields(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU of a running process; with ``children``, plus that of the children it
-    has reaped (a forking daemon's connections). 0.0 if the process is gone."""
+def cpu_times(pid: int, *, children: bool = False) -> tuple[float, float]:
+    """(user, system) CPU seconds of a running process; with ``children``, plus those of the
+    children it has reaped (a forking daemon's connections). (0, 0) if the process is gone."""
     try:
         fields = _stat_fields(pid)
     except (OSError, IndexError):
-        return 0.0
+        return 0.0, 0.0
     # After the name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
-    ticks = int(fields[11]) + int(fields[12])
+    user, system = int(fields[11]), int(fields[12])
     if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user, system = user + int(fields[13]), system + int(fields[14])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of a running process (see :func:`cpu_times`)."""
+    return sum(cpu_times(pid, children=children))
 
 
 def process_tree(pid: int) -> list[int]:

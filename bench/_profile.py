@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+MODES: dict[str, list[str]] = {"active": [], "idle": ["--idle"], "gil": ["--gil"]}
+# Satchel's own packages as py-spy names their files (paths relative to the repository).
+OWN_PACKAGES = ("content/", "sync/", "server/", "clients/")
 # "function (path/to/file.py:123)" -> ("function", "path/to/file.py")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
@@ -37,11 +40,13 @@ def py_spy() -> str | None:
 class Recorder:
     """Records every process handed to :meth:`attach` into ``out/NAME.txt``.
 
-    ``idle``: also sample threads that wait (on a socket, a lock, the disk), so the profile
-    shows where wall time goes, not only CPU time."""
+    ``mode``: ``active`` samples running threads (py-spy's default; a thread blocked in a
+    system call such as ``fsync`` still counts as running); ``idle`` also samples waiting
+    threads (on a socket, a lock), so the profile shows where wall time goes; ``gil`` samples
+    only the thread holding the GIL, the nearest py-spy gets to Python's own CPU time."""
 
     out: Path
-    idle: bool = False
+    mode: str = "active"
     rate: int = 100
 
     @contextlib.contextmanager
@@ -54,8 +59,9 @@ class Recorder:
         path = self.out / f"{name}.txt"
         args = [binary, "record", "--pid", str(pid), "--format", "raw", "--output", str(path)]
         args += ["--rate", str(self.rate), "--nonblocking", "--subprocesses"]
-        if self.idle:
-            args.append("--idle")
+        if self.mode not in MODES:
+            raise ValueError(f"profile mode {self.mode!r} is not one of {', '.join(MODES)}")
+        args += MODES[self.mode]
         _wait_for_python(pid)
         with open(self.out / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -88,43 +94,50 @@ def _wait_for_python(pid: int, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def _key(frame: str) -> str:
+def _key(frame: str, *, line: bool = False) -> str:
+    """``function (package/file.py)``, with ``:LINE`` when ``line``: site-packages and
+    standard-library paths shortened to the package's own."""
     match = _FRAME.match(frame.strip())
     if match is None:
         return frame.strip()
     file = match.group("file")
-    # Shorten site-packages paths to the package's own path.
     for marker in ("site-packages/", "lib/python3.11/"):
         if marker in file:
             file = file.split(marker, 1)[1]
-    return f"{match.group('func')} ({file})"
+    where = frame.strip().rsplit(":", 1)[1].rstrip(")") if line and ":" in frame else ""
+    return f"{match.group('func')} ({file}{':' + where if where.isdigit() else ''})"
+
+
+def _ours(frame: str) -> bool:
+    return any(f"({package}" in frame for package in OWN_PACKAGES)
 
 
 def summary(path: Path, top: int = 15) -> str:
-    """The ``top`` functions by own samples and by total samples (the function is anywhere on
-    the stack), each with its share of all samples in the file."""
+    """The ``top`` lines by own samples (where the time is spent, native calls such as
+    ``os.fsync`` or zstd included in the line that makes them) and functions by total samples
+    (the function is anywhere on the stack), each with its share of all samples in the file."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     samples = 0
-    for line in path.read_text("utf-8", "replace").splitlines():
-        stack, _, count_text = line.rpartition(" ")
+    for text in path.read_text("utf-8", "replace").splitlines():
+        stack, _, count_text = text.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [
-            _key(f) for f in stack.split(";") if f and not f.startswith(("process ", "thread "))
-        ]
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         samples += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            total[frame] += count
+        own[_key(frames[-1], line=True)] += count
+        for frame in {_key(f) for f in frames}:
+            if _ours(frame):
+                total[frame] += count
     if not samples:
         return f"{path.name}: no samples"
     lines = [f"{path.name}: {samples:,} samples"]
-    for title, counter in (("own", own), ("total", total)):
-        lines.append(f"  by {title} time:")
+    titles = ("own time, by line", "total time, by Satchel function")
+    for title, counter in zip(titles, (own, total), strict=True):
+        lines.append(f"  {title}:")
         for frame, count in counter.most_common(top):
             lines.append(f"    {100 * count / samples:5.1f}%  {frame}")
     return "\n".join(lines)

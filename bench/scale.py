@@ -66,8 +66,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import _tools as tools  # noqa: E402
-from bench._common import CORPUS, MemorySampler, cpu_seconds, process_tree, table  # noqa: E402
-from bench._profile import Recorder, summary  # noqa: E402
+from bench._common import CORPUS, MemorySampler, cpu_times, process_tree, table  # noqa: E402
+from bench._profile import MODES, Recorder, summary  # noqa: E402
 from tests.e2e_support import SATCHEL, SatchelServer  # noqa: E402
 
 BUNDLE = "course"
@@ -349,9 +349,10 @@ def tree_mismatch(expected: Path, actual: Path) -> str:
 class Usage:
     """One process's (or process tree's) cost during a step."""
 
-    cpu: float
+    cpu: float  # user + system seconds
     peak_anon: int
     peak_file: int
+    system: float = 0.0  # the system (kernel) part of ``cpu``: writes, fsyncs, sockets
 
 
 @dataclass
@@ -416,7 +417,9 @@ def run_measured(
             proc.returncode = -9
     wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    usage = Usage(rusage.ru_utime + rusage.ru_stime, memory.peak_anon, memory.peak_file)
+    usage = Usage(
+        rusage.ru_utime + rusage.ru_stime, memory.peak_anon, memory.peak_file, rusage.ru_stime
+    )
     return Ran(
         proc.returncode,
         out_path.read_text("utf-8", "replace"),
@@ -447,19 +450,21 @@ class Watch:
 
     @contextlib.contextmanager
     def during(self) -> Iterator[Watch]:
-        cpu0 = cpu_seconds(self.pid, children=True)
+        user0, system0 = cpu_times(self.pid, children=True)
         with MemorySampler(self.pid, tree=self.tree) as memory:
             yield self
             # A forking daemon reaps its connection's process just after the client leaves.
             deadline = time.monotonic() + 3.0
             while self.tree and len(process_tree(self.pid)) > 1 and time.monotonic() < deadline:
                 time.sleep(0.02)
-        cpu = cpu_seconds(self.pid, children=True) - cpu0
-        self.usage = Usage(cpu, memory.peak_anon, memory.peak_file)
+        user, system = cpu_times(self.pid, children=True)
+        cpu = user - user0 + system - system0
+        self.usage = Usage(cpu, memory.peak_anon, memory.peak_file, system - system0)
 
 
 # -- rows ----------------------------------------------------------------------------------------
 SATCHEL_TOOL = "satchel"
+PHASES = ("publish", "first sync", "usb", "update")  # in the order measure() runs them
 
 
 @dataclass
@@ -493,6 +498,7 @@ class Context:
     profile_steps: set[str]
     rows: list[Row] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)  # tool -> why its next steps cannot run
+    stop_after: str = ""  # the last phase to run (publish, first sync, usb, update); "": all
     token: str = ""
     files: int = 0
     size: int = 0
@@ -596,6 +602,8 @@ def measure(ctx: Context) -> None:
 
     ctx.step("publish", SATCHEL_TOOL, publish("publish", 1), required=True)
     ctx.step("publish", "casync make", casync_make("v1"), required=True)
+    if ctx.stop_after == "publish":
+        return
 
     def first_sync(row: Row) -> None:
         args = ["sync", "--server", "URL", "--bundle", BUNDLE, "--store", store, "--json"]
@@ -630,6 +638,8 @@ def measure(ctx: Context) -> None:
 
         ctx.step("first sync", SATCHEL_TOOL, first_sync, required=True)
         ctx.step("first sync", "rsync -rlt", rsync_first, required=True)
+        if ctx.stop_after == "first sync":
+            return
 
         # USB: the laptop's store to a stick, the stick into another laptop's empty store.
         def export(row: Row) -> None:
@@ -661,6 +671,8 @@ def measure(ctx: Context) -> None:
         else:
             ctx.rows.append(Row(ctx.data.label, "import", "cp -r (stick)", status="no stick"))
         shutil.rmtree(stick, ignore_errors=True)
+        if ctx.stop_after == "usb":
+            return
 
         # The one-file update: edit, publish, and bring each laptop up to date.
         edited = ctx.data.edit(src)
@@ -706,6 +718,8 @@ def measure(ctx: Context) -> None:
 
         ctx.step("update: sync", SATCHEL_TOOL, update_sync, required=True)
         ctx.step("update: sync", "rsync -rltz", rsync_update)
+        if ctx.stop_after == "update":
+            return
     shutil.rmtree(rsync_dest, ignore_errors=True)
 
     # Local commands on the laptop holding two versions.
@@ -773,6 +787,10 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.0f}"
 
 
+def _rate(mb_per_s: float) -> str:
+    return f"{mb_per_s:.0f}" if mb_per_s >= 10 else f"{mb_per_s:.2g}"
+
+
 def _peak(u: Usage | None) -> str:
     return "" if u is None else f"{_mb(u.peak_anon)} / {_mb(u.peak_file)}"
 
@@ -780,7 +798,8 @@ def _peak(u: Usage | None) -> str:
 def _x(value: float | None, base: float | None) -> str:
     if value is None or not base:
         return ""
-    return f"{value / base:.1f}"
+    ratio = value / base
+    return f"{ratio:.1f}" if ratio >= 1 else f"{ratio:.2g}"
 
 
 def _peer(rows: Sequence[Row], row: Row) -> Row | None:
@@ -806,7 +825,7 @@ def render(rows: Sequence[Row], labels: dict[str, str]) -> str:
         peer = _peer(rows, row) if row.tool == SATCHEL_TOOL else None
         cpu = f"{row.client.cpu:.2f}" + (f" + {row.server.cpu:.2f}" if row.server else "")
         per_gb = f"{row.client.cpu / (row.tree_bytes / 1e9):.1f}" if row.tree_bytes else ""
-        rate = f"{row.tree_bytes / row.wall / 1e6:.0f}" if row.tree_bytes else ""
+        rate = _rate(row.tree_bytes / row.wall / 1e6) if row.tree_bytes else ""
         body.append(
             [
                 labels.get(row.data, row.data), row.work, row.tool, f"{row.wall:.2f}",
@@ -899,8 +918,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated steps to profile (default: publish,first sync)",
     )  # fmt: skip
     parser.add_argument(
-        "--profile-idle", action="store_true",
-        help="profiles include waiting threads (where wall time goes, not only CPU)",
+        "--profile-mode", choices=sorted(MODES), default="active",
+        help="active: running threads (default); idle: waiting ones too (where wall time"
+        " goes); gil: only the thread holding the GIL (Python's CPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stop-after", choices=PHASES,
+        help="run the steps up to this phase only (e.g. to profile a publish)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every row as JSON to this file")
     parser.add_argument(
@@ -946,7 +970,17 @@ def prepare(
     src = data.built(work / "tree")
     files, size = tree_size(src)
     log(f"[{data.label}] {files:,} files, {size:,} bytes, made in {time.monotonic() - t0:.0f} s")
-    return Context(data, src, work, args.step_timeout, recorder, steps, files=files, size=size)
+    return Context(
+        data,
+        src,
+        work,
+        args.step_timeout,
+        recorder,
+        steps,
+        stop_after=args.stop_after or "",
+        files=files,
+        size=size,
+    )
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -964,7 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         absent = tools.missing(["casync", "rsync", "cp"])
     if absent:
         sys.exit(f"not installed: {', '.join(absent)} (apt-get install casync rsync, or --install)")
-    recorder = Recorder(args.profile, idle=args.profile_idle) if args.profile else None
+    recorder = Recorder(args.profile, mode=args.profile_mode) if args.profile else None
     steps = {s.strip() for s in args.profile_steps.split(",") if s.strip()}
     load_before = os.getloadavg()
     started = time.monotonic()
@@ -991,7 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = {d.label: f"{d.label} ({f:,} files, {s / 1e6:,.0f} MB)" for d, f, s in sizes}
     print(render(rows, labels))
     print()
-    if any(d.growth for d, _, _ in sizes):
+    if any(d.growth for d, _, _ in sizes) and any(r.work == "update: sync" for r in rows):
         print(render_growth(rows, sizes))
         print()
     versions = "; ".join(tools.tool_version(c) for c in ("casync", "rsync"))
