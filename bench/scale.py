@@ -1018,8 +1018,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not args.keep:
                     shutil.rmtree(ctx.work, ignore_errors=True)
     finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root / "logs", ignore_errors=True)
+            if args.workdir is None:
+                shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
 
     labels = {d.label: f"{d.label} ({f:,} files, {s / 1e6:,.0f} MB)" for d, f, s in sizes}
