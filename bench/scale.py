@@ -817,10 +817,9 @@ def render(rows: Sequence[Row], labels: dict[str, str]) -> str:
     ]  # fmt: skip
     body: list[list[object]] = []
     for row in rows:
+        label = labels.get(row.data, row.data)
         if row.wall is None or row.client is None:
-            body.append(
-                [row.data, row.work, row.tool, "", "", "", "", "", "", "", "", "", "", row.status]
-            )
+            body.append([label, row.work, row.tool, *[""] * (len(headers) - 4), row.status])
             continue
         peer = _peer(rows, row) if row.tool == SATCHEL_TOOL else None
         cpu = f"{row.client.cpu:.2f}" + (f" + {row.server.cpu:.2f}" if row.server else "")
@@ -828,7 +827,7 @@ def render(rows: Sequence[Row], labels: dict[str, str]) -> str:
         rate = _rate(row.tree_bytes / row.wall / 1e6) if row.tree_bytes else ""
         body.append(
             [
-                labels.get(row.data, row.data), row.work, row.tool, f"{row.wall:.2f}",
+                label, row.work, row.tool, f"{row.wall:.2f}",
                 _x(row.wall, peer.wall if peer else None), cpu,
                 _x(row.cpu, peer.cpu if peer else None), per_gb, rate,
                 _peak(row.client), _peak(row.server),
