@@ -1,7 +1,8 @@
 """Satchel at every size against its peers, in one run: publish, first sync, a one-file update,
 USB export and import, and the local commands, with CPU, wall time and peak memory.
 
-Data (generated under a temporary folder, deleted afterwards unless ``--keep``):
+Data (made by ``bench/_trees.py`` under a temporary folder, deleted afterwards unless
+``--keep``):
 
 - **intro-stats v2**: ``../shared/corpus/intro-stats/v2`` (22 MB, 473 files), copied.
 - **video N GiB**: lecture files of 64-256 MiB of incompressible bytes (AES-128-CTR keystream
@@ -23,14 +24,15 @@ Each data set goes through the same steps, every tool a whole process on 127.0.0
 | checkout | ``satchel checkout`` of the new version | ``casync extract`` from its store |
 | gc | ``satchel gc --keep 1`` | - |
 
-CPU is user + system time: a client's from ``wait4`` (it includes helpers the client forked and
-reaped), a server's from ``/proc/PID/stat`` before and after the step (a forking daemon's
-reaped children included). Peak memory is sampled every 50 ms from ``/proc/PID/status``,
-anonymous (RssAnon: heap and buffers) and file-backed (RssFile: mapped libraries and files)
-apart, each its own maximum. A fresh ``satchel serve`` is started for each step, so its peak
-belongs to that step. Everything runs from a warm page cache; no tool's data is dropped
-between steps. ``--profile DIR`` attaches py-spy (not a project dependency) to Satchel's
-client and server during the chosen steps and prints where their samples fall.
+Processes are measured by ``bench/_measure.py``. CPU is user + system time: a client's from
+``wait4`` (it includes helpers the client forked and reaped), a server's from
+``/proc/PID/stat`` before and after the step (a forking daemon's reaped children included).
+Peak memory is sampled every 50 ms from ``/proc/PID/status``, anonymous (RssAnon: heap and
+buffers) and file-backed (RssFile: mapped libraries and files) apart, each its own maximum. A
+fresh ``satchel serve`` is started for each step, so its peak belongs to that step. Everything
+runs from a warm page cache; no tool's data is dropped between steps. ``--profile DIR``
+attaches py-spy (not a project dependency) to Satchel's client and server during the chosen
+steps and prints where their samples fall (``bench/_profile.py``).
 
 Run from the repository root (the venv's python, so ``satchel`` is the venv's)::
 
@@ -44,38 +46,37 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
-import math
 import os
-import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import _tools as tools  # noqa: E402
-from bench._common import CORPUS, MemorySampler, cpu_times, process_tree, table  # noqa: E402
+from bench._common import CORPUS, table  # noqa: E402
+from bench._measure import Ran, StepTimeout, Usage, Watch, run_measured  # noqa: E402
 from bench._profile import MODES, Recorder, summary  # noqa: E402
+from bench._trees import (  # noqa: E402
+    insert_sentence,
+    make_pages,
+    make_video,
+    page_path,
+    patch_video,
+    tree_mismatch,
+    tree_size,
+)
 from tests.e2e_support import SATCHEL, SatchelServer  # noqa: E402
 
 BUNDLE = "course"
-MIB = 1 << 20
-GIB = 1 << 30
-PAGE_BYTES = 10_700  # mean page size: 10,000 pages make the issue's 107 MB
-# A page stops after the section that passes its drawn size, then gets its quiz: ~1.1 KB more.
-PAGE_OVERSHOOT = 1_100
 
 
 def log(message: str) -> None:
@@ -97,167 +98,7 @@ SIZES = {
 }
 
 
-# -- data ----------------------------------------------------------------------------------------
-def keystream(seed: int, name: str) -> Callable[[int], bytes]:
-    """Incompressible, reproducible bytes: AES-128-CTR of zeros, keyed by seed and name."""
-    key = hashlib.sha256(f"satchel-scale/{seed}/{name}".encode()).digest()[:16]
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-    zeros = bytes(MIB)
-
-    def take(n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            out += encryptor.update(zeros[: min(MIB, n - len(out))])
-        return bytes(out)
-
-    return take
-
-
-def make_video(root: Path, gib: float, seed: int) -> None:
-    """Lecture files of 64-256 MiB summing to exactly ``gib`` GiB, four per unit."""
-    rng = random.Random(seed)
-    remaining = int(gib * GIB)
-    i = 0
-    while remaining > 0:
-        size = min(remaining, rng.randint(64, 256) * MIB)
-        path = root / f"unit-{i // 4 + 1:02d}" / f"lecture-{i + 1:02d}.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        take = keystream(seed, path.name)
-        with open(path, "wb") as f:
-            left = size
-            while left:
-                block = take(min(16 * MIB, left))
-                f.write(block)
-                left -= len(block)
-        remaining -= size
-        i += 1
-
-
-_WORD_TEXT = """
-the of and to a in is that for it as with be on this are by an or from at which can we
-not have one all their there when if more each they these two other some what was has
-its but would will into than then so many may most only also how about between first
-any same such new used use each very over both well where after must before through
-data value values mean median mode sample samples population variable variables random
-probability distribution normal standard deviation error test hypothesis interval
-confidence level table graph chart frequency percent proportion ratio average number
-numbers count total sum difference measure measures scale range spread center outlier
-student students class teacher lesson unit chapter section example examples exercise
-problem problems answer answers question questions solution method result results
-study survey experiment group groups treatment control variable observation study
-water energy plant plants animal cells cell light heat force motion speed time distance
-earth soil rain river map country city region history people language reading writing
-story word words sentence paragraph letter sound number fraction decimal area volume
-length width height angle line lines point points shape circle square triangle rectangle
-add subtract multiply divide equal equals greater less larger smaller increase decrease
-find show explain compare describe identify calculate estimate predict record collect
-because therefore however although while since unless until during within without
-important useful simple common different similar large small high low long short next
-"""
-WORDS = _WORD_TEXT.split()
-
-HEADINGS = [
-    "Introduction", "Key ideas", "Worked example", "Try it", "Practice", "Summary",
-    "Vocabulary", "Going further", "Activity", "Discussion", "Review", "Background",
-]  # fmt: skip
-
-
-class PageWriter:
-    """Lesson-like HTML pages from a seeded word list (Zipf-like word frequencies)."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        words = list(dict.fromkeys(WORDS))
-        self.rng.shuffle(words)
-        self.words = words
-        weights = [1.0 / (rank + 1) for rank in range(len(words))]
-        self.cum = [sum(weights[: i + 1]) for i in range(len(weights))]
-
-    def sentence(self) -> str:
-        words = self.rng.choices(self.words, cum_weights=self.cum, k=self.rng.randint(6, 22))
-        text = " ".join(words)
-        if self.rng.random() < 0.3:
-            cut = self.rng.randint(2, len(words) - 2)
-            text = " ".join(words[:cut]) + ", " + " ".join(words[cut:])
-        return text[0].upper() + text[1:] + self.rng.choice(".....?!")
-
-    def paragraph(self) -> str:
-        return " ".join(self.sentence() for _ in range(self.rng.randint(2, 7)))
-
-    def title(self) -> str:
-        words = self.rng.choices(self.words, cum_weights=self.cum, k=self.rng.randint(2, 5))
-        return " ".join(w.capitalize() for w in words)
-
-    def page(self, unit: int, lesson: int, number: int) -> str:
-        target = self.rng.lognormvariate(math.log(PAGE_BYTES - PAGE_OVERSHOOT) - 0.125, 0.5)
-        title = self.title()
-        parts = [
-            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>Unit {unit}, lesson {lesson}: {title}</title>\n"
-            '<link rel="stylesheet" href="../../course.css">\n</head>\n<body>\n'
-            f'<nav class="crumbs"><a href="../../index.html">Course</a> &rsaquo; '
-            f'<a href="../index.html">Unit {unit}</a> &rsaquo; Lesson {lesson}, page {number}'
-            f"</nav>\n<main>\n<h1>{title}</h1>\n"
-            f'<p class="objectives">{self.sentence()}</p>\n'
-        ]
-        size = sum(len(p) for p in parts)
-        section = 0
-        while size < target:
-            section += 1
-            body = [f'<section id="s{section}">\n<h2>{self.rng.choice(HEADINGS)}</h2>\n']
-            body += [f"<p>{self.paragraph()}</p>\n" for _ in range(self.rng.randint(1, 4))]
-            roll = self.rng.random()
-            if roll < 0.3:
-                items = "".join(f"<li>{self.sentence()}</li>\n" for _ in range(3))
-                body.append(f"<ul>\n{items}</ul>\n")
-            elif roll < 0.45:
-                alt = self.sentence()
-                body.append(
-                    f'<figure><img src="fig-{number}-{section}.png" alt="{alt}">'
-                    f"<figcaption>{alt}</figcaption></figure>\n"
-                )
-            body.append("</section>\n")
-            size += sum(len(p) for p in body)
-            parts += body
-        questions = "".join(f"<li>{self.sentence()}</li>\n" for _ in range(3))
-        parts.append(
-            f'<section class="check">\n<h2>Check your understanding</h2>\n<ol>\n{questions}'
-            "</ol>\n</section>\n</main>\n"
-            f"<footer>Unit {unit}, lesson {lesson}. Shared under CC BY 4.0.</footer>\n"
-            "</body>\n</html>\n"
-        )
-        return "".join(parts)
-
-
-def page_path(i: int) -> str:
-    """Page ``i`` (from 0): 10 pages a lesson, 100 lessons a unit."""
-    return f"unit-{i // 1000 + 1:03d}/lesson-{i // 10 % 100 + 1:03d}/page-{i % 10 + 1:02d}.html"
-
-
-def make_pages(root: Path, count: int, seed: int) -> None:
-    writer = PageWriter(seed)
-    for i in range(count):
-        path = root / page_path(i)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        unit, lesson = i // 1000 + 1, i // 10 % 100 + 1
-        path.write_text(writer.page(unit, lesson, i % 10 + 1), "utf-8")
-
-
-def insert_sentence(path: Path) -> None:
-    """A one-sentence correction in the middle of a text file (after a full stop)."""
-    data = path.read_bytes()
-    middle = data.find(b". ", len(data) // 2)
-    at = (middle + 2) if middle >= 0 else len(data) // 2
-    path.write_bytes(data[:at] + b"A corrected sentence for this update. " + data[at:])
-
-
-def patch_video(path: Path, seed: int) -> None:
-    """One MiB of a lecture re-encoded: new bytes in the middle, same size."""
-    with open(path, "r+b") as f:
-        f.seek(path.stat().st_size // 2)
-        f.write(keystream(seed, f"{path.name}/update")(MIB))
-
-
+# -- data sets -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Dataset:
     """A tree to measure: how to make it, and the one-file edit of the update step."""
@@ -318,148 +159,6 @@ def pages_dataset(count: int, seed: int) -> Dataset:
         edit,
         growth=True,
     )
-
-
-def tree_size(root: Path) -> tuple[int, int]:
-    """(files, bytes) of a tree."""
-    files = size = 0
-    for path in root.rglob("*"):
-        if path.is_file():
-            files += 1
-            size += path.stat().st_size
-    return files, size
-
-
-def tree_mismatch(expected: Path, actual: Path) -> str:
-    """First difference between two trees, streamed (no tree held in memory); "" if none."""
-    want = sorted(p.relative_to(expected) for p in expected.rglob("*") if p.is_file())
-    have = sorted(p.relative_to(actual) for p in actual.rglob("*") if p.is_file())
-    if want != have:
-        extra = sorted(set(have) - set(want))[:1]
-        lost = sorted(set(want) - set(have))[:1]
-        return f"WRONG OUTPUT: files differ (missing {lost}, unexpected {extra})"
-    for rel in want:
-        if not tools.same_file(expected / rel, actual / rel):
-            return f"WRONG OUTPUT: {rel} differs"
-    return ""
-
-
-# -- measuring processes -----------------------------------------------------------------------
-@dataclass
-class Usage:
-    """One process's (or process tree's) cost during a step."""
-
-    cpu: float  # user + system seconds
-    peak_anon: int
-    peak_file: int
-    system: float = 0.0  # the system (kernel) part of ``cpu``: writes, fsyncs, sockets
-
-
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-    wall: float
-    usage: Usage
-
-    def check(self, what: str) -> Ran:
-        if self.code != 0:
-            tail = " / ".join(self.stderr.strip().splitlines()[-2:])
-            raise RuntimeError(f"{what} exited {self.code}: {tail[:200]}")
-        return self
-
-
-class StepTimeout(RuntimeError):
-    pass
-
-
-ENV = dict(os.environ, NO_COLOR="1", TERM="dumb", COLUMNS="200", PYTHONUNBUFFERED="1")
-
-
-def run_measured(
-    args: Sequence[object],
-    logs: Path,
-    *,
-    timeout: float,
-    tree: bool = False,
-    profile: tuple[Recorder, str] | None = None,
-) -> Ran:
-    """Runs a command to completion on its own: wall time from start to exit, CPU from
-    ``wait4`` (its reaped helpers included), peak memory sampled meanwhile. Stopped by PID
-    (SIGTERM, then SIGKILL) after ``timeout`` seconds, raising :class:`StepTimeout`."""
-    logs.mkdir(parents=True, exist_ok=True)
-    name = Path(str(args[0])).name + "-" + str(args[1] if len(args) > 1 else "")
-    out_path, err_path = (logs / f"{name}.{k}.{time.monotonic_ns()}" for k in ("out", "err"))
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            [str(a) for a in args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=ENV
-        )
-    reaped = False
-    try:
-        with contextlib.ExitStack() as stack:
-            memory = stack.enter_context(MemorySampler(proc.pid, tree=tree))
-            if profile is not None:
-                stack.enter_context(profile[0].attach(proc.pid, profile[1]))
-            deadline = started + timeout
-            while True:
-                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    reaped = True
-                    break
-                if time.monotonic() > deadline:
-                    raise StepTimeout(f"did not finish in {timeout:.0f} s")
-                time.sleep(0.01)
-    finally:
-        if not reaped:  # timed out, or the bench itself was interrupted
-            _kill(proc.pid)
-            proc.returncode = -9
-    wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    usage = Usage(
-        rusage.ru_utime + rusage.ru_stime, memory.peak_anon, memory.peak_file, rusage.ru_stime
-    )
-    return Ran(
-        proc.returncode,
-        out_path.read_text("utf-8", "replace"),
-        err_path.read_text("utf-8", "replace"),
-        wall,
-        usage,
-    )
-
-
-def _kill(pid: int) -> None:
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 30.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if os.wait4(pid, os.WNOHANG)[0]:
-                return
-            time.sleep(0.05)
-
-
-class Watch:
-    """A server's CPU and peak memory over one step (its reaped children included)."""
-
-    def __init__(self, pid: int, *, tree: bool = False) -> None:
-        self.pid = pid
-        self.tree = tree
-        self.usage: Usage | None = None
-
-    @contextlib.contextmanager
-    def during(self) -> Iterator[Watch]:
-        user0, system0 = cpu_times(self.pid, children=True)
-        with MemorySampler(self.pid, tree=self.tree) as memory:
-            yield self
-            # A forking daemon reaps its connection's process just after the client leaves.
-            deadline = time.monotonic() + 3.0
-            while self.tree and len(process_tree(self.pid)) > 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
-        user, system = cpu_times(self.pid, children=True)
-        cpu = user - user0 + system - system0
-        self.usage = Usage(cpu, memory.peak_anon, memory.peak_file, system - system0)
 
 
 # -- rows ----------------------------------------------------------------------------------------

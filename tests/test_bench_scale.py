@@ -23,10 +23,9 @@ import zstandard
 from bench import _tools as tools
 from bench._common import MemorySampler, cpu_times, process_tree
 from bench._profile import summary
-from bench.scale import (
+from bench._trees import (
     PAGE_BYTES,
     PageWriter,
-    _counts,
     insert_sentence,
     keystream,
     make_pages,
@@ -35,6 +34,7 @@ from bench.scale import (
     patch_video,
     tree_mismatch,
 )
+from bench.scale import _counts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -288,8 +288,9 @@ def test_tiny_run_measures_every_step(tmp_path: Path) -> None:
         assert set(peers) == {*works, "checkout"}
         for row in [*mine.values(), *peers.values()]:
             assert row["wall"] > 0 and row["client"]["cpu"] >= 0, row
-            assert row["client"]["peak_anon"] > 0 and row["client"]["peak_file"] > 0, row
             assert not row["status"].startswith(("failed", "not measured", "WRONG")), row
+        for row in mine.values():  # a peer's copy of a tiny tree may end before a sample
+            assert row["client"]["peak_anon"] > 0 and row["client"]["peak_file"] > 0, row
         for work in ("publish", "first sync", "update: publish", "update: sync"):
             assert mine[work]["server"]["cpu"] > 0 and mine[work]["server"]["peak_anon"] > 0
         assert mine["checkout"]["status"] == "same tree"
