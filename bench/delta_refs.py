@@ -51,7 +51,7 @@ from satchel.content.objects import encode_object
 from satchel.content.signing import SigningKey
 from satchel.content.tree import ScannedTree, scan_tree
 from satchel.sync.delta import choose_reference, first_places, path_index
-from satchel.sync.publish import assemble_manifest, sign_manifest
+from satchel.sync.release import assemble_manifest, sign_manifest
 
 PAIRS = [
     ("intro-stats/v2", "intro-stats/v3"),

@@ -71,8 +71,8 @@ from satchel.sync.delta import FileReader  # noqa: E402
 from satchel.sync.local import LocalStore  # noqa: E402
 from satchel.sync.pack import PackReader  # noqa: E402
 from satchel.sync.plan import encode_want, missing  # noqa: E402
-from satchel.sync.receive import receive_frames, store_lookup  # noqa: E402
-from satchel.sync.store import MemoryChunkStore  # noqa: E402
+from satchel.sync.receive import receive_frames  # noqa: E402
+from satchel.sync.store import MemoryChunkStore, store_lookup  # noqa: E402
 from satchel.sync.trust import check_entry_version, verify_index, verify_manifest  # noqa: E402
 from satchel.sync.updater import Updater  # noqa: E402
 

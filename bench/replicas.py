@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from satchel.content.signing import SigningKey
+from satchel.server.repository import Repository
 from satchel.server.s3store import S3ChunkStore
-from satchel.server.service import Repository
 from satchel.sync.store import ChunkStore, FolderChunkStore
 
 from tests.support.repo import publish, sample_files, write_tree

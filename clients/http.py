@@ -17,16 +17,17 @@ from typing import Any
 
 import httpx
 from satchel.content.errors import (
+    AuthError,
     ContentError,
     FormatError,
     NotFoundError,
     SatchelError,
+    TransportError,
     UsageError,
 )
 from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, encode_object
-from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.publish import BeginResponse
 

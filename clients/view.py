@@ -42,7 +42,6 @@ from satchel.content.errors import (
     StoreError,
     UsageError,
 )
-from satchel.content.lessons import Lesson
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.render_cnxml import (
@@ -55,6 +54,7 @@ from satchel.content.render_cnxml import (
     parse_collection,
     render_cnxml,
 )
+from satchel.content.toc import Lesson
 from satchel.sync.local import LocalStore, Ref
 from satchel.sync.reader import (
     NotOnLaptopError,

@@ -35,11 +35,11 @@ from typing import Any
 
 from .chunking import ChunkerParams
 from .errors import FormatError
-from .lessons import BundleMeta, Lesson, parse_lessons, parse_meta
 from .names import parse_bundle_locale
 from .objects import MAX_DICTIONARY
 from .paths import check_tree
 from .signing import Envelope, open_envelope
+from .toc import BundleMeta, Lesson, parse_lessons, parse_meta
 
 MANIFEST_FORMAT = 1
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024

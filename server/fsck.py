@@ -27,7 +27,7 @@ from satchel.content.objects import MAX_DICTIONARY, decode_object, verify_object
 from sqlmodel import Session, select
 
 from .db import Chunk, IndexState, Line, StaticDelta, Version
-from .service import Repository
+from .repository import Repository
 
 
 @dataclass

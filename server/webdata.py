@@ -23,18 +23,17 @@ import threading
 import unicodedata
 import zipfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cachetools import LRUCache
 from satchel.content.errors import FormatError, IntegrityError, UnsafePathError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 from satchel.content.paths import check_path, check_tree
-from satchel.sync.receive import store_lookup
-from satchel.sync.store import ChunkStore
+from satchel.sync.store import ChunkStore, store_lookup
 
 GiB = 1024**3
 MiB = 1024**2
@@ -113,7 +112,7 @@ class FileHashes:
     def __init__(self, store: ChunkStore, capacity: int = 200_000) -> None:
         self.store = store
         self.capacity = capacity
-        self._known: OrderedDict[tuple[tuple[str, int], ...], str] = OrderedDict()
+        self._known: LRUCache[tuple[tuple[str, int], ...], str] = LRUCache(capacity)
         self._lock = threading.Lock()
 
     def sha256(self, manifest: Manifest, entry: FileEntry) -> str:
@@ -123,9 +122,8 @@ class FileHashes:
             return entry.chunks[0][0]
         with self._lock:
             hit = self._known.get(entry.chunks)
-            if hit is not None:
-                self._known.move_to_end(entry.chunks)
-                return hit
+        if hit is not None:
+            return hit
         lookup = store_lookup(self.store, dict(manifest.dictionaries))
         h = hashlib.sha256()
         for cid, length in entry.chunks:
@@ -133,8 +131,6 @@ class FileHashes:
         digest = h.hexdigest()
         with self._lock:
             self._known[entry.chunks] = digest
-            while len(self._known) > self.capacity:
-                self._known.popitem(last=False)
         return digest
 
 

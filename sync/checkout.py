@@ -18,8 +18,7 @@ from satchel.content.errors import StoreError, UnsafePathError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 
-from .receive import store_lookup
-from .store import ChunkStore
+from .store import ChunkStore, store_lookup
 
 
 def write_tree(

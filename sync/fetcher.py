@@ -1,7 +1,7 @@
 """The small interface between the updater and wherever bytes come from.
 
 An HTTP implementation lives in ``satchel.clients.http``; tests use an in-memory one. Any
-fetcher error must be a :class:`~satchel.sync.errors.TransportError` or ``NotFoundError``.
+fetcher error must be a :class:`~satchel.content.errors.TransportError` or ``NotFoundError``.
 """
 
 from __future__ import annotations

@@ -18,10 +18,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from satchel.content.errors import FormatError
+from satchel.content.errors import FormatError, TruncatedError
 from satchel.content.objects import MAX_OBJECT_LENGTH
-
-from .errors import TruncatedError
 
 MAGIC = b"SATPACK\x01"
 _HEAD = struct.Struct(">32sI")

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from satchel.content.errors import FormatError
+from satchel.content.errors import FormatError, TransportError
 from satchel.content.manifest import check_chunk_id
 from satchel.content.objects import RAW, ZSTD, ZSTD_DICT
 
-from .errors import TransportError
 from .fsutil import write_atomic
 from .pack import MAX_FRAME
 

@@ -25,6 +25,7 @@ from satchel.content.errors import (
     IntegrityError,
     NotFoundError,
     SatchelError,
+    TransportError,
 )
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
@@ -34,14 +35,14 @@ from satchel.content.signing import PublicKey
 
 from .care import check_free_space
 from .delta import FileReader, first_places, path_index
-from .errors import TransportError
 from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
 from .pack import HEAD_SIZE, PackReader
 from .plan import encode_want, missing
-from .receive import receive_frames, store_lookup
+from .receive import receive_frames
 from .resume import Budget, Partial, PartialStore, RetryPolicy, is_transient, keepable
 from .select import needed_objects, normalize, selected_files
+from .store import store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]

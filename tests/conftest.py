@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from satchel.server.app import create_app
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.store import FolderChunkStore
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Self
 import httpx
 
 SATCHEL = Path(sys.executable).parent / "satchel"
-"""The venv's console script (``python -m satchel.clients.cli`` is not an entry point)."""
+"""The venv's console script: what users run."""
 
 DEFAULT_TIMEOUT = 120.0
 

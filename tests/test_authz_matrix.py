@@ -25,20 +25,18 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, ChunkerParams
 from satchel.content.objects import encode_object
 from satchel.content.tree import scan_tree
 from satchel.server.app import create_app
 from satchel.server.ratelimit import FailureLimiter
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.server.web import COOKIE, csrf_token
 from satchel.sync.pack import PACK_MEDIA_TYPE, pack_bytes
 from satchel.sync.store import FolderChunkStore
-from starlette.routing import Route
 
-from tests.support.http import TestClient
+from tests.support.http import TestClient, walk_routes
 
 SMALL = Chunker(ChunkerParams(min_size=256, avg_size=1024, max_size=4096))
 CALLERS = (
@@ -132,28 +130,30 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data = tmp / "srv"
     repo = Repository(data, store=FolderChunkStore(data / "objects", durable=False))
     en = write(tmp / "en", files(1))
-    repo.publish_folder(en, bundle="course", locale="en", title="Course", notes="first")
+    repo.publishing.publish_folder(en, bundle="course", locale="en", title="Course", notes="first")
     (en / "lesson-2" / "index.html").write_bytes(b"<title>Two</title> changed")
-    repo.publish_folder(en, bundle="course", locale="en", title="Course", notes="second")
+    repo.publishing.publish_folder(en, bundle="course", locale="en", title="Course", notes="second")
     es = write(tmp / "es", {**files(1), "lesson-1/index.html": b"<title>Uno</title>"})
-    repo.publish_folder(es, bundle="course", locale="es", title="Curso", from_locale="en")
+    repo.publishing.publish_folder(
+        es, bundle="course", locale="es", title="Curso", from_locale="en"
+    )
     tokens = {
         "bad": "sat_" + "x" * 43,
-        "revoked": repo.create_token("teacher", bundle="course"),
-        "admin": repo.create_token("admin", label="admin"),
-        "teacher": repo.create_token("teacher", bundle="course", label="t"),
-        "teacher_other": repo.create_token("teacher", bundle="other"),
-        "curator": repo.create_token("curator", bundle="course", locale="es"),
-        "curator_base": repo.create_token("curator", bundle="course", locale="en"),
+        "revoked": repo.tokens.create("teacher", bundle="course"),
+        "admin": repo.tokens.create("admin", label="admin"),
+        "teacher": repo.tokens.create("teacher", bundle="course", label="t"),
+        "teacher_other": repo.tokens.create("teacher", bundle="other"),
+        "curator": repo.tokens.create("curator", bundle="course", locale="es"),
+        "curator_base": repo.tokens.create("curator", bundle="course", locale="en"),
     }
-    repo.revoke_token(next(t["id"] for t in repo.list_tokens() if t["role"] == "teacher"))
+    repo.tokens.revoke(next(t.id for t in repo.tokens.list() if t.role == "teacher"))
     scan = scan_tree(es, title="Curso", chunker=SMALL)
     objects = [
         (cid, encode_object(scan.sources[cid].read(), level=3))
         for cid, _ in scan.draft.distinct_chunks()
     ]
-    history = repo.history("course", "en")
-    manifests = (history[1]["manifest"], history[0]["manifest"])
+    history = repo.reads.history("course", "en")
+    manifests = (history[1].manifest, history[0].manifest)
     # A limiter that never trips: this test makes many failed authentications on purpose.
     app = create_app(repo, auth_limiter=FailureLimiter(burst=100_000))
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -212,8 +212,8 @@ def _create_token(w: World, caller: str) -> httpx.Response:
 
 
 def _revoke_token(w: World, caller: str) -> httpx.Response:
-    victim = w.repo.issue_token("teacher", label=f"victim of {caller}")
-    return w.client.delete(f"/v1/tokens/{victim['id']}", headers=w.headers(caller))
+    victim = w.repo.tokens.issue("teacher", label=f"victim of {caller}")
+    return w.client.delete(f"/v1/tokens/{victim.info.id}", headers=w.headers(caller))
 
 
 def _head_delta(w: World, caller: str) -> httpx.Response:
@@ -272,18 +272,8 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
 }
 
 
-def _walk(routes: list[Any]) -> Iterator[tuple[str, str]]:
-    for route in routes:
-        if isinstance(route, APIRoute | Route):
-            for method in route.methods or ():
-                yield method, route.path
-        included = getattr(route, "original_router", None)  # app.include_router(...)
-        if included is not None:
-            yield from _walk(included.routes)
-
-
 def app_routes(world: World) -> set[tuple[str, str]]:
-    return set(_walk(world.client.app.routes))  # type: ignore[attr-defined]
+    return set(walk_routes(world.client.app.routes))  # type: ignore[attr-defined]
 
 
 def test_route_discovery_sees_included_routers(world: World) -> None:
@@ -308,7 +298,7 @@ def test_authorization_matrix(world: World, route: tuple[str, str]) -> None:
 
 
 def test_refusals_say_why_and_publish_nothing(world: World) -> None:
-    before = world.repo.history("course", "en")[0]["version"]
+    before = world.repo.reads.history("course", "en")[0].version
     for caller in ("none", "bad", "revoked", "teacher_other", "curator_base"):
         r = _begin(world, caller)
         assert r.status_code in (401, 403)
@@ -322,7 +312,7 @@ def test_refusals_say_why_and_publish_nothing(world: World) -> None:
     )
     assert r.status_code == 403, r.text
     assert "base line" in r.json()["error"]
-    assert world.repo.history("course", "en")[0]["version"] == before
+    assert world.repo.reads.history("course", "en")[0].version == before
 
 
 # -- the web page (/web): the same callers, signed in with the token as a session cookie ---------

@@ -12,7 +12,7 @@ from satchel.content.chunking import ChunkerParams, chunk_id
 from satchel.content.errors import ContentError, NotFoundError, UnsafePathError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import RAW, ZSTD, encode_object
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.local import LocalStore
 from satchel.sync.store import MemoryChunkStore

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from satchel.content.errors import StoreError
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.care import DiskSpaceError, collect_garbage, writer_lock
 from satchel.sync.checkout import checkout
 from satchel.sync.fsck import fsck

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from satchel.content.signing import SigningKey
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.fsck import fsck
 from satchel.sync.local import LocalStore
@@ -87,10 +87,10 @@ def test_a_server_with_a_new_key_re_signs_its_index_at_start(tmp_path: Path) -> 
     objects = MemoryChunkStore()
     repo = Repository(tmp_path / "srv", store=objects)
     publish(repo, write_tree(tmp_path / "src", sample_files(1)))
-    old_body, _ = repo.index()
+    old_body, _ = repo.source.index()
     key_file = tmp_path / "new.pem"
     SigningKey.generate().save(key_file)
     again = Repository(tmp_path / "srv", store=objects, signing_key=key_file)
-    body, _ = again.index()
+    body, _ = again.source.index()
     assert body != old_body
     assert again.key.public.keyid.encode() in body

@@ -52,6 +52,7 @@ from satchel.content.signing import open_envelope
 from satchel.sync.local import LocalStore
 from satchel.sync.pack import PackReader
 from satchel.sync.plan import decode_want
+from satchel.sync.serving import parse_pack_request
 from satchel.sync.updater import Updater
 from satchel.sync.usb import export_stick, index_pack_file, list_stick, read_have
 
@@ -90,11 +91,11 @@ def _build(root: Path) -> Samples:
     files = sample_files(9)
     publish(repo, write_tree(root / "src", files))
     entry = index_entry(repo, "course", "en")
-    manifest = decode_object(repo.manifest_object(entry.manifest), entry.size)
+    manifest = decode_object(repo.source.manifest_object(entry.manifest), entry.size)
     parsed = parse_manifest(manifest)[1]
     distinct = parsed.distinct_chunks()
     body = b"".join(
-        repo.pack_response({"chunks": [cid for cid, _ in distinct[:6]]})[0]  # a few frames
+        repo.source.pack(parse_pack_request({"chunks": [cid for cid, _ in distinct[:6]]})).pieces
     )
     objects = tuple((cid, n, repo.store.get(cid)) for cid, n in distinct[:8])
     samples = [
@@ -117,7 +118,8 @@ def _build(root: Path) -> Samples:
     draft = canonical.encode(
         ManifestDraft(parsed.title, parsed.chunker, parsed.files).to_json()  # type: ignore[arg-type]
     )
-    return Samples(manifest, draft, repo.index()[0], body, objects, (dict_id, zdict), deltas, stick)
+    index = repo.source.index()[0]
+    return Samples(manifest, draft, index, body, objects, (dict_id, zdict), deltas, stick)
 
 
 @pytest.fixture(scope="module")

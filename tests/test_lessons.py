@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 from satchel.content.chunking import ChunkerParams
 from satchel.content.errors import FormatError, UsageError
-from satchel.content.lessons import (
-    BundleMeta,
-    Lesson,
-    derive,
-    from_config,
-    load,
-    structure,
-)
+from satchel.content.lessons import derive, from_config, load, structure
 from satchel.content.manifest import BaseRef, FileEntry, Manifest, ManifestDraft, parse_manifest
 from satchel.content.signing import SigningKey
-from satchel.server.service import Repository
+from satchel.content.toc import BundleMeta, Lesson
+from satchel.server.repository import Repository
 from satchel.sync.store import MemoryChunkStore
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -347,33 +341,35 @@ def test_publish_signs_the_structure_and_the_catalog_shows_it(tmp_path: Path) ->
             'description = "Everyday numbers"\nlocale = "uk"\n'
         },
     )
-    repo.publish_folder(root, bundle="numbers", locale="uk", title="numbers-folder")
-    (line,) = repo.catalog()
-    assert {k: line[k] for k in ("title", "subject", "grade", "description", "lessons")} == {
+    repo.publishing.publish_folder(root, bundle="numbers", locale="uk", title="numbers-folder")
+    (line,) = repo.reads.catalog()
+    assert {
+        k: getattr(line, k) for k in ("title", "subject", "grade", "description", "lessons")
+    } == {
         "title": "Numbers",
         "subject": "Maths",
         "grade": "5",
         "description": "Everyday numbers",
         "lessons": 2,
     }
-    m = repo.manifest(line["versions"][0]["manifest"])
+    m = repo.source.manifest(line.versions[0].manifest)
     assert m.meta is not None and m.meta.locale == "uk" and m.meta.subject == "Maths"
     assert [lesson.title for lesson in m.lessons] == ["Decimals and money", "Fractions"]
     # satchel.toml names its locale: publishing it as another is a mistake worth a stop.
     with pytest.raises(UsageError, match="says locale"):
-        repo.publish_folder(root, bundle="numbers", locale="en", title="x")
+        repo.publishing.publish_folder(root, bundle="numbers", locale="en", title="x")
 
 
 def test_server_refuses_a_draft_whose_lessons_lie(tmp_path: Path) -> None:
     from satchel.content import canonical
 
     repo = Repository(tmp_path / "srv", store=MemoryChunkStore())
-    who = repo.authenticate(repo.create_token("admin"))
+    who = repo.tokens.authenticate(repo.tokens.create("admin"))
     draft = ManifestDraft("T", ChunkerParams(), manifest().files).to_json()
     draft["lessons"] = [{"title": "x", "entry": "a/index.html", "paths": ["a/index.html", "z"]}]
     with pytest.raises(FormatError, match="not a file of this version"):
-        repo.begin(who, "course", "en", canonical.encode(draft))
-    assert repo.catalog() == []
+        repo.publishing.begin(who, "course", "en", canonical.encode(draft))
+    assert repo.reads.catalog() == []
 
 
 def test_folder_lessons_do_not_take_files_of_similarly_named_folders() -> None:

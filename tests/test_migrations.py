@@ -18,7 +18,7 @@ from satchel.server.db import (
     migrate,
     schema_differences,
 )
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
@@ -163,7 +163,7 @@ def test_a_pre_migration_server_data_folder_keeps_serving(tmp_path: Path) -> Non
     data = tmp_path / "srv"
     repo = make_repository(data)
     publish(repo, write_tree(tmp_path / "v1", sample_files(1)))
-    body, _ = repo.index()
+    body, _ = repo.source.index()
     repo.engine.dispose()
     # Take the schema back to what the code before migrations made (revision 0001, no
     # alembic_version table), keeping the rows.
@@ -176,8 +176,8 @@ def test_a_pre_migration_server_data_folder_keeps_serving(tmp_path: Path) -> Non
     assert stored_revision(url) is None
 
     again = Repository(data, store=repo.store)
-    assert again.index()[0] == body
-    assert [v["version"] for v in again.catalog()[0]["versions"]] == [1]
+    assert again.source.index()[0] == body
+    assert [v.version for v in again.reads.catalog()[0].versions] == [1]
     assert stored_revision(url) == head_revision()
 
 

@@ -26,7 +26,7 @@ from satchel.server.observability import (
     JsonFormatter,
     configure_logging,
 )
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.plan import encode_want
 from satchel.sync.store import MemoryChunkStore
 from sqlmodel import create_engine
@@ -63,8 +63,8 @@ def published(tmp_path: Path) -> Published:
     for n, edit in ((1, False), (2, True)):
         src = write_tree(tmp_path / f"v{n}", tree(3, edit))
         publish_in_process(repo, src, bundle=BUNDLE, chunker=SMALL_CHUNKER, level=FAST_LEVEL)
-    catalog = repo.catalog()[0]["versions"]
-    return Published(repo, catalog[0]["manifest"], catalog[1]["manifest"])
+    catalog = repo.reads.catalog()[0].versions
+    return Published(repo, catalog[0].manifest, catalog[1].manifest)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -103,7 +103,7 @@ def test_metrics_count_requests_bytes_and_cache_friendly_answers(
         headers={"If-None-Match": delta.headers["etag"]},
     )
     assert cached.status_code == 304
-    distinct = published.repo.manifest(published.m2).distinct_chunks()
+    distinct = published.repo.source.manifest(published.m2).distinct_chunks()
     want = base64.b64encode(encode_want(distinct, {cid for cid, _ in distinct})).decode()
     pack = client.post("/v1/pack", json={"manifest": published.m2, "want": want})
     assert pack.status_code == 200 and len(pack.content) > 10_000
@@ -248,7 +248,7 @@ def captured() -> Iterator[io.StringIO]:
 def test_json_access_log_fields_and_no_secrets(
     client: TestClient, published: Published, captured: io.StringIO
 ) -> None:
-    token = published.repo.create_token("teacher", label="log test")
+    token = published.repo.tokens.create("teacher", label="log test")
     secret_query = "sat_query_secret_123"
     client.get("/v1/index", headers={"Authorization": f"Bearer {token}"})
     client.get(f"/v1/manifests/{published.m2}?token={secret_query}&from={published.m1}")

@@ -10,9 +10,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from satchel.content.chunking import chunk_id
-from satchel.content.errors import FormatError, IntegrityError
+from satchel.content.errors import FormatError, IntegrityError, TransportError, TruncatedError
 from satchel.content.objects import encode_object
-from satchel.sync.errors import TransportError, TruncatedError
 from satchel.sync.pack import (
     END_ID,
     HEAD_SIZE,

@@ -25,15 +25,16 @@ from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import (
     ContentError,
     NotFoundError,
+    TransportError,
+    TruncatedError,
     TrustError,
     UsageError,
 )
 from satchel.content.objects import RAW
 from satchel.server.app import create_app
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.delta import static_pack
-from satchel.sync.errors import TransportError, TruncatedError
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.local import LocalStore
 from satchel.sync.pack import MAGIC, PackReader, pack_bytes, trailer
@@ -166,7 +167,7 @@ def full_pack_length(repo: Repository, tmp_path: Path, name: str = "measure") ->
 
 
 def stored_size(repo: Repository, cid: str) -> int:
-    return len(repo.get_object(cid))
+    return len(repo.source.get_object(cid))
 
 
 # -- the pack reader exposes the frame it stopped inside ------------------------------------------
@@ -454,7 +455,7 @@ def test_data_and_usage_errors_are_never_retried(
         client.sync()
         other = make_repository(tmp_path / "other")
         publish(other, write_tree(tmp_path / "o1", sample_files(2)))
-        client.fetcher.index_override = other.index()[0]
+        client.fetcher.index_override = other.source.index()[0]
         expected = TrustError
     elif kind == "corrupt-chunk":
         client.fetcher.pack_rewrite = rewrite_frame(0, flip_last_byte)
@@ -503,7 +504,7 @@ def test_cut_inside_a_large_chunk_resumes_with_one_range_request(
     cut_inside_big(client, repo, tmp_path, 50_000)
     (partial,) = client.partials()
     assert (partial.chunk_id, partial.length, partial.have) == (big_id, size, size - 50_000)
-    assert partial.data == repo.get_object(big_id)[: size - 50_000]
+    assert partial.data == repo.source.get_object(big_id)[: size - 50_000]
 
     result = client.sync()
     assert client.fetcher.range_calls == [(big_id, size - 50_000, None)]
@@ -689,7 +690,7 @@ def test_http_client_ranges_statuses_and_old_servers(
     files = big_files(1)
     publish(repo, write_tree(tmp_path / "v1", files), chunker=BIG_CHUNKER)
     big_id = chunk_id(files["z-big-0.bin"])
-    obj = repo.get_object(big_id)
+    obj = repo.source.get_object(big_id)
     client = HttpClient("http://testserver", transport=web._transport)
     response = client.fetch_range(big_id, 1000)
     assert (response.start, response.total) == (1000, len(obj))
@@ -868,6 +869,6 @@ def test_static_pack_helper_matches_the_http_head(
     old_id, old = _entry_id(repo), served_manifest(repo)
     publish(repo, write_tree(tmp_path / "v2", edited(files)))
     new_id, new = _entry_id(repo), served_manifest(repo)
-    body, _count = static_pack(new, old, repo.store, repo._lookup_for(new, old))
-    assert repo.static_delta_size(old_id, new_id) == len(body)
+    body, _count = static_pack(new, old, repo.store, repo.source.lookup_for(new, old))
+    assert repo.source.static_delta_size(old_id, new_id) == len(body)
     assert int(web.head(f"/v1/deltas/{old_id}/{new_id}").headers["content-length"]) == len(body)

@@ -13,7 +13,8 @@ from satchel.content.chunking import Chunker, ChunkerParams, chunk_id
 from satchel.content.errors import FormatError, UnsafePathError, UsageError
 from satchel.content.objects import ZSTD_DICT, decode_object, object_dictionary
 from satchel.content.tree import media_type, scan_tree
-from satchel.server.service import LocalTarget, Repository
+from satchel.server.publishing import LocalTarget
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.local import LocalStore
 from satchel.sync.pack import PackReader
@@ -47,7 +48,7 @@ class RecordingTarget(LocalTarget):
     """A LocalTarget that keeps the ids of the objects each upload carried."""
 
     def __init__(self, base: LocalTarget) -> None:
-        super().__init__(base.repo, base.who)
+        super().__init__(base.publishing, base.who)
         self.uploads: list[list[tuple[str, bytes]]] = []
 
     def upload(self, upload_id: str, pack: Iterator[bytes], length: int | None) -> None:
@@ -106,7 +107,9 @@ def test_bad_names_are_refused_before_any_work(repo: Repository, tmp_path: Path)
 def test_publish_folder_uses_the_default_chunker(repo: Repository, tmp_path: Path) -> None:
     files = sample_files(2)
     assert (
-        repo.publish_folder(write_tree(tmp_path / "src", files), bundle="b", locale="en", title="B")
+        repo.publishing.publish_folder(
+            write_tree(tmp_path / "src", files), bundle="b", locale="en", title="B"
+        )
         == 1
     )
     m = served_manifest(repo, "b", "en")

@@ -19,8 +19,8 @@ import pytest
 from satchel.content.index import parse_index
 from satchel.content.manifest import parse_manifest
 from satchel.content.signing import SigningKey, verify_envelope
-from satchel.server.service import Repository
-from satchel.sync.publish import INDEX_VALIDITY
+from satchel.server.repository import Repository
+from satchel.sync.release import INDEX_VALIDITY
 from satchel.sync.store import ChunkStore, FolderChunkStore
 
 from tests.e2e_support import SatchelServer, checkout_ok, publish, run_cli, sync_json
@@ -88,18 +88,18 @@ def test_concurrent_publishes_on_two_replicas_get_consecutive_versions(
 
     assert sorted(versions.values()) == [1, 2, 3, 4, 5, 6]
     for repo in (a, b):
-        listed = repo.catalog()[0]["versions"]
-        assert [v["version"] for v in listed] == [1, 2, 3, 4, 5, 6]
+        listed = repo.reads.catalog()[0].versions
+        assert [v.version for v in listed] == [1, 2, 3, 4, 5, 6]
     # Every version is whole: its manifest names its own number and its parent, and holds
     # exactly the tree of the publish that was told that number.
     by_version = {v: i for i, v in versions.items()}
-    for listed in a.catalog()[0]["versions"]:
-        v = listed["version"]
-        _env, manifest = parse_manifest(a.manifest_bytes(listed["manifest"], _size(a, v)))
+    for listed in a.reads.catalog()[0].versions:
+        v = listed.version
+        _env, manifest = parse_manifest(a.source.manifest_bytes(listed.manifest, _size(a, v)))
         assert (manifest.version, manifest.parent_version) == (v, v - 1 or None)
         assert sorted(f.path for f in manifest.files) == sorted(trees[by_version[v]])
     for repo in (a, b):
-        env, index = parse_index(repo.index()[0])
+        env, index = parse_index(repo.source.index()[0])
         verify_envelope(env, repo.key.public, what="index")
         assert [e.version for e in index.entries] == [6]
 
@@ -141,7 +141,7 @@ def test_one_index_serial_never_has_two_bodies(
     def ask(repo: Repository) -> None:
         for _ in range(rounds):
             start.wait()  # every caller now finds the index past half its validity
-            body, _etag = repo.index()
+            body, _etag = repo.source.index()
             with lock:
                 seen[parse_index(body)[1].serial].add(body)
 

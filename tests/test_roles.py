@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from satchel.content.errors import NotFoundError, UsageError
+from satchel.content.errors import NotFoundError, RateLimitedError, UsageError
 from satchel.server.app import create_app
-from satchel.server.ratelimit import FailureLimiter, RateLimited
-from satchel.server.service import Repository, hash_token
+from satchel.server.ratelimit import FailureLimiter
+from satchel.server.repository import Repository
+from satchel.server.tokens import hash_token
 from satchel.sync.store import FolderChunkStore
 
 from tests.e2e_support import run_cli
@@ -36,7 +38,7 @@ def auth(token: str) -> dict[str, str]:
 def test_admin_creates_lists_and_revokes_tokens_over_http(
     client: TestClient, srv: Repository
 ) -> None:
-    admin = srv.create_token("admin", label="root")
+    admin = srv.tokens.create("admin", label="root")
     r = client.post(
         "/v1/tokens",
         json={"role": "curator", "bundle": "course", "locale": "es", "label": "Ana"},
@@ -47,7 +49,7 @@ def test_admin_creates_lists_and_revokes_tokens_over_http(
     assert made["token"].startswith("sat_") and made["role"] == "curator"
     assert (made["bundle"], made["locale"], made["label"]) == ("course", "es", "Ana")
     assert r.headers["cache-control"] == "no-store"
-    assert srv.authenticate(made["token"]).token_id == made["id"]
+    assert srv.tokens.authenticate(made["token"]).token_id == made["id"]
 
     listed = client.get("/v1/tokens", headers=auth(admin))
     assert listed.status_code == 200
@@ -79,7 +81,7 @@ def test_admin_creates_lists_and_revokes_tokens_over_http(
     assert r.status_code == 401
     # Revoking twice is harmless; an admin may revoke its own token, after which it is dead.
     assert client.delete(f"/v1/tokens/{made['id']}", headers=auth(admin)).status_code == 200
-    me = srv.authenticate(admin).token_id
+    me = srv.tokens.authenticate(admin).token_id
     assert client.delete(f"/v1/tokens/{me}", headers=auth(admin)).status_code == 200
     assert client.get("/v1/tokens", headers=auth(admin)).status_code == 401
 
@@ -103,18 +105,18 @@ def test_admin_creates_lists_and_revokes_tokens_over_http(
 def test_token_requests_that_make_no_sense_are_refused(
     client: TestClient, srv: Repository, body: object, status: int
 ) -> None:
-    admin = srv.create_token("admin")
-    before = len(srv.list_tokens())
+    admin = srv.tokens.create("admin")
+    before = len(srv.tokens.list())
     r = client.post("/v1/tokens", json=body, headers=auth(admin))
     assert r.status_code == status, r.text
     assert isinstance(r.json()["error"], str)
-    assert len(srv.list_tokens()) == before
+    assert len(srv.tokens.list()) == before
 
 
 def test_token_request_bodies_that_are_not_json_or_too_large(
     client: TestClient, srv: Repository
 ) -> None:
-    admin = srv.create_token("admin")
+    admin = srv.tokens.create("admin")
     assert client.post("/v1/tokens", content=b"{", headers=auth(admin)).status_code == 400
     big = b'{"role": "teacher", "label": "' + b"x" * 70_000 + b'"}'
     assert client.post("/v1/tokens", content=big, headers=auth(admin)).status_code == 413
@@ -124,24 +126,24 @@ def test_token_request_bodies_that_are_not_json_or_too_large(
 def test_revoking_an_unknown_token_is_404(
     client: TestClient, srv: Repository, token_id: str
 ) -> None:
-    admin = srv.create_token("admin")
+    admin = srv.tokens.create("admin")
     r = client.delete(f"/v1/tokens/{token_id}", headers=auth(admin))
     assert r.status_code == 404, r.text
-    assert srv.authenticate(admin).role == "admin"
+    assert srv.tokens.authenticate(admin).role == "admin"
 
 
 def test_repository_token_rules(srv: Repository) -> None:
     with pytest.raises(NotFoundError):
-        srv.revoke_token(12345)
+        srv.tokens.revoke(12345)
     with pytest.raises(UsageError):
-        srv.issue_token("curator", bundle="course")
-    made = srv.issue_token("teacher", bundle="course", label="Bo")
-    assert srv.list_tokens()[-1]["id"] == made["id"]
-    assert "token" not in srv.list_tokens()[-1]
-    from satchel.sync.errors import AuthError
+        srv.tokens.issue("curator", bundle="course")
+    made = srv.tokens.issue("teacher", bundle="course", label="Bo")
+    assert srv.tokens.list()[-1].id == made.info.id
+    assert "token" not in asdict(srv.tokens.list()[-1])
+    from satchel.content.errors import AuthError
 
     with pytest.raises(AuthError):
-        srv.authenticate("sat_" + "y" * 5000)  # an absurdly long guess is refused cheaply
+        srv.tokens.authenticate("sat_" + "y" * 5000)  # an absurdly long guess is refused cheaply
 
 
 # -- CLI -----------------------------------------------------------------------------------------
@@ -152,16 +154,17 @@ def test_token_commands_never_create_or_use_a_signing_key(tmp_path: Path) -> Non
     repo = Repository(data, store=FolderChunkStore(data / "objects", durable=False))
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_bytes(b"a lesson")
-    repo.publish_folder(tmp_path / "src", bundle="course", locale="en", title="Course")
-    index = repo.index()[0]
-    token_id = next(t["id"] for t in repo.list_tokens())
+    repo.publishing.publish_folder(tmp_path / "src", bundle="course", locale="en", title="Course")
+    index = repo.source.index()[0]
+    assert repo.tokens.list() == []  # publishing in-process mints no stored token
+    token_id = repo.tokens.issue("teacher").info.id
     repo.engine.dispose()
     admin, url = tmp_path / "admin", f"sqlite:///{data / 'satchel.db'}"
     for args in (("list",), ("revoke", str(token_id))):
         res = run_cli("token", *args, "--data", admin, "--database-url", url)
         assert res.code == 0, res.describe()
     assert not (admin / "signing-key.pem").exists()
-    assert Repository(data, store=repo.store).index()[0] == index
+    assert Repository(data, store=repo.store).source.index()[0] == index
 
 
 def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
@@ -197,7 +200,7 @@ def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
     assert revoked.code == 0, revoked.describe()
     rows = json.loads(run_cli("token", "list", "--data", data, "--json").stdout)
     assert rows[0]["revoked"] is True
-    assert Repository(data).list_tokens()[0]["revoked"] is True
+    assert Repository(data).tokens.list()[0].revoked is True
 
     missing = run_cli("token", "revoke", "77", "--data", data)
     assert missing.code == 1 and missing.error_lines() == [missing.error_lines()[0]]
@@ -211,11 +214,15 @@ def test_history_records_who_when_notes_and_base(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
     en = course(tmp_path / "en")
-    srv.publish_folder(en, bundle="course", locale="en", title="Course", notes="first cut")
+    srv.publishing.publish_folder(
+        en, bundle="course", locale="en", title="Course", notes="first cut"
+    )
     course(tmp_path / "en", extra=b"fix")
-    srv.publish_folder(en, bundle="course", locale="en", title="Course", notes="typo fixed")
+    srv.publishing.publish_folder(
+        en, bundle="course", locale="en", title="Course", notes="typo fixed"
+    )
     es = course(tmp_path / "es", extra=b"es")
-    srv.publish_folder(
+    srv.publishing.publish_folder(
         es, bundle="course", locale="es", title="Curso", from_locale="en", notes="traducción"
     )
 
@@ -224,9 +231,9 @@ def test_history_records_who_when_notes_and_base(
     versions = r.json()["versions"]
     assert [v["version"] for v in versions] == [2, 1]  # newest first
     assert [v["notes"] for v in versions] == ["typo fixed", "first cut"]
-    for v in versions:
+    for v in versions:  # published in-process: by the server itself, as no stored token
         assert v["role"] == "admin" and v["token_label"] == "in-process publish"
-        assert isinstance(v["token_id"], int) and v["created"].endswith("+00:00")
+        assert v["token_id"] is None and v["created"].endswith("+00:00")
         assert v["base_locale"] is None and v["base_version"] is None
     (variant,) = client.get("/v1/history/course/es").json()["versions"]
     assert (variant["base_locale"], variant["base_version"], variant["notes"]) == (
@@ -234,7 +241,7 @@ def test_history_records_who_when_notes_and_base(
         2,
         "traducción",
     )
-    assert srv.history("course", "es")[0] == variant
+    assert asdict(srv.reads.history("course", "es")[0]) == variant
 
     assert client.get("/v1/history/course/fr").status_code == 404
     assert client.get("/v1/history/nothing/en").status_code == 404
@@ -245,18 +252,18 @@ def test_history_records_who_when_notes_and_base(
 def test_history_keeps_the_publisher_after_revocation(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
-    from satchel.server.service import LocalTarget
+    from satchel.server.publishing import LocalTarget
     from satchel.sync.publish import Publisher
 
-    made = srv.issue_token("teacher", bundle="course", label="Carla")
-    target = LocalTarget(srv, srv.authenticate(str(made["token"])))
+    made = srv.tokens.issue("teacher", bundle="course", label="Carla")
+    target = LocalTarget(srv.publishing, srv.tokens.authenticate(made.token))
     Publisher(target).publish(
         course(tmp_path / "c"), bundle="course", locale="en", title="C", notes="hello"
     )
-    srv.revoke_token(int(made["id"]))
-    (entry,) = srv.history("course", "en")
-    assert (entry["token_id"], entry["token_label"], entry["role"], entry["notes"]) == (
-        made["id"],
+    srv.tokens.revoke(made.info.id)
+    (entry,) = srv.reads.history("course", "en")
+    assert (entry.token_id, entry.token_label, entry.role, entry.notes) == (
+        made.info.id,
         "Carla",
         "teacher",
         "hello",
@@ -264,16 +271,16 @@ def test_history_keeps_the_publisher_after_revocation(
 
 
 def test_notes_are_bounded(client: TestClient, srv: Repository, tmp_path: Path) -> None:
-    from satchel.server.service import LocalTarget
+    from satchel.server.publishing import LocalTarget
     from satchel.sync.publish import Publisher
 
-    target = LocalTarget(srv, srv.authenticate(srv.create_token("admin")))
+    target = LocalTarget(srv.publishing, srv.tokens.authenticate(srv.tokens.create("admin")))
     with pytest.raises(UsageError):
         Publisher(target).publish(
             course(tmp_path / "c"), bundle="course", locale="en", title="C", notes="n" * 2001
         )
     with pytest.raises(NotFoundError):
-        srv.history("course", "en")  # nothing was committed
+        srv.reads.history("course", "en")  # nothing was committed
 
 
 # -- the failed-authentication limiter -------------------------------------------------------
@@ -291,23 +298,23 @@ def test_limiter_allows_a_burst_then_refuses_until_it_refills() -> None:
     for _ in range(10):
         limiter.check("10.0.0.1")
         limiter.failure("10.0.0.1")
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(RateLimitedError) as caught:
         limiter.check("10.0.0.1")
     assert caught.value.retry_after == 6  # one failure is forgiven every 6 s
     limiter.check("10.0.0.2")  # another address is unaffected
     clock.now += 5.9
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitedError):
         limiter.check("10.0.0.1")
     clock.now += 0.1
     limiter.check("10.0.0.1")
     limiter.failure("10.0.0.1")
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitedError):
         limiter.check("10.0.0.1")
     clock.now += 600  # a full bucket again, and never more than full
     for _ in range(10):
         limiter.check("10.0.0.1")
         limiter.failure("10.0.0.1")
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitedError):
         limiter.check("10.0.0.1")
 
 
@@ -318,7 +325,7 @@ def test_limiter_memory_is_bounded() -> None:
         limiter.failure(f"a{n}")
     assert len(limiter._buckets) == 3
     limiter.check("a0")  # forgotten, so its one failure no longer counts
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimitedError):
         limiter.check("a4")
     with pytest.raises(ValueError):
         FailureLimiter(burst=0)
@@ -327,7 +334,7 @@ def test_limiter_memory_is_bounded() -> None:
 def test_token_guessing_gets_429_with_retry_after(srv: Repository) -> None:
     clock = Clock()
     app = create_app(srv, auth_limiter=FailureLimiter(burst=10, period=60, clock=clock))
-    admin = srv.create_token("admin")
+    admin = srv.tokens.create("admin")
     with TestClient(app, raise_server_exceptions=False) as client:
         # Requests without any token are not guesses: they do not use up the budget.
         for _ in range(20):

@@ -14,7 +14,7 @@ import pytest
 from satchel.content.errors import UsageError
 from satchel.content.lessons import structure
 from satchel.content.manifest import Manifest
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.fsck import fsck
 from satchel.sync.local import LocalStore

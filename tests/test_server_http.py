@@ -40,7 +40,7 @@ from satchel.content.objects import (
 from satchel.content.signing import verify_envelope
 from satchel.content.tree import scan_tree
 from satchel.server.app import create_app
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.pack import MAGIC, PACK_MEDIA_TYPE, PackFrame, frame, pack_bytes, read_pack
 from satchel.sync.plan import encode_want
 from satchel.sync.publish import Publisher
@@ -58,7 +58,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def admin(srv: Repository) -> str:
-    return srv.create_token("admin", label="tests")
+    return srv.tokens.create("admin", label="tests")
 
 
 def auth(token: str) -> dict[str, str]:
@@ -218,7 +218,9 @@ def zstd_declaring(size: int) -> bytes:
 def test_index_etag_conditional_get_signature_and_serial(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
-    srv.publish_folder(make_course(tmp_path, 1), bundle="course", locale="en", title="Course")
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 1), bundle="course", locale="en", title="Course"
+    )
     r, index = current_index(client, srv)
     etag = r.headers["etag"]
     assert etag.startswith('"') and etag.endswith('"') and len(etag) == 66
@@ -240,7 +242,7 @@ def test_index_etag_conditional_get_signature_and_serial(
     serials = [index.serial]
     etags = [etag]
     for seed in (2, 3):
-        srv.publish_folder(
+        srv.publishing.publish_folder(
             make_course(tmp_path, seed), bundle="course", locale="en", title="Course"
         )
         r, index = current_index(client, srv)
@@ -261,7 +263,9 @@ def test_index_is_resigned_with_a_higher_serial_after_half_its_validity(tmp_path
         data, store=FolderChunkStore(data / "objects", durable=False), clock=lambda: now[0]
     )
     with TestClient(create_app(repo), raise_server_exceptions=False) as client:
-        repo.publish_folder(make_course(tmp_path, 1), bundle="course", locale="en", title="C")
+        repo.publishing.publish_folder(
+            make_course(tmp_path, 1), bundle="course", locale="en", title="C"
+        )
         first, index1 = current_index(client, repo)
         now[0] += timedelta(days=1)
         same, _ = current_index(client, repo)
@@ -277,7 +281,9 @@ def test_index_is_resigned_with_a_higher_serial_after_half_its_validity(tmp_path
 # -- /v1/chunks and /v1/manifests ------------------------------------------------------------
 @pytest.fixture
 def published(client: TestClient, srv: Repository, tmp_path: Path) -> tuple[str, Manifest]:
-    srv.publish_folder(make_course(tmp_path, 7), bundle="course", locale="en", title="Course")
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 7), bundle="course", locale="en", title="Course"
+    )
     return served_manifest(client, srv, "course", "en")
 
 
@@ -343,13 +349,14 @@ def test_single_ranges(
         assert r.headers["content-type"] == "application/octet-stream"
         assert "content-encoding" not in r.headers
 
-    for spec in (f"bytes={n}-", f"bytes={n + 5}-{n + 9}", "bytes=-0", "bytes=9-3"):
+    for spec in (f"bytes={n}-", f"bytes={n + 5}-{n + 9}", "bytes=-0"):
         r = client.get(url, headers={"Range": spec})
         assert r.status_code == 416, (spec, r.status_code)
         assert r.headers["content-range"] == f"bytes */{n}", spec
 
-    # A range this server does not support is ignored: the whole object, as RFC 9110 allows.
-    for spec in ("bytes=0-1,4-5", "lines=1-2", "bytes=x-y"):
+    # A range this server does not support, or an invalid one (last before first), is
+    # ignored: the whole object, as RFC 9110 allows.
+    for spec in ("bytes=0-1,4-5", "lines=1-2", "bytes=x-y", "bytes=9-3"):
         r = client.get(url, headers={"Range": spec})
         assert r.status_code == 200 and r.content == data, spec
 
@@ -418,7 +425,7 @@ def dict_version(
     files["media/photo.bin"] = rng.randbytes(20_000)
     root = write_tree(tmp_path / "texts", files)
     chunker = Chunker(ChunkerParams(min_size=2048, avg_size=8192, max_size=32768))
-    with http_client(client, srv.create_token("teacher", bundle="texts")) as hc:
+    with http_client(client, srv.tokens.create("teacher", bundle="texts")) as hc:
         result = Publisher(hc, chunker=chunker, level=LEVEL).publish(
             root, bundle="texts", locale="en", title="Texts"
         )
@@ -474,7 +481,7 @@ def test_pack_by_chunk_ids(client: TestClient, published: tuple[str, Manifest]) 
     distinct = manifest.distinct_chunks()
     ids = [cid for cid, _ in reversed(distinct)] + [distinct[0][0]]
     frames = pack_frames(client.post("/v1/pack", json={"chunks": ids}))
-    assert [f.chunk_id for f in frames] == ids
+    assert [f.chunk_id for f in frames] == ids[:-1]  # an id named twice comes once
     lengths = dict(distinct)
     for f in frames:
         verify_object(f.obj, f.chunk_id, lengths[f.chunk_id])
@@ -582,7 +589,7 @@ def test_publish_scope_of_tokens(
     target: tuple[str, str],
     status: int,
 ) -> None:
-    token = srv.create_token(role, **scope)
+    token = srv.tokens.create(role, **scope)
     prep = prepare(make_course(tmp_path, 4))
     r = begin(client, token, prep.draft, *target)
     if status != 200:
@@ -598,8 +605,8 @@ def test_publish_scope_of_tokens(
 def test_an_upload_belongs_to_the_token_that_began_it(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
-    alice = srv.create_token("teacher", bundle="course")
-    bob = srv.create_token("teacher", bundle="course")
+    alice = srv.tokens.create("teacher", bundle="course")
+    bob = srv.tokens.create("teacher", bundle="course")
     prep = prepare(make_course(tmp_path, 5))
     up = begin(client, alice, prep.draft).json()["upload"]
     assert_error(upload(client, bob, up, prep.pack()), 403)
@@ -609,7 +616,7 @@ def test_an_upload_belongs_to_the_token_that_began_it(
     )
     assert_error(commit(client, bob, up), 403)
     assert client.get("/v1/catalog").json()["bundles"] == []
-    admin = srv.create_token("admin")
+    admin = srv.tokens.create("admin")
     r = commit(client, admin, up)
     assert r.status_code == 200 and r.json() == {"version": 1}
     for token in (alice, admin):
@@ -894,10 +901,18 @@ def test_catalog_key_and_health(client: TestClient, srv: Repository, tmp_path: P
     empty = client.get("/v1/catalog").json()
     assert empty == {"bundles": [], "publisher": srv.key.public.to_json()}
 
-    srv.publish_folder(make_course(tmp_path, 1), bundle="course", locale="en", title="Course")
-    srv.publish_folder(make_course(tmp_path, 2), bundle="course", locale="en", title="Course 2")
-    srv.publish_folder(make_course(tmp_path, 3), bundle="course", locale="uk", title="Курс")
-    srv.publish_folder(make_course(tmp_path, 4), bundle="algebra", locale="en", title="Algebra")
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 1), bundle="course", locale="en", title="Course"
+    )
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 2), bundle="course", locale="en", title="Course 2"
+    )
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 3), bundle="course", locale="uk", title="Курс"
+    )
+    srv.publishing.publish_folder(
+        make_course(tmp_path, 4), bundle="algebra", locale="en", title="Algebra"
+    )
 
     catalog = client.get("/v1/catalog").json()
     assert catalog["publisher"] == srv.key.public.to_json()
@@ -963,7 +978,7 @@ def test_concurrent_commits_of_one_upload_publish_one_version(
     lookups = [0]
     both_looked = threading.Event()
     lock = threading.Lock()
-    real_upload, real_put = srv._upload, srv.store.put
+    real_upload, real_put = srv.publishing._upload, srv.store.put
 
     def counted_upload(who: object, upload_id: str) -> object:
         result = real_upload(who, upload_id)
@@ -977,7 +992,7 @@ def test_concurrent_commits_of_one_upload_publish_one_version(
         both_looked.wait(timeout=5)
         return real_put(cid, obj)
 
-    monkeypatch.setattr(srv, "_upload", counted_upload)
+    monkeypatch.setattr(srv.publishing, "_upload", counted_upload)
     monkeypatch.setattr(srv.store, "put", waiting_put)
 
     results: list[int] = []

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from satchel.clients.cli import app
-from satchel.server.service import Repository
+from satchel.cli import app
+from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.status import store_status
 from satchel.sync.store import MemoryChunkStore

@@ -44,10 +44,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ChunkStore:
     return FACTORIES[request.param](tmp_path)
 
 
-def test_is_a_chunk_store(store: ChunkStore) -> None:
-    assert isinstance(store, ChunkStore)
-
-
 def test_empty_store(store: ChunkStore) -> None:
     assert not store.has(cid(1))
     assert list(store) == []

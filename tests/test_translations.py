@@ -9,7 +9,9 @@ base's (a translated file differs on purpose). ``missing``: only in the latest b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -17,7 +19,7 @@ import pytest
 from satchel.clients.http import HttpClient
 from satchel.content.errors import ContentError, NotFoundError, UsageError
 from satchel.server.app import create_app
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.store import MemoryChunkStore
 
 from tests.support.http import TestClient
@@ -88,20 +90,21 @@ EXPECTED = {
 
 def publish_all(repo: Repository, tmp_path: Path) -> None:
     en, es = tmp_path / "en", tmp_path / "es"
-    repo.publish_folder(write(en, BASE_V1), bundle="course", locale="en", title="Course")
-    repo.publish_folder(
+    repo.publishing.publish_folder(write(en, BASE_V1), bundle="course", locale="en", title="Course")
+    repo.publishing.publish_folder(
         write(es, VARIANT), bundle="course", locale="es", title="Curso", from_locale="en"
     )
-    repo.publish_folder(write(en, BASE_V2), bundle="course", locale="en", title="Course")
+    repo.publishing.publish_folder(write(en, BASE_V2), bundle="course", locale="en", title="Course")
 
 
 def test_each_state_by_the_rule(repo: Repository, tmp_path: Path) -> None:
     publish_all(repo, tmp_path)
-    report = repo.translation_report("course", "es")
-    assert {f["path"]: f["state"] for f in report["files"]} == EXPECTED
-    assert [f["path"] for f in report["files"]] == sorted(EXPECTED)
-    assert report["counts"] == {"up-to-date": 3, "stale": 4, "missing": 1, "extra": 2}
-    assert {k: report[k] for k in report if k not in ("files", "counts")} == {
+    report = repo.reads.translation_report("course", "es")
+    assert {f.path: f.state for f in report.files} == EXPECTED
+    assert [f.path for f in report.files] == sorted(EXPECTED)
+    assert report.counts == {"up-to-date": 3, "stale": 4, "missing": 1, "extra": 2}
+    shown = asdict(report)
+    assert {k: shown[k] for k in shown if k not in ("files", "counts")} == {
         "bundle": "course",
         "locale": "es",
         "version": 1,
@@ -113,11 +116,11 @@ def test_each_state_by_the_rule(repo: Repository, tmp_path: Path) -> None:
 
 def test_before_the_base_moves_nothing_is_stale(repo: Repository, tmp_path: Path) -> None:
     en, es = tmp_path / "en", tmp_path / "es"
-    repo.publish_folder(write(en, BASE_V1), bundle="course", locale="en", title="Course")
-    repo.publish_folder(
+    repo.publishing.publish_folder(write(en, BASE_V1), bundle="course", locale="en", title="Course")
+    repo.publishing.publish_folder(
         write(es, VARIANT), bundle="course", locale="es", title="Curso", from_locale="en"
     )
-    states = {f["path"]: f["state"] for f in repo.translation_report("course", "es")["files"]}
+    states = {f.path: f.state for f in repo.reads.translation_report("course", "es").files}
     assert "stale" not in states.values() and "missing" not in states.values()
     assert states["late.html"] == "extra" and states["removed.html"] == "up-to-date"
 
@@ -126,11 +129,13 @@ def test_catching_up_clears_stale_files(repo: Repository, tmp_path: Path) -> Non
     publish_all(repo, tmp_path)
     es = tmp_path / "es"
     # Republishing without saying so keeps the old base version: stale files stay stale.
-    repo.publish_folder(es, bundle="course", locale="es", title="Curso", from_locale="en")
-    assert repo.translation_report("course", "es")["counts"]["stale"] == 4
+    repo.publishing.publish_folder(
+        es, bundle="course", locale="es", title="Curso", from_locale="en"
+    )
+    assert repo.reads.translation_report("course", "es").counts["stale"] == 4
     caught_up = {**VARIANT, "added.html": b"nueva"}
     del caught_up["removed.html"]
-    repo.publish_folder(
+    repo.publishing.publish_folder(
         write(es, caught_up),
         bundle="course",
         locale="es",
@@ -138,9 +143,9 @@ def test_catching_up_clears_stale_files(repo: Repository, tmp_path: Path) -> Non
         from_locale="en",
         base_version=2,
     )
-    report = repo.translation_report("course", "es")
-    assert report["counts"] == {"up-to-date": 8, "stale": 0, "missing": 0, "extra": 1}
-    assert (report["version"], report["base_version"]) == (3, 2)
+    report = repo.reads.translation_report("course", "es")
+    assert report.counts == {"up-to-date": 8, "stale": 0, "missing": 0, "extra": 1}
+    assert (report.version, report.base_version) == (3, 2)
 
 
 def test_translations_over_http_and_through_the_client(
@@ -149,7 +154,8 @@ def test_translations_over_http_and_through_the_client(
     publish_all(repo, tmp_path)
     r = client.get("/v1/translations/course/es")
     assert r.status_code == 200
-    assert r.json() == repo.translation_report("course", "es")
+    report = asdict(repo.reads.translation_report("course", "es"))
+    assert r.json() == json.loads(json.dumps(report))
     with HttpClient("http://testserver", transport=client._transport) as hc:
         assert hc.translations("course", "es") == r.json()
         with pytest.raises(NotFoundError, match="not a locale variant"):
@@ -170,9 +176,9 @@ def test_translations_over_http_and_through_the_client(
 
 def test_report_errors_in_process(repo: Repository) -> None:
     with pytest.raises(NotFoundError):
-        repo.translation_report("course", "es")
+        repo.reads.translation_report("course", "es")
     with pytest.raises(UsageError):
-        repo.translation_report("../x", "es")
+        repo.reads.translation_report("../x", "es")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from satchel.content.errors import FormatError, TrustError
 from satchel.content.index import IndexEntry
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.signing import SigningKey
-from satchel.sync.publish import INDEX_VALIDITY, sign_index, sign_manifest
+from satchel.sync.release import INDEX_VALIDITY, sign_index, sign_manifest
 from satchel.sync.trust import check_entry_version, verify_index, verify_manifest
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)

@@ -13,6 +13,8 @@ from satchel.content.errors import (
     FormatError,
     IntegrityError,
     NotFoundError,
+    TransportError,
+    TruncatedError,
     TrustError,
     UnsafePathError,
     UsageError,
@@ -20,13 +22,12 @@ from satchel.content.errors import (
 from satchel.content.manifest import FileEntry
 from satchel.content.objects import RAW, decode_object
 from satchel.content.signing import SigningKey
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
-from satchel.sync.errors import TransportError, TruncatedError
 from satchel.sync.local import LocalStore
 from satchel.sync.pack import pack_bytes
 from satchel.sync.plan import missing
-from satchel.sync.publish import sign_index
+from satchel.sync.release import sign_index
 from satchel.sync.store import MemoryChunkStore
 from satchel.sync.updater import Updater
 
@@ -152,7 +153,7 @@ def test_update_fetches_only_new_chunks(
 
 
 def index_entry_manifest(repo: Repository, version: int) -> str:
-    return next(v["manifest"] for v in repo.catalog()[0]["versions"] if v["version"] == version)
+    return next(v.manifest for v in repo.reads.catalog()[0].versions if v.version == version)
 
 
 def test_update_from_the_held_version_uses_the_ready_made_delta(
@@ -401,7 +402,7 @@ def test_trust_fingerprint_mismatch_is_refused(
 def test_older_index_is_refused_after_a_newer_one(
     client: Client, repo: Repository, v1: dict[str, bytes], tmp_path: Path
 ) -> None:
-    old_index = repo.index()[0]
+    old_index = repo.source.index()[0]
     client.sync()
     publish_v2(repo, tmp_path, v1)
     client.sync()
@@ -452,7 +453,7 @@ def test_manifest_not_matching_the_index_is_refused(
     client: Client, repo: Repository, v1: dict[str, bytes]
 ) -> None:
     entry = index_entry(repo, "course", "en")
-    envelope = decode_object(repo.manifest_object(entry.manifest), entry.size)
+    envelope = decode_object(repo.source.manifest_object(entry.manifest), entry.size)
     tampered = envelope.replace(b'"title":"Course"', b'"title":"Coursf"')
     assert tampered != envelope and len(tampered) == len(envelope)
     client.fetcher.manifest_overrides[entry.manifest] = bytes([RAW]) + tampered

@@ -7,12 +7,17 @@ import random
 from pathlib import Path
 
 import pytest
-from satchel.clients.cli import app
-from satchel.content.errors import ContentError, IntegrityError, StoreError, UsageError
-from satchel.server.service import Repository
+from satchel.cli import app
+from satchel.content.errors import (
+    ContentError,
+    IntegrityError,
+    StoreError,
+    TruncatedError,
+    UsageError,
+)
+from satchel.server.repository import Repository
 from satchel.sync import usb
 from satchel.sync.checkout import checkout
-from satchel.sync.errors import TruncatedError
 from satchel.sync.fsck import fsck
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import SyncResult, Updater

@@ -19,7 +19,8 @@ import pytest
 import zstandard
 from satchel.content.errors import NotFoundError, UsageError
 from satchel.content.manifest import BaseRef
-from satchel.server.service import LocalTarget, Repository
+from satchel.server.publishing import LocalTarget
+from satchel.server.repository import Repository
 from satchel.sync.publish import Publisher
 from satchel.sync.store import FolderChunkStore
 
@@ -48,51 +49,51 @@ def base_files() -> dict[str, bytes]:
 
 
 def as_token(srv: Repository, token: str) -> Publisher:
-    return Publisher(LocalTarget(srv, srv.authenticate(token)))
+    return Publisher(LocalTarget(srv.publishing, srv.tokens.authenticate(token)))
 
 
 def test_a_variant_uploads_only_what_differs_and_records_its_base(
     srv: Repository, tmp_path: Path
 ) -> None:
     en = write(tmp_path / "en", base_files())
-    assert srv.publish_folder(en, bundle="course", locale="en", title="Course") == 1
+    assert srv.publishing.publish_folder(en, bundle="course", locale="en", title="Course") == 1
     es = write(tmp_path / "es", {**base_files(), "one/index.html": b"<title>Uno</title> hola"})
-    curator = srv.create_token("curator", bundle="course", locale="es", label="Ana")
+    curator = srv.tokens.create("curator", bundle="course", locale="es", label="Ana")
     result = as_token(srv, curator).publish(
         es, bundle="course", locale="es", title="Curso", notes="primera", from_locale="en"
     )
     # One file differs and it is one chunk: the video and figure are shared with en.
     assert (result.version, result.objects_uploaded) == (1, 1)
     assert result.raw_bytes_uploaded == len(b"<title>Uno</title> hola")
-    m = srv.manifest(srv.history("course", "es")[0]["manifest"])
+    m = srv.source.manifest(srv.reads.history("course", "es")[0].manifest)
     assert m.base == BaseRef("en", 1) and m.locale == "es"
     assert m.meta is not None and m.meta.locale == "es"
 
     # The base moves on; the variant's next publish records the base version it now follows.
     write(en, {"two/index.html": b"<title>Two</title> revised"})
-    assert srv.publish_folder(en, bundle="course", locale="en", title="Course") == 2
-    assert srv.history("course", "es")[0]["base_version"] == 1
+    assert srv.publishing.publish_folder(en, bundle="course", locale="en", title="Course") == 2
+    assert srv.reads.history("course", "es")[0].base_version == 1
     result = as_token(srv, curator).publish(
         es, bundle="course", locale="es", title="Curso", from_locale="en"
     )
     assert result.objects_uploaded == 0  # nothing new: the same tree again
-    assert [h["base_version"] for h in srv.history("course", "es")] == [1, 1]
-    assert srv.translation_report("course", "es")["counts"]["stale"] == 1  # still stale
+    assert [h.base_version for h in srv.reads.history("course", "es")] == [1, 1]
+    assert srv.reads.translation_report("course", "es").counts["stale"] == 1  # still stale
     # The curator translates the change and says so.
     write(es, {"two/index.html": b"<title>Dos</title>"})
     as_token(srv, curator).publish(
         es, bundle="course", locale="es", title="C", from_locale="en", base_version=2
     )
-    assert [h["base_version"] for h in srv.history("course", "es")] == [2, 1, 1]
-    assert srv.translation_report("course", "es")["counts"]["stale"] == 0
+    assert [h.base_version for h in srv.reads.history("course", "es")] == [2, 1, 1]
+    assert srv.reads.translation_report("course", "es").counts["stale"] == 0
     with pytest.raises(UsageError, match=r"1\.\.2"):
         as_token(srv, curator).publish(
             es, bundle="course", locale="es", title="C", from_locale="en", base_version=3
         )
     with pytest.raises(UsageError, match="goes with --from-locale"):
-        srv.publish_folder(en, bundle="course", locale="en", title="C", base_version=1)
-    line = {(b["bundle"], b["locale"]): b for b in srv.catalog()}[("course", "es")]
-    assert line["base_locale"] == "en" and line["versions"][-1]["base_version"] == 2
+        srv.publishing.publish_folder(en, bundle="course", locale="en", title="C", base_version=1)
+    line = {(b.bundle, b.locale): b for b in srv.reads.catalog()}[("course", "es")]
+    assert line.base_locale == "en" and line.versions[-1].base_version == 2
 
 
 def test_a_new_variant_uses_its_base_dictionary(srv: Repository, tmp_path: Path) -> None:
@@ -104,13 +105,13 @@ def test_a_new_variant_uses_its_base_dictionary(srv: Repository, tmp_path: Path)
         for n in range(20)
     }
     en = write(tmp_path / "en", texts)
-    srv.publish_folder(en, bundle="book", locale="en", title="Book")
-    en_line = {(b["bundle"], b["locale"]) for b in srv.catalog()}
+    srv.publishing.publish_folder(en, bundle="book", locale="en", title="Book")
+    en_line = {(b.bundle, b.locale) for b in srv.reads.catalog()}
     assert ("book", "en") in en_line
-    admin = srv.authenticate(srv.create_token("admin"))
+    admin = srv.tokens.authenticate(srv.tokens.create("admin"))
     from satchel.server.db import Line
 
-    with srv._session() as s:
+    with srv.db.session() as s:
         base = s.get(Line, ("book", "en"))
     assert base is not None and base.dictionary_id, "the base should have trained a dictionary"
     from satchel.content import canonical
@@ -119,10 +120,10 @@ def test_a_new_variant_uses_its_base_dictionary(srv: Repository, tmp_path: Path)
 
     es = write(tmp_path / "es", {**texts, "ch00/index.html": b"<title>C</title> uno dos"})
     draft = canonical.encode(scan_tree(es, title="L", chunker=Chunker()).draft.to_json())
-    begun = srv.begin(admin, "book", "es", draft, from_locale="en")
+    begun = srv.publishing.begin(admin, "book", "es", draft, from_locale="en")
     # No retrain and no dictionary upload: the variant compresses with what clients hold.
     assert begun.dictionary == (base.dictionary_id, base.dictionary_length)
-    result = as_token(srv, srv.create_token("admin")).publish(
+    result = as_token(srv, srv.tokens.create("admin")).publish(
         es, bundle="book", locale="es", title="L", from_locale="en"
     )
     assert result.objects_uploaded == 1
@@ -164,14 +165,14 @@ def test_variant_rules_over_http(
     status: int,
 ) -> None:
     en = write(tmp_path / "en", base_files())
-    srv.publish_folder(en, bundle="course", locale="en", title="Course")
-    srv.publish_folder(en, bundle="course", locale="de", title="Kurs")
-    srv.publish_folder(en, bundle="course", locale="es", title="Curso", from_locale="en")
+    srv.publishing.publish_folder(en, bundle="course", locale="en", title="Course")
+    srv.publishing.publish_folder(en, bundle="course", locale="de", title="Kurs")
+    srv.publishing.publish_folder(en, bundle="course", locale="es", title="Curso", from_locale="en")
     tokens = {
-        "curator-es": srv.create_token("curator", bundle="course", locale="es"),
-        "curator-en": srv.create_token("curator", bundle="course", locale="en"),
-        "teacher": srv.create_token("teacher", bundle="course"),
-        "admin": srv.create_token("admin"),
+        "curator-es": srv.tokens.create("curator", bundle="course", locale="es"),
+        "curator-en": srv.tokens.create("curator", bundle="course", locale="en"),
+        "teacher": srv.tokens.create("teacher", bundle="course"),
+        "admin": srv.tokens.create("admin"),
     }
     from satchel.content import canonical
     from satchel.content.chunking import Chunker
@@ -191,19 +192,19 @@ def test_variant_rules_over_http(
 
 def test_commit_checks_the_rules_again(srv: Repository, tmp_path: Path) -> None:
     en = write(tmp_path / "en", base_files())
-    srv.publish_folder(en, bundle="course", locale="en", title="Course")
+    srv.publishing.publish_folder(en, bundle="course", locale="en", title="Course")
     from satchel.content import canonical
     from satchel.content.chunking import Chunker
     from satchel.content.tree import scan_tree
 
-    teacher = srv.authenticate(srv.create_token("teacher", bundle="course"))
+    teacher = srv.tokens.authenticate(srv.tokens.create("teacher", bundle="course"))
     draft = canonical.encode(scan_tree(en, title="x", chunker=Chunker()).draft.to_json())
-    begun = srv.begin(teacher, "course", "es", draft)  # a base line es, begun first...
-    srv.publish_folder(en, bundle="course", locale="es", title="C", from_locale="en")
+    begun = srv.publishing.begin(teacher, "course", "es", draft)  # a base line es, begun first...
+    srv.publishing.publish_folder(en, bundle="course", locale="es", title="C", from_locale="en")
     with pytest.raises(UsageError, match="variant"):  # ...but es became a variant meanwhile
-        srv.commit(teacher, begun.upload_id)
+        srv.publishing.commit(teacher, begun.upload_id)
     with pytest.raises(NotFoundError):
-        srv.translation_report("course", "en")  # a base line has no translation report
+        srv.reads.translation_report("course", "en")  # a base line has no translation report
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -306,7 +307,9 @@ def publish_fast(data: Path, source: Path, version: int) -> None:
     repo = Repository(
         data, store=FolderChunkStore(data / "objects", durable=False), static_deltas=0
     )
-    target = LocalTarget(repo, repo.authenticate(repo.create_token("admin", label="base")))
+    target = LocalTarget(
+        repo.publishing, repo.tokens.authenticate(repo.tokens.create("admin", label="base"))
+    )
     result = Publisher(target, level=3).publish(
         source, bundle="intro-stats", locale="en", title="Introductory Statistics"
     )
@@ -352,7 +355,7 @@ def test_corpus_spanish_variant_on_the_wire_and_its_translation_report(
     assert wire_bytes <= 1.05 * baseline, (wire_bytes, baseline)
 
     publish_fast(data, v2, 2)
-    report = Repository(data).translation_report("intro-stats", "es")
+    report = Repository(data).reads.translation_report("intro-stats", "es")
     expected = {}
     for path in sorted(set(tes) | set(t2)):
         if path not in tes:
@@ -363,14 +366,14 @@ def test_corpus_spanish_variant_on_the_wire_and_its_translation_report(
             expected[path] = "stale"
         else:
             expected[path] = "up-to-date"
-    states = {f["path"]: f["state"] for f in report["files"]}
-    assert [f["path"] for f in report["files"]] == sorted(states)
+    states = {f.path: f.state for f in report.files}
+    assert [f.path for f in report.files] == sorted(states)
     assert states == expected
     counts = {
         s: list(expected.values()).count(s) for s in ("up-to-date", "stale", "missing", "extra")
     }
-    assert report["counts"] == counts
-    assert (report["base_version"], report["latest_base_version"]) == (1, 2)
+    assert report.counts == counts
+    assert (report.base_version, report.latest_base_version) == (1, 2)
     record_property("translation_counts", json.dumps(counts))
     print(f"translation report after v2: {counts}")
     assert all(counts.values())  # v2 renamed, changed and added files: every state occurs

@@ -28,7 +28,7 @@ from satchel.content.errors import FormatError, IntegrityError, NotFoundError, U
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import encode_object
 from satchel.content.render_cnxml import Target, parse_collection, render_cnxml
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.reader import NotOnLaptopError, StoredFile, file_etag, open_file
 from satchel.sync.store import MemoryChunkStore

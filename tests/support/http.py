@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.exceptions import StarletteDeprecationWarning
+from starlette.routing import Route
 
 with warnings.catch_warnings():
     # Starlette warns at import time that it would rather use httpx2; pyproject makes every
@@ -14,4 +18,16 @@ with warnings.catch_warnings():
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
-__all__ = ["IMMUTABLE", "TestClient"]
+
+def walk_routes(routes: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route of an app, included routers too."""
+    for route in routes:
+        if isinstance(route, APIRoute | Route):
+            for method in route.methods or ():
+                yield method, route.path
+        included = getattr(route, "original_router", None)  # app.include_router(...)
+        if included is not None:
+            yield from walk_routes(included.routes)
+
+
+__all__ = ["IMMUTABLE", "TestClient", "walk_routes"]

@@ -8,7 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 
 from tests.support.services import OnPostgres, PostgresCluster, repositories_on_postgres
 

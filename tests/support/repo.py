@@ -1,7 +1,7 @@
 """In-process repositories, fetchers and trees for the sync tests.
 
 :class:`RepoFetcher` is a :class:`~satchel.sync.fetcher.Fetcher` over a
-:class:`~satchel.server.service.Repository` in the same process. It records every exchange
+:class:`~satchel.server.repository.Repository` in the same process. It records every exchange
 (so tests can count round trips and read the want bitmaps) and has hooks to misbehave the
 way a bad link, a broken relay or an attacker would: serve another index or manifest, cut
 or rewrite the pack stream.
@@ -19,16 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from satchel.content.chunking import Chunker, ChunkerParams
-from satchel.content.errors import NotFoundError
+from satchel.content.errors import NotFoundError, TransportError
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import FileEntry, Manifest, parse_manifest
 from satchel.content.objects import decode_object, encode_object
-from satchel.server.service import LocalTarget, Repository
-from satchel.sync.errors import TransportError
+from satchel.server.publishing import LocalTarget
+from satchel.server.repository import Repository
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.pack import PackReader, pack_bytes
 from satchel.sync.plan import decode_want
-from satchel.sync.publish import Publisher, PublishResult, sign_index, sign_manifest
+from satchel.sync.publish import Publisher, PublishResult
+from satchel.sync.release import sign_index, sign_manifest
+from satchel.sync.serving import parse_pack_request
 from satchel.sync.store import MemoryChunkStore
 
 # Small chunks: a 60 KB tree already makes dozens of objects, so resumes and partial packs
@@ -99,7 +101,9 @@ def make_repository(path: Path) -> Repository:
 
 
 def admin_target(repo: Repository) -> LocalTarget:
-    return LocalTarget(repo, repo.authenticate(repo.create_token("admin", label="tests")))
+    return LocalTarget(
+        repo.publishing, repo.tokens.authenticate(repo.tokens.create("admin", label="tests"))
+    )
 
 
 def publish(
@@ -118,7 +122,7 @@ def publish(
 
 
 def index_entry(repo: Repository, bundle: str, locale: str) -> IndexEntry:
-    _env, index = parse_index(repo.index()[0])
+    _env, index = parse_index(repo.source.index()[0])
     entry = index.entry(bundle, locale)
     assert entry is not None, f"{bundle}/{locale} is not in the index"
     return entry
@@ -126,7 +130,7 @@ def index_entry(repo: Repository, bundle: str, locale: str) -> IndexEntry:
 
 def served_manifest(repo: Repository, bundle: str = "course", locale: str = "en") -> Manifest:
     entry = index_entry(repo, bundle, locale)
-    data = decode_object(repo.manifest_object(entry.manifest), entry.size)
+    data = decode_object(repo.source.manifest_object(entry.manifest), entry.size)
     return parse_manifest(data)[1]
 
 
@@ -149,7 +153,7 @@ def forge_version(
     """Sign ``manifest`` and an index naming it (plus the repository's other lines)."""
     envelope = sign_manifest(manifest, repo.key)
     mid = hashlib.sha256(envelope).hexdigest()
-    _env, current = parse_index(repo.index()[0])
+    _env, current = parse_index(repo.source.index()[0])
     entries = [
         e for e in current.entries if (e.bundle, e.locale) != (manifest.bundle, manifest.locale)
     ]
@@ -229,7 +233,7 @@ class RepoFetcher:
             body = self.index_override
             current = '"' + hashlib.sha256(body).hexdigest() + '"'
         else:
-            body, current = self.repo.index()
+            body, current = self.repo.source.index()
         modified = etag != current
         self.index_calls.append((etag, modified))
         return IndexResponse(body if modified else None, current)
@@ -239,8 +243,8 @@ class RepoFetcher:
         if manifest_id in self.manifest_overrides:
             return self.manifest_overrides[manifest_id]
         if self.deltas:
-            return self.repo.manifest_response(manifest_id, base)[0]
-        return self.repo.manifest_object(manifest_id)
+            return self.repo.source.manifest_response(manifest_id, base)[0]
+        return self.repo.source.manifest_object(manifest_id)
 
     def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:
         request: dict[str, str] = {
@@ -249,22 +253,23 @@ class RepoFetcher:
         }
         if base is not None and self.deltas:
             request["base"] = base
-        plan = self.repo.pack_plan(request)
-        body = b"".join(self.repo.pack_response(request)[0])
+        parsed = parse_pack_request(request)
+        plan = self.repo.source.plan(parsed)
+        body = b"".join(self.repo.source.pack(parsed).pieces)
         return self._respond(manifest_id, want, plan, body, request.get("base"))
 
     def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
         if not self.deltas:
             raise NotFoundError("this fetcher serves no ready-made deltas")
         self.delta_calls.append((base, manifest_id))
-        body = self.repo.static_delta(base, manifest_id)
+        body = self.repo.source.static_delta(base, manifest_id)
         if self.pack_rewrite is not None:
             body = self.pack_rewrite(body)
         return PackResponse(len(body), self._pieces(body))
 
     def fetch_range(self, cid: str, start: int, end: int | None = None) -> RangeResponse:
         self.range_calls.append((cid, start, end))
-        obj = self.repo.get_object(cid)
+        obj = self.repo.source.get_object(cid)
         if not self.ranges:
             return RangeResponse(0, len(obj), self._range_pieces(obj))
         if start >= len(obj) or (end is not None and end < start):
@@ -276,7 +281,7 @@ class RepoFetcher:
         if not self.deltas:
             raise NotFoundError("this fetcher serves no ready-made deltas")
         self.size_calls.append("static")
-        return self.repo.static_delta_size(base, manifest_id)
+        return self.repo.source.static_delta_size(base, manifest_id)
 
     def pack_size(self, manifest_id: str, want: bytes, base: str | None = None) -> int:
         request: dict[str, object] = {
@@ -287,7 +292,7 @@ class RepoFetcher:
         if base is not None and self.deltas:
             request["base"] = base
         self.size_calls.append("dynamic")
-        return self.repo.pack_dry_run(request)["bytes"]
+        return self.repo.source.pack_size(parse_pack_request(request)).bytes
 
     def _range_pieces(self, body: bytes) -> Iterator[bytes]:
         for start in range(0, len(body), self.piece_size):

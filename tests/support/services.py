@@ -263,7 +263,7 @@ def repositories_on_postgres(cluster: PostgresCluster) -> Iterator[OnPostgres]:
     key rotation) finds the same database again.
     """
     import pytest
-    from satchel.server.service import Repository
+    from satchel.server.repository import Repository
 
     state = OnPostgres(cluster, [], {})
     original = Repository.__init__
