@@ -1,7 +1,8 @@
 """Publishing, the teacher's side: chunk, learn what the server lacks, upload only that.
 
-:class:`Publisher` chunks and hashes the folder, sends the draft, learns which objects the
-server lacks, then compresses and uploads only those, as one pack stream, and commits.
+:class:`Publisher` chunks and hashes the folder, refuses a malformed exercise block in a
+Markdown lesson (:func:`check_exercises`), sends the draft, learns which objects the server
+lacks, then compresses and uploads only those, as one pack stream, and commits.
 Compression runs on every core while memory stays bounded by a window of in-flight chunks.
 The server's half (assembling and signing the version) is :mod:`satchel.sync.release`.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Protocol
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import IntegrityError
+from satchel.content.exercises import LESSON_SUFFIXES, MAX_MARKDOWN_BYTES, check_lesson_exercises
 from satchel.content.lessons import load as load_structure
+from satchel.content.manifest import FileEntry
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import (
     DEFAULT_LEVEL,
@@ -131,6 +134,16 @@ def encode_many(
             yield pending.popleft().result()
 
 
+def check_exercises(source: Path, files: Iterable[FileEntry]) -> None:
+    """Refuse a malformed ```gift block in a Markdown lesson before anything is sent: the
+    FormatError names the file, the line and what is wrong. Lessons over the size bound hold
+    no exercises (satchel.content.exercises), so they are not read."""
+    for entry in files:
+        if entry.path.lower().endswith(LESSON_SUFFIXES) and entry.size <= MAX_MARKDOWN_BYTES:
+            with (source / entry.path).open("rb") as f:
+                check_lesson_exercises(entry.path, f.read(MAX_MARKDOWN_BYTES + 1))
+
+
 class Publisher:
     """Publishes a folder as a new version, sending only what the server lacks."""
 
@@ -158,6 +171,7 @@ class Publisher:
         if from_locale is not None:
             check_locale(from_locale)
         scan = scan_tree(source, title=title, chunker=self.chunker)
+        check_exercises(source, scan.draft.files)
         # The table of contents travels in the signed manifest (satchel.toml or derived).
         found = load_structure(
             source, [f.path for f in scan.draft.files], title=title, locale=locale
