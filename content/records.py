@@ -5,7 +5,7 @@ class's join code, the bundle and locale of the class, and when. A **record** is
 learner did, numbered by the laptop that recorded it (``seq`` = 1, 2, 3... per device, never
 reused), so that any route delivers it exactly once::
 
-    {"answer": "4", "bundle": "intro-stats", "class": "7KQ2-M9XD", "correct": true,
+    {"answer": "4", "bundle": "intro-stats", "class": "7KQ2-M9X7", "correct": true,
      "kind": "answered", "learner": "0v3ah5x1g8k3x0rbj3r3xq7k5c", "lesson": "ch1/mean.md",
      "locale": "en", "question": "q1", "score_milli": 1000, "seq": 17,
      "time": "2026-11-23T10:00:00Z"}
@@ -18,6 +18,7 @@ refused: a record is data the server stores as it is, so a new field needs a new
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import unicodedata
@@ -111,10 +112,27 @@ def _check_bundle_locale(bundle: object, locale: object, what: str) -> None:
     if not isinstance(bundle, str) or not isinstance(locale, str):
         raise FormatError(f"{what} bundle and locale must be strings")
     try:
-        check_bundle(bundle)
-        check_locale(locale)
+        _bundle_locale_ok(bundle, locale)
     except UsageError as exc:
         raise FormatError(f"{what}: {exc}") from None
+
+
+# A batch repeats the same few bundles, lessons and class codes hundreds of times: remember
+# the ones that passed (a failure raises, and lru_cache never keeps a raise).
+@functools.lru_cache(maxsize=4096)
+def _bundle_locale_ok(bundle: str, locale: str) -> None:
+    check_bundle(bundle)
+    check_locale(locale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lesson_ok(lesson: str) -> None:
+    check_path(lesson)
+
+
+@functools.lru_cache(maxsize=1024)
+def _code_ok(code: str, what: str) -> None:
+    check_join_code(code, what)
 
 
 def _check_time(value: datetime, what: str) -> None:
@@ -215,10 +233,14 @@ class Record:
         if type(self.seq) is not int or not 1 <= self.seq <= MAX_SEQ:
             raise FormatError(f"{what}: seq must be an integer from 1 to {MAX_SEQ}")
         check_learner_id(self.learner, what)
-        check_join_code(self.class_code, what)
+        if not isinstance(self.class_code, str):
+            raise FormatError(f"{what}: class code must be a join code")
+        _code_ok(self.class_code, "record")
         _check_bundle_locale(self.bundle, self.locale, what)
+        if not isinstance(self.lesson, str):
+            raise FormatError(f"{what}: lesson must be a path")
         try:
-            check_path(self.lesson)
+            _lesson_ok(self.lesson)
         except FormatError as exc:
             raise type(exc)(f"{what} lesson: {exc}") from None
         if self.kind not in KINDS:
