@@ -25,7 +25,7 @@ ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 DATA_CHARS = 7
 CODE_CHARS = DATA_CHARS + 1
 _VALUE = {c: i for i, c in enumerate(ALPHABET)} | {"O": 0, "I": 1, "L": 1}
-_EXAMPLE = "7KQ2-M9XD"
+_EXAMPLE = "7KQ2-M9X7"
 
 
 def _times_x(value: int) -> int:
@@ -45,7 +45,7 @@ def _show(chars: str) -> str:
 
 
 def generate_join_code(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
-    """A new random code in its shown form, e.g. ``7KQ2-M9XD``."""
+    """A new random code in its shown form, e.g. ``7KQ2-M9X7``."""
     bits = int.from_bytes(random_bytes(5), "big") >> 5  # 35 bits
     values = [(bits >> (5 * i)) & 31 for i in reversed(range(DATA_CHARS))]
     values.append(_times_x(_checksum(values)))  # makes the sum over all eight zero

@@ -254,9 +254,23 @@ class RelayInbox(BatchFolder):
     stick imported again does not queue it a second time.
     """
 
-    def done(self) -> set[str]:
-        """Ids of batches the server said it is finished with (the newest MAX_DONE)."""
-        return set(self._done_lines())
+    _done_seen: tuple[int, int] | None = None
+    _done_ids: frozenset[str] = frozenset()
+
+    def done(self) -> frozenset[str]:
+        """Ids of batches the server said it is finished with (the newest MAX_DONE).
+
+        Read again only when ``done.txt`` changed: a stick of many batches asks per batch.
+        """
+        try:
+            st = os.stat(self.root / DONE_FILE)
+            seen: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            seen = None
+        if seen != self._done_seen:
+            self._done_ids = frozenset(self._done_lines())
+            self._done_seen = seen
+        return self._done_ids
 
     def put_batch(self, sealed: bytes) -> str | None:
         if batch_id(sealed) in self.done():
@@ -279,6 +293,7 @@ class RelayInbox(BatchFolder):
                 "".join(f"{x}\n" for x in kept).encode(),
                 durable=self.durable,
             )
+            self._done_seen = None  # read again next time (the mtime may not have moved)
             self.remove_batches(finished)
         return answer
 

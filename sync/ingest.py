@@ -16,6 +16,10 @@ unique key on (device, seq) as the last guard. The rules:
 - the new ``acked_through`` is the highest seq N such that every seq 1..N of the device is
   stored: records that arrive ahead of a gap are stored but not acknowledged until the gap
   fills, so the laptop keeps them (and resends them, harmlessly) until then.
+
+:func:`process_batches` runs a whole delivery (one request, or what a relay forwards): each
+batch alone (a bad one is refused with its reason, the others go on), then one signed receipt
+per device and one signed answer naming every batch, for the relay to drop them.
 """
 
 from __future__ import annotations

@@ -122,6 +122,8 @@ class Outbox:
             raise StoreError(
                 f"{PROGRESS_FILE} in {root} cannot be used ({exc}); restore it from a backup"
             ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot use {root} for learning records: {exc.strerror}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -158,6 +160,10 @@ class Outbox:
                 raise StoreError(
                     f"{PROGRESS_FILE} has schema {meta.get('schema')!r}, not {SCHEMA_VERSION};"
                     " update satchel"
+                )
+            if "device" not in meta or "acked" not in meta:
+                raise StoreError(
+                    f"{PROGRESS_FILE} is damaged (no device); restore it from a backup"
                 )
             return str(meta["device"])
         for statement in _SCHEMA.split(";"):

@@ -33,6 +33,13 @@ def test_the_alphabet_is_crockfords_without_ambiguous_letters() -> None:
     assert not set("ILOU") & set(ALPHABET)
 
 
+def test_the_example_in_error_messages_is_a_real_code() -> None:
+    with pytest.raises(UsageError, match=r"like .{4}-.{4}$") as info:
+        normalise_join_code("x")
+    example = str(info.value).rsplit("like ", 1)[1]
+    assert normalise_join_code(example) == example
+
+
 @given(code=codes)
 def test_a_child_may_type_lower_case_spaces_and_confusable_letters(code: str) -> None:
     plain = code.replace("-", "")
