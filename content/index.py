@@ -12,6 +12,10 @@ Its ``signed`` part::
 ``delta_from`` (optional) lists the older versions from which a ready-made, cacheable delta
 pack to this version exists (``GET /v1/deltas/{from manifest}/{to manifest}``).
 
+``records_key`` (optional; older indexes omit it and older readers ignore it) is the server's
+X25519 key that laptops seal learning records to (:mod:`satchel.content.recordskey`), so it
+is as trustworthy as the index: signed by the pinned publisher key.
+
 ``serial`` grows with every new index, ``expires`` bounds how long a stale copy (a freeze
 attack, or a mirror that stopped updating) can be passed off as current. The publisher key
 travels inside so that a client can pin it on first use without another round trip.
@@ -26,6 +30,7 @@ from typing import Any
 from .errors import FormatError
 from .manifest import MAX_TITLE, check_chunk_id, format_time, parse_time
 from .names import parse_bundle_locale
+from .recordskey import RecordsPublicKey
 from .signing import Envelope, PublicKey, open_envelope
 
 INDEX_FORMAT = 1
@@ -90,9 +95,10 @@ class ReleaseIndex:
     expires: datetime
     publisher: PublicKey
     entries: tuple[IndexEntry, ...]
+    records_key: RecordsPublicKey | None = None
 
     def to_signed(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "_type": "index",
             "format": INDEX_FORMAT,
             "serial": self.serial,
@@ -103,6 +109,9 @@ class ReleaseIndex:
                 e.to_json() for e in sorted(self.entries, key=lambda e: (e.bundle, e.locale))
             ],
         }
+        if self.records_key is not None:
+            doc["records_key"] = self.records_key.to_json()
+        return doc
 
     @classmethod
     def from_signed(cls, raw: dict[str, Any]) -> ReleaseIndex:
@@ -128,6 +137,9 @@ class ReleaseIndex:
             expires=parse_time(raw.get("expires"), "index expires"),
             publisher=PublicKey.from_json(raw.get("publisher")),
             entries=entries,
+            records_key=(
+                RecordsPublicKey.from_json(raw["records_key"]) if "records_key" in raw else None
+            ),
         )
 
     def entry(self, bundle: str, locale: str) -> IndexEntry | None:

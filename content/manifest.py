@@ -67,7 +67,17 @@ def parse_time(text: object, what: str) -> datetime:
     if not isinstance(text, str) or not _TIME.fullmatch(text):
         raise FormatError(f"{what} must be a UTC time like 2026-01-31T12:00:00Z")
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        # The pattern fixed every field's digits; datetime() checks their ranges (strptime did
+        # the same, at ten times the cost: records carry one time each).
+        return datetime(
+            int(text[0:4]),
+            int(text[5:7]),
+            int(text[8:10]),
+            int(text[11:13]),
+            int(text[14:16]),
+            int(text[17:19]),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise FormatError(
             f"{what} {text[:40]!r} is not a UTC time like 2026-01-31T12:00:00Z"
