@@ -30,7 +30,7 @@ from satchel.content.scoring import score  # noqa: E402
 from satchel.content.tree import scan_tree  # noqa: E402
 from satchel.sync.publish import check_exercises  # noqa: E402
 
-from bench._common import corpus, table  # noqa: E402
+from harness.bench import corpus, table  # noqa: E402
 
 QUESTIONS = [
     "::Capital {n}:: Capital of Ukraine? {{=Kyiv#Yes! ~Lviv#No. ~Odesa####Kyiv.}}",

@@ -76,8 +76,8 @@ from satchel.sync.store import MemoryChunkStore, store_lookup  # noqa: E402
 from satchel.sync.trust import check_entry_version, verify_index, verify_manifest  # noqa: E402
 from satchel.sync.updater import Updater  # noqa: E402
 
-from bench._common import CORPUS, table  # noqa: E402
-from tests.e2e_support import SatchelServer, run_cli  # noqa: E402
+from harness.bench import CORPUS, table  # noqa: E402
+from harness.e2e import SatchelServer, run_cli  # noqa: E402
 
 BUNDLE = "course"
 LOCALE = "en"

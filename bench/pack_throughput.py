@@ -42,8 +42,8 @@ from satchel.content.manifest import parse_manifest  # noqa: E402
 from satchel.content.objects import decode_object  # noqa: E402
 from satchel.sync.plan import encode_want  # noqa: E402
 
-from bench._common import CORPUS, table  # noqa: E402
-from tests.e2e_support import SatchelServer, run_cli  # noqa: E402
+from harness.bench import CORPUS, table  # noqa: E402
+from harness.e2e import SatchelServer, run_cli  # noqa: E402
 
 BUNDLE = "big"
 

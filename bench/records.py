@@ -40,7 +40,7 @@ from satchel.content.recordskey import derive_records_key  # noqa: E402
 from satchel.content.signing import SigningKey  # noqa: E402
 from satchel.sync.ingest import Ingest, MemoryLedger  # noqa: E402
 
-from bench._common import table  # noqa: E402
+from harness.bench import table  # noqa: E402
 
 MONDAY = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
 CHAPTERS = ["sampling-and-data", "descriptive-statistics", "probability-topics", "the-normal"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.paths import REPO
 
 # content <- sync <- edge <- server / clients <- cli: a layer never imports one above it, and
 # the two sides (server, clients) never import each other; only the cli root sees both.

@@ -16,9 +16,9 @@ from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.store import MemoryChunkStore
 
-from tests.support.http import walk_routes
+from harness.http import walk_routes
+from harness.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text("utf-8")
 PROTOCOL = (REPO / "docs" / "protocol.md").read_text("utf-8")
 UNDOCUMENTED_ROUTES = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
