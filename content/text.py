@@ -31,7 +31,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .errors import FormatError
-from .render_cnxml import CNXML, MATHML, MAX_BYTES, document_title, local, parse_xml
+from .render_cnxml import CNXML, MAX_BYTES, document_title, local, parse_xml
 
 Kind = Literal["markdown", "html", "cnxml"]
 
@@ -97,34 +97,23 @@ def extract_text(data: bytes, kind: Kind) -> PageText:
 
 # -- shared -----------------------------------------------------------------------------------
 class _Parts:
-    """Text gathered into title, headings and body, each capped as it grows."""
+    """Text gathered into title, headings and body; capped when the page is done (the input
+    is bounded by MAX_SOURCE_BYTES, so the pieces are too)."""
 
     def __init__(self) -> None:
         self.title: list[str] = []
         self.headings: list[str] = []
         self.body: list[str] = []
-        self._sizes = {"title": 0, "headings": 0, "body": 0}
-        self._caps = {"title": MAX_TITLE * 4, "headings": MAX_HEADINGS, "body": MAX_BODY}
-
-    def add(self, part: Literal["title", "headings", "body"], text: str) -> None:
-        room = self._caps[part] - self._sizes[part]
-        if room <= 0 or not text:
-            return
-        text = text[:room]
-        self._sizes[part] += len(text)
-        getattr(self, part).append(text)
 
     def heading(self, text: str) -> None:
         line = _clean(text)
         if line:
-            self.add("headings", line + "\n")
+            self.headings.append(line)
 
     def result(self, title: str | None = None) -> PageText:
-        heads = "\n".join(filter(None, (_clean(h) for h in "".join(self.headings).split("\n"))))
         chosen = _clean(title if title is not None else "".join(self.title))
-        return PageText(
-            chosen[:MAX_TITLE], heads[:MAX_HEADINGS], _clean("".join(self.body))[:MAX_BODY]
-        )
+        heads = "\n".join(self.headings)[:MAX_HEADINGS]
+        return PageText(chosen[:MAX_TITLE], heads, _clean("".join(self.body))[:MAX_BODY])
 
 
 def _clean(text: str) -> str:
@@ -236,12 +225,12 @@ class _HTMLText(HTMLParser):
 
     def _text(self, text: str) -> None:
         if self.in_title:
-            self.parts.add("title", text)
+            self.parts.title.append(text)
         elif self.in_heading:
             if sum(map(len, self.heading)) < MAX_HEADINGS:
                 self.heading.append(text)
         elif not (self.in_head and self.skip_head):
-            self.parts.add("body", text)
+            self.parts.body.append(text)
 
 
 def _html(data: bytes, *, skip_head: bool) -> PageText:
@@ -252,11 +241,12 @@ def _html(data: bytes, *, skip_head: bool) -> PageText:
     parts = parser.parts
     title = _clean("".join(parts.title))
     if not title and parts.headings:  # no <title>: the first heading names the page
-        title = parts.headings[0].split("\n", 1)[0]
+        title = parts.headings[0]
     return parts.result(title)
 
 
 # -- CNXML ------------------------------------------------------------------------------------
+_CNXML_LEN = len(CNXML)
 _CNXML_INLINE = {
     "emphasis", "term", "sub", "sup", "link", "foreign", "cite", "quote", "code", "span",
     "cite-title",
@@ -279,27 +269,25 @@ def _cnxml(data: bytes) -> PageText:
 
 def _walk(el: ET.Element, parts: _Parts, depth: int) -> None:
     """Body text of ``el``'s children, titles of sections, figures, notes... as headings."""
-    parts.add("body", el.text or "")
+    body = parts.body
+    body.append(el.text or "")
     for child in el:
-        tag = child.tag if isinstance(child.tag, str) else ""
-        name = local(tag)
-        if tag.startswith(MATHML) or not tag.startswith(CNXML) or name == "metadata":
-            parts.add("body", " ")  # formulas and foreign vocabularies are not searched
+        tag = child.tag
+        name = tag[_CNXML_LEN:] if isinstance(tag, str) and tag.startswith(CNXML) else None
+        if name is None or name in ("metadata", "newline", "space"):
+            body.append(" ")  # formulas (MathML) and foreign vocabularies are not searched
         elif name == "title":
             parts.heading("".join(child.itertext()))
-            parts.add("body", " ")
-        elif name in ("newline", "space"):
-            parts.add("body", " ")
+            body.append(" ")
         elif depth >= 100:  # deeper than the renderer goes: its text, flattened
-            parts.add("body", " " + "".join(child.itertext()) + " ")
-        else:
-            inline = name in _CNXML_INLINE
-            if not inline:
-                parts.add("body", " ")
+            body.append(" " + "".join(child.itertext()) + " ")
+        elif name in _CNXML_INLINE:
             _walk(child, parts, depth + 1)
-            if not inline:
-                parts.add("body", " ")
-        parts.add("body", child.tail or "")
+        else:
+            body.append(" ")
+            _walk(child, parts, depth + 1)
+            body.append(" ")
+        body.append(child.tail or "")
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -349,8 +337,8 @@ def _markdown(text: str) -> PageText:
                     first_heading = line
                 parts.heading(line)
             else:
-                parts.add("body", line + " ")
+                parts.body.append(line + " ")
         elif token.type in ("fence", "code_block"):
-            parts.add("body", token.content + " ")
+            parts.body.append(token.content + " ")
     title = front_title if front_title else first_heading
     return parts.result(title or "")

@@ -194,7 +194,9 @@ def content_key(entry: FileEntry, kind: Kind) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Page:
+class Page:
+    """A text page of a version, with its content key and the lesson it belongs to."""
+
     path: str
     key: str
     kind: Kind
@@ -240,6 +242,7 @@ class SearchIndex:
     def _connect(self, uri: str) -> sqlite3.Connection:
         db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, never torn
         return db
 
     def _format(self, db: sqlite3.Connection) -> str | None:
@@ -332,7 +335,7 @@ class SearchIndex:
             try:
                 return self._update(store)
             except sqlite3.DatabaseError as exc:
-                if exc.sqlite_errorcode not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                if not _damaged(exc):
                     raise
             self._rebuild()  # a damaged file: start again from the store
             return self._update(store)
@@ -385,7 +388,7 @@ class SearchIndex:
             manifest = store.load_manifest(manifest_id)
         except SatchelError:
             return  # a manifest that no longer verifies: fsck's business; index the rest
-        pages = _pages(manifest, ref.only)
+        pages = searchable_pages(manifest, ref.only)
         held = dict(
             db.execute(
                 "SELECT f.path, d.key FROM files f JOIN docs d ON d.id = f.doc"
@@ -434,7 +437,7 @@ class SearchIndex:
         db: sqlite3.Connection,
         store: LocalStore,
         manifest: Manifest,
-        page: _Page,
+        page: Page,
         counts: _Counts,
     ) -> int | None:
         try:
@@ -476,10 +479,15 @@ class SearchIndex:
         *,
         bundle: str | None = None,
         locale: str | None = None,
-        limit: int = 20,
+        limit: int = 10,
         offset: int = 0,
+        snippets: bool = True,
     ) -> SearchResults:
-        """Pages of the current versions matching every word of ``text``, best first."""
+        """Pages of the current versions matching every word of ``text``, best first.
+
+        Snippets cost most of a search (FTS5 reads the page's text again to place them);
+        ``snippets=False`` (suggestions as one types, say) leaves them empty.
+        """
         words = query_words(text)
         expression = match_expression(text)
         limit = max(1, min(limit, MAX_RESULTS))
@@ -509,20 +517,38 @@ class SearchIndex:
             db = self._reader()
             if db is None:
                 return SearchResults(" ".join(words), (), 0)
-            rows = db.execute(sql, (*params, limit, offset)).fetchall()
-            hits: list[SearchHit] = []
-            snippets: dict[int, tuple[str, str]] = {}
-            for b, loc, version, path, lesson, bundle_title, doc, rank, _total in rows:
-                if doc not in snippets:
-                    snippets[doc] = self._snippet(db, expression, doc)
-                title, snippet = snippets[doc]
-                hits.append(
-                    SearchHit(b, loc, version, path, title, lesson, bundle_title, snippet, -rank)
-                )
-            total = rows[0][8] if rows else 0
-            if not rows and offset:
-                total = self._count(db, sql, params)
+            try:
+                hits, total = self._hits(db, sql, params, limit, offset, expression, snippets)
+            except sqlite3.DatabaseError as exc:
+                if not _damaged(exc):
+                    raise
+                return SearchResults(" ".join(words), (), 0)  # rebuilt at the next update
         return SearchResults(" ".join(words), tuple(hits), total)
+
+    def _hits(
+        self,
+        db: sqlite3.Connection,
+        sql: str,
+        params: list[object],
+        limit: int,
+        offset: int,
+        expression: str,
+        snippets: bool,
+    ) -> tuple[list[SearchHit], int]:
+        rows = db.execute(sql, (*params, limit, offset)).fetchall()
+        total = rows[0][8] if rows else self._count(db, sql, params) if offset else 0
+        hits: list[SearchHit] = []
+        shown: dict[int, tuple[str, str]] = {}  # doc -> (title, snippet)
+        for b, loc, version, path, lesson, bundle_title, doc, rank, _total in rows:
+            if doc not in shown:
+                shown[doc] = (
+                    self._snippet(db, expression, doc) if snippets else self._title(db, doc)
+                )
+            title, snippet = shown[doc]
+            hits.append(
+                SearchHit(b, loc, version, path, title, lesson, bundle_title, snippet, -rank)
+            )
+        return hits, total
 
     @staticmethod
     def _snippet(db: sqlite3.Connection, expression: str, doc: int) -> tuple[str, str]:
@@ -540,6 +566,11 @@ class SearchIndex:
         title, *candidates = row
         body = candidates[0]
         return title, next((c for c in candidates if MARK_START in c), body)
+
+    @staticmethod
+    def _title(db: sqlite3.Connection, doc: int) -> tuple[str, str]:
+        row = db.execute("SELECT title FROM docs_text WHERE rowid = ?", (doc,)).fetchone()
+        return (row[0] if row else ""), ""
 
     @staticmethod
     def _count(db: sqlite3.Connection, sql: str, params: list[object]) -> int:
@@ -588,14 +619,14 @@ class _Counts:
         )
 
 
-def _pages(manifest: Manifest, only: tuple[str, ...] | None) -> list[_Page]:
+def searchable_pages(manifest: Manifest, only: tuple[str, ...] | None) -> list[Page]:
     """The version's text pages a selection keeps, each with its lesson's title."""
     lessons = structure(manifest).lessons
     lesson_of: dict[str, str] = {lesson.entry: lesson.title for lesson in lessons}
     for lesson in lessons:
         for path in lesson.paths:
             lesson_of.setdefault(path, lesson.title)
-    pages: list[_Page] = []
+    pages: list[Page] = []
     for entry in selected_files(manifest, only):
         kind = kind_of(entry.path)
         if kind is None:
@@ -604,8 +635,13 @@ def _pages(manifest: Manifest, only: tuple[str, ...] | None) -> list[_Page]:
         if name in NOT_LESSONS and entry.path not in lesson_of:
             continue  # LICENSE.md, CONTRIBUTING.md...: repository furniture, not lessons
         key = content_key(entry, kind)
-        pages.append(_Page(entry.path, key, kind, entry, lesson_of.get(entry.path)))
+        pages.append(Page(entry.path, key, kind, entry, lesson_of.get(entry.path)))
     return pages
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """The file is not a database or a damaged one (not: busy, full disk, read-only)."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def _names_ok(bundle: str | None, locale: str | None) -> bool:

@@ -121,6 +121,17 @@ def test_title_ranks_above_body_and_snippets_mark_the_words(tmp_path: Path) -> N
     assert second.snippet_html().startswith("<mark>Sampling</mark> methods")
 
 
+def test_without_snippets_the_same_hits_and_titles(tmp_path: Path) -> None:
+    _repo, store = course_store(tmp_path)
+    with SearchIndex.of(store) as index:
+        full = index.search("sampling")
+        bare = index.search("sampling", snippets=False)
+    assert [(h.path, h.title, h.score) for h in bare.hits] == [
+        (h.path, h.title, h.score) for h in full.hits
+    ]
+    assert all(h.snippet == "" for h in bare.hits) and all(h.snippet for h in full.hits)
+
+
 def test_snippets_are_text_that_a_page_escapes(tmp_path: Path) -> None:
     files = dict(COURSE)
     files["x/index.html"] = f"<p>bold &lt;b&gt; {MARK_START}forged{MARK_END} word</p>".encode()
@@ -374,8 +385,10 @@ def test_a_corrupted_page_inside_the_index_is_rebuilt(tmp_path: Path) -> None:
     page = 4096
     data[page * 2 : page * 3] = b"\x5a" * page  # clobber a B-tree page
     path.write_bytes(bytes(data))
+    for query in ("sampling", "їжак", "data", "a"):
+        assert isinstance(SearchIndex.of(store).search(query), SearchResults)  # never raises
     result = update_search_index(store)
-    assert result.files_indexed + result.files_reused >= 0  # no exception escaped
+    assert result.rebuilt and result.files_indexed == 7
     assert found(store, "sampling") == ["stats/index.md", "data/index.md"]
 
 
