@@ -44,7 +44,14 @@ from satchel.content.errors import SatchelError, StoreError, UsageError
 from satchel.content.lessons import NOT_LESSONS, structure
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
-from satchel.content.text import MARK_END, MARK_START, Kind, extract_text, kind_of
+from satchel.content.text import (
+    MARK_END,
+    MARK_START,
+    MAX_SOURCE_BYTES,
+    Kind,
+    extract_text,
+    kind_of,
+)
 
 from .local import LocalStore, Ref
 from .reader import StoredFile, missing_chunks
@@ -441,9 +448,11 @@ class SearchIndex:
         counts: _Counts,
     ) -> int | None:
         try:
-            data = StoredFile(page.entry, store.objects, manifest).read()
+            data = StoredFile(page.entry, store.objects, manifest).read(MAX_SOURCE_BYTES)
         except SatchelError:
-            counts.files_skipped += 1  # a rotten chunk: fsck --repair, then the next sync
+            # Over the size limit (never read into memory), or a rotten chunk (fsck --repair,
+            # then the next sync brings it back).
+            counts.files_skipped += 1
             return None
         text = extract_text(data, page.kind)
         cursor = db.execute(

@@ -246,6 +246,30 @@ def test_pages_with_missing_chunks_are_skipped_not_fatal(tmp_path: Path) -> None
     assert found(store, "кыргызча") == [] and found(store, "їжак") == ["uk/index.md"]
 
 
+def test_oversized_and_rotten_pages_are_skipped_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repository(tmp_path / "srv")
+    files = dict(COURSE)
+    files["big/index.md"] = md("Big", "bigword " * 200)
+    publish(repo, write_tree(tmp_path / "src", files), title="Course")
+    store = LocalStore(tmp_path / "store", durable=False)
+    sync(repo, store)
+    ref = store.ref("course", "en")
+    assert ref is not None
+    (cid, _n), *_ = store.load_manifest(ref.manifest).file("ky/index.md").chunks
+    path = store.objects.root / cid[:2] / cid
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # a rotten block on the disk
+    monkeypatch.setattr(search, "MAX_SOURCE_BYTES", 1000)  # big/index.md is over it
+    result = update_search_index(store)
+    assert result.files_skipped == 2 and result.files_indexed == 6
+    assert found(store, "bigword") == [] and found(store, "кыргызча") == []
+    path.write_bytes(good)  # repaired (fsck --repair and a sync)
+    assert update_search_index(store).files_indexed == 1
+    assert found(store, "кыргызча") == ["ky/index.md"]
+
+
 def test_lesson_titles_come_from_the_manifest(tmp_path: Path) -> None:
     files = dict(COURSE)
     files["satchel.toml"] = b"""
