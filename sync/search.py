@@ -220,7 +220,7 @@ class SearchIndex:
 
     def __init__(self, path: Path, *, write: bool = False) -> None:
         check_fts5()
-        self.path = path
+        self.path = path.absolute()  # a file: URI needs an absolute path (--store may be relative)
         self.write = write
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None

@@ -366,6 +366,16 @@ def test_a_viewer_never_creates_the_index(tmp_path: Path) -> None:
     assert not (store.root / INDEX_NAME).exists()
 
 
+def test_a_store_given_by_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repository(tmp_path / "srv")
+    publish(repo, write_tree(tmp_path / "src", COURSE))
+    monkeypatch.chdir(tmp_path)
+    store = LocalStore(Path("store"), durable=False)
+    sync(repo, store)
+    assert update_search_index(store).files_indexed == 7
+    assert found(store, "їжак") == ["uk/index.md"]
+
+
 def test_a_reader_sees_an_update_and_a_rebuilt_file(tmp_path: Path) -> None:
     repo, store = course_store(tmp_path)
     reader = SearchIndex.of(store)
