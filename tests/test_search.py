@@ -10,6 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from satchel.content.errors import StoreError
 from satchel.content.text import MARK_END, MARK_START, extract_text
 from satchel.server.service import Repository
@@ -350,6 +352,19 @@ def test_query_words_are_bounded_and_quoted() -> None:
         expression = match_expression(query)
         if expression is not None:  # FTS5 accepts every expression we build
             db.execute("SELECT * FROM t WHERE t MATCH ?", (expression,)).fetchall()
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_a_valid_fts5_query_or_nothing(text: str) -> None:
+    db = sqlite3.connect(":memory:")
+    db.execute(f'CREATE VIRTUAL TABLE t USING fts5(x, tokenize="{search.TOKENIZER}")')
+    db.execute("INSERT INTO t VALUES ('sampling data oʻzbek їжак')")
+    expression = match_expression(text)
+    if expression is None:
+        head = text[: search.MAX_QUERY_CHARS]
+        assert not any(c.isalnum() for c in head if not "\ud800" <= c <= "\udfff")
+    else:
+        db.execute("SELECT * FROM t WHERE t MATCH ?", (expression,)).fetchall()
 
 
 # -- the file itself --------------------------------------------------------------------------
