@@ -31,11 +31,14 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .errors import FormatError
-from .render_cnxml import CNXML, MAX_BYTES, document_title, local, parse_xml
+from .lessons import MAX_SCAN_BYTES
+from .render_cnxml import CNXML, document_title, local, parse_xml
 
 Kind = Literal["markdown", "html", "cnxml"]
 
-MAX_SOURCE_BYTES = MAX_BYTES  # the viewer renders no larger page either (16 MiB)
+# Larger pages are not read: real lessons are well under 1 MB, and the standard library's HTML
+# parser takes seconds per MB of hostile tag soup (the same limit as scanning pages for links).
+MAX_SOURCE_BYTES = MAX_SCAN_BYTES
 MAX_TITLE = 300
 MAX_HEADINGS = 16_000  # characters
 MAX_BODY = 400_000  # characters: an OpenStax module has at most ~120,000
@@ -164,6 +167,7 @@ class _HTMLText(HTMLParser):
         self.in_head = False
         self.in_heading = False
         self.heading: list[str] = []
+        self.heading_size = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _VOID:
@@ -217,6 +221,7 @@ class _HTMLText(HTMLParser):
         if self.in_heading:
             self.parts.heading("".join(self.heading))
             self.heading.clear()
+            self.heading_size = 0
             self.in_heading = False
 
     def handle_data(self, data: str) -> None:
@@ -227,8 +232,9 @@ class _HTMLText(HTMLParser):
         if self.in_title:
             self.parts.title.append(text)
         elif self.in_heading:
-            if sum(map(len, self.heading)) < MAX_HEADINGS:
+            if self.heading_size < MAX_HEADINGS:  # a running count: no rescans of the list
                 self.heading.append(text)
+                self.heading_size += len(text)
         elif not (self.in_head and self.skip_head):
             self.parts.body.append(text)
 

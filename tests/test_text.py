@@ -182,6 +182,12 @@ def test_oversized_input_gives_no_text_and_parts_are_capped() -> None:
     assert len(text.body) > MAX_BODY - 10  # filled up to the cap, not dropped
 
 
+def test_a_heading_of_many_pieces_is_capped_without_rescanning_them() -> None:
+    page = b"<h1>" + b"<b>x</b>" * 200_000 + b"</h1><p>after</p>"  # 200,000 pieces
+    text = extract_text(page, "html")
+    assert MAX_HEADINGS - 1 <= len(text.headings) <= MAX_HEADINGS and text.body == "after"
+
+
 def test_marks_and_control_characters_never_reach_the_text() -> None:
     forged = f"<title>a{MARK_START}b</title><p>x{MARK_END}y\x00z\x1b</p>".encode()
     text = extract_text(forged, "html")
