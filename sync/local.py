@@ -13,6 +13,8 @@ Layout of ``STORE/``::
                                   "only": [selectors] after a selective sync}
     partial/<chunk id>            partly received objects, finished later with a Range request
                                   (at most 8; see :mod:`satchel.sync.resume`)
+    search.sqlite                 the search index, derived from the kept versions
+                                  (:mod:`satchel.sync.search`)
 
 A ref is replaced with one ``os.replace``, and only after every object of the new version is
 stored, so the current version switches atomically and the old one stays whole until then.
