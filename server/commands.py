@@ -122,6 +122,14 @@ def serve(
             " of any proxy in front (nginx upstream keepalive_timeout), or requests race a close."
         ),
     ] = 75,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address of a reverse proxy in front (repeatable): only requests from it may"
+            " name the client's address in X-Forwarded-For. None: the header is ignored.",
+        ),
+    ] = None,
 ) -> None:
     """Run the server (SQLite + a local folder unless told otherwise)."""
     import uvicorn
@@ -161,6 +169,11 @@ def serve(
         # uvicorn's 5 s default closes connections that a busy client or a proxy is about to
         # reuse: 119 of 500 load-test syncs failed "disconnected without a response" with it.
         timeout_keep_alive=max(keep_alive, 1),
+        # The failed-authentication brake counts per client address: take that address from
+        # X-Forwarded-For only when the request comes from a proxy named here (never from "*",
+        # and never from uvicorn's environment default).
+        proxy_headers=bool(trusted_proxy),
+        forwarded_allow_ips=",".join(trusted_proxy or []) or None,
     )
 
 

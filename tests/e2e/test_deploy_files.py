@@ -18,6 +18,7 @@ import random
 import re
 import signal
 import subprocess
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,10 @@ def test_compose_command_uses_only_options_the_cli_knows(compose: dict[str, Any]
 
 def test_dockerfile_installs_the_packages_and_serves() -> None:
     text = (REPO / "Dockerfile").read_text("utf-8")
-    for pkg in ("content", "sync", "server", "clients"):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    folders = pyproject["tool"]["setuptools"]["package-dir"].values()
+    assert set(folders) >= {"content", "sync", "edge", "server", "clients", "cli"}
+    for pkg in folders:  # every package the install needs is in the image
         assert f"COPY {pkg} ./{pkg}" in text
         assert (REPO / pkg).is_dir()
     assert "pip install ." in text
@@ -263,3 +267,38 @@ def test_deploy_nginx_caches_only_immutable_paths(
         set(r) >= {"time", "method", "path", "status", "bytes", "duration_ms"} for r in records
     )
     assert secret.status_code == 200
+
+
+def test_spoofed_forwarded_for_through_nginx_neither_escapes_nor_misdirects_the_brake(
+    tmp_path: Path,
+) -> None:
+    """Finding 4: clients that send their own X-Forwarded-For through the shipped nginx. The
+    brake counts the address nginx saw: 25 guesses under 25 made-up addresses meet 429, and
+    guesses in a victim's name do not lock the victim out."""
+    if not NGINX.exists():
+        pytest.skip("nginx not installed (apt-get install nginx)")
+    with SatchelServer(tmp_path / "srv", extra=("--trusted-proxy", "127.0.0.1")) as origin:
+        admin = origin.token("admin")
+        nginx = DeployedNginx(tmp_path / "nginx", origin.port).start()
+        try:
+            victim = httpx.Client(
+                base_url=nginx.url, transport=httpx.HTTPTransport(local_address="127.0.0.2")
+            )
+            with httpx.Client(base_url=nginx.url) as attacker, victim:
+                statuses = []
+                for n in range(25):
+                    spoofed = "127.0.0.2" if n % 2 else f"198.51.100.{n}"
+                    r = attacker.get(
+                        "/v1/tokens",
+                        headers={
+                            "Authorization": f"Bearer sat_guess{n}",
+                            "X-Forwarded-For": spoofed,
+                        },
+                    )
+                    statuses.append(r.status_code)
+                mine = victim.get("/v1/tokens", headers={"Authorization": f"Bearer {admin}"})
+        finally:
+            nginx.stop()
+    assert statuses[:10] == [401] * 10
+    assert set(statuses[10:]) == {429}
+    assert mine.status_code == 200, mine.text  # the victim's own address was never charged
