@@ -226,6 +226,10 @@ def test_history_records_who_when_notes_and_base(
         es, bundle="course", locale="es", title="Curso", from_locale="en", notes="traducción"
     )
 
+    assert client.get("/v1/history/course/en").status_code == 401  # names people: token first
+    client.headers["Authorization"] = (
+        f"Bearer {srv.tokens.create('curator', bundle='x', locale='es')}"
+    )
     r = client.get("/v1/history/course/en")
     assert r.status_code == 200
     versions = r.json()["versions"]

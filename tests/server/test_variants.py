@@ -271,14 +271,17 @@ def test_cli_publish_variant_with_notes_and_translations(tmp_path: Path) -> None
             "translations", "--server", server.url, "--bundle", "course", "--locale", "en"
         )
         assert missing.code == 1 and "not a locale variant" in missing.stderr
-        history = server_history(server.url, "es")
+        history = server_history(server.url, "es", curator)
         assert history[0]["notes"] == "Spanish first cut" and history[0]["role"] == "curator"
 
 
-def server_history(url: str, locale: str) -> list[dict[str, object]]:
+def server_history(url: str, locale: str, token: str) -> list[dict[str, object]]:
     import httpx
 
-    versions = httpx.get(f"{url}/v1/history/course/{locale}", timeout=10).json()["versions"]
+    auth = {"Authorization": f"Bearer {token}"}
+    versions = httpx.get(f"{url}/v1/history/course/{locale}", headers=auth, timeout=10).json()[
+        "versions"
+    ]
     assert isinstance(versions, list)
     return versions
 
