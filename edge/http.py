@@ -8,15 +8,18 @@ behind our back. Every request body is read against a limit before it is kept.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from satchel.content.errors import (
     RateLimitedError,
     SatchelError,
+    StalledError,
     StoreError,
     TooLargeError,
     UsageError,
@@ -165,3 +168,31 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SatchelError, handler)
     app.add_exception_handler(OSError, handler)
+
+
+async def stream_body(request: Request, idle: float, limit: int) -> AsyncIterator[bytes]:
+    """A long body (an upload) in batches of about 256 KiB: each read is waited for at most
+    ``idle`` seconds (a stalled or slowloris client is dropped with 408) and the whole is
+    bounded by ``limit`` (413 the moment it is passed)."""
+    # Coalesce small network reads so verification runs on batches of frames.
+    buf = bytearray()
+    stream = request.stream().__aiter__()
+    total = 0
+    while True:
+        try:
+            piece = await asyncio.wait_for(anext(stream), idle)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise StalledError(
+                f"upload sent nothing for {idle:g} s and was dropped; publish again to resume"
+            ) from None
+        total += len(piece)
+        if total > limit:
+            raise TooLargeError(f"upload is over the {limit:,}-byte limit of this request")
+        buf += piece
+        if len(buf) >= 256 * 1024:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)

@@ -8,9 +8,7 @@ and metrics. Every error answers with its own status (:mod:`satchel.content.erro
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 
 from fastapi import FastAPI, Query, Request, Response
@@ -20,13 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from satchel.content.errors import (
     AuthError,
     NotFoundError,
-    StalledError,
     TooLargeError,
     UsageError,
 )
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_object
-from satchel.edge.http import install_error_handlers, json_body, read_body
+from satchel.edge.http import install_error_handlers, json_body, read_body, stream_body
 from satchel.edge.read_routes import read_router
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
@@ -207,7 +204,7 @@ def create_app(
                 f"upload of {int(declared):,} bytes is over the {receiver.max_bytes:,} bytes"
                 " this draft's objects can take"
             )
-        async for piece in _pieces(request, upload_idle, receiver.max_bytes):
+        async for piece in stream_body(request, upload_idle, receiver.max_bytes):
             frames = reader.feed(piece)
             if frames:
                 await run_in_threadpool(receiver.receive, frames)
@@ -293,29 +290,3 @@ def _unwrap_object(body: bytes, limit: int) -> bytes:
     if length > limit:
         raise TooLargeError(f"request body declares {length:,} bytes, over the {limit:,} limit")
     return decode_object(body, length)
-
-
-async def _pieces(request: Request, idle: float, limit: int) -> AsyncIterator[bytes]:
-    """The body in batches, each read waited for at most ``idle`` s, ``limit`` bytes in all."""
-    # Coalesce small network reads so verification runs on batches of frames.
-    buf = bytearray()
-    stream = request.stream().__aiter__()
-    total = 0
-    while True:
-        try:
-            piece = await asyncio.wait_for(anext(stream), idle)
-        except StopAsyncIteration:
-            break
-        except TimeoutError:
-            raise StalledError(
-                f"upload sent nothing for {idle:g} s and was dropped; publish again to resume"
-            ) from None
-        total += len(piece)
-        if total > limit:
-            raise TooLargeError(f"upload is over the {limit:,} bytes this draft's objects can take")
-        buf += piece
-        if len(buf) >= 256 * 1024:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)

@@ -44,6 +44,7 @@ from satchel.content.errors import (
     NotFoundError,
     RateLimitedError,
     SatchelError,
+    TooLargeError,
     UsageError,
     http_status,
 )
@@ -52,6 +53,7 @@ from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
 from satchel.content.toc import Lesson
+from satchel.edge.http import stream_body
 from satchel.sync.publish import Publisher, PublishResult
 from satchel.sync.store import store_lookup
 
@@ -675,30 +677,28 @@ def web_router(
         declared = request.headers.get("content-length")
         ceiling = 4 + web.limits.max_header_bytes + web.limits.max_upload_bytes
         if declared is not None and declared.isdigit() and int(declared) > ceiling:
-            raise UsageError(f"the upload is over this server's {ceiling:,}-byte limit")
+            raise TooLargeError(f"the upload is over this server's {ceiling:,}-byte limit")
         root = Path(tempfile.mkdtemp(dir=web.uploads, prefix="up-"))
         stream = UploadStream(root, web.limits)
         try:
             refused: SatchelError | None = None
             buf = bytearray()
-            seen = 0
-            async for piece in request.stream():
-                seen += len(piece)
-                if seen > ceiling:  # a body with no Content-Length is bounded all the same
-                    raise refused or UsageError(
-                        f"the upload is over this server's {ceiling:,}-byte limit"
-                    )
-                if refused is not None:
-                    # Read the rest before answering: a browser that is still sending when the
-                    # connection closes shows "connection reset" instead of our reason.
-                    continue
-                buf += piece
-                if len(buf) >= FEED_BYTES:
-                    try:
-                        await run_in_threadpool(stream.feed, bytes(buf))
-                    except SatchelError as exc:
-                        refused = exc
-                    buf.clear()
+            try:
+                # Bounded in size (with or without Content-Length) and in idle time.
+                async for piece in stream_body(request, web.limits.idle_seconds, ceiling):
+                    if refused is not None:
+                        # Read the rest before answering: a browser that is still sending
+                        # when the connection closes shows "connection reset", not our reason.
+                        continue
+                    buf += piece
+                    if len(buf) >= FEED_BYTES:
+                        try:
+                            await run_in_threadpool(stream.feed, bytes(buf))
+                        except SatchelError as exc:
+                            refused = exc
+                        buf.clear()
+            except TooLargeError as exc:
+                raise refused or exc from None  # the first reason is the one worth reading
             if refused is not None:
                 raise refused
             await run_in_threadpool(stream.feed, bytes(buf))

@@ -54,6 +54,9 @@ class WebLimits:
     # A bigger ratio on a big entry is a zip bomb, refused before it fills the disk.
     max_zip_ratio: int = 200
     zip_ratio_floor: int = 1 * MiB  # entries smaller than this are not ratio-checked
+    # An upload that sends nothing for this long is dropped, as on the API: a stalled browser
+    # must not hold a connection, a temp folder and a principal open.
+    idle_seconds: float = 60.0
 
 
 # -- diffs ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ upload path writes real files and the publisher stores real chunks. Browser beha
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -14,6 +15,7 @@ import json
 import random
 import stat
 import struct
+import time
 import zipfile
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -1139,8 +1141,7 @@ def test_a_body_without_content_length_is_bounded_too(srv: Repository) -> None:
             content=endless(),
             headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
         )
-        assert r.status_code in (400, 422)
-        assert "limit" in r.json()["error"] or "more bytes" in r.json()["error"]
+        assert r.status_code == 413 and "limit" in r.json()["error"]
         # Refused early (a bad path), the rest is read and the reason still arrives.
         bad = body({"kind": "folder", "files": [{"path": "../x", "size": 3_000}]}, b"z" * 3_000)
         r = c.post(
@@ -1149,4 +1150,89 @@ def test_a_body_without_content_length_is_bounded_too(srv: Repository) -> None:
             headers={"X-CSRF-Token": csrf, "Origin": ORIGIN},
         )
         assert r.status_code in (400, 422) and "'..'" in r.json()["error"]
+    assert srv.reads.catalog() == []
+
+
+# -- finding 9: a web upload in flight -----------------------------------------------------------
+def _drive_upload(
+    repo: Repository, token: str, pieces: list[bytes], between: Any, idle: float = 60.0
+) -> int:
+    """POST /web/api/publish/course/en straight into the app, one body piece per read;
+    ``between(n)`` runs before piece n (n >= 1) is handed over. Returns the status sent."""
+    from dataclasses import replace
+
+    from fastapi import FastAPI
+    from satchel.edge.http import install_error_handlers
+    from satchel.server.web import web_router
+    from satchel.server.webdata import WebLimits
+
+    app = FastAPI()
+    app.include_router(web_router(repo, limits=replace(WebLimits(), idle_seconds=idle)))
+    install_error_handlers(app)
+    queue = list(pieces)
+    sent: list[dict[str, Any]] = []
+    handed = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal handed
+        if not queue:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        if handed:
+            await between(handed)
+        handed += 1
+        return {"type": "http.request", "body": queue.pop(0), "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [
+        (b"host", b"testserver"),
+        (b"origin", ORIGIN.encode()),
+        (b"cookie", f"{COOKIE}={token}".encode()),
+        (b"x-csrf-token", csrf_token(token).encode()),
+        (b"content-type", b"application/octet-stream"),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/web/api/publish/course/en",
+        "raw_path": b"/web/api/publish/course/en",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))  # type: ignore[arg-type]
+    return int(next(m for m in sent if m["type"] == "http.response.start")["status"])
+
+
+def test_a_token_revoked_during_a_web_upload_publishes_nothing(srv: Repository) -> None:
+    made = srv.tokens.issue("teacher", bundle="course", label="Ana")
+    data = folder_body({"a.txt": b"a" * 3_000, "b.txt": b"b" * 3_000})
+    half = len(data) // 2
+
+    async def revoke(n: int) -> None:
+        if n == 1:  # signed in and checked; the upload is under way
+            srv.tokens.revoke(made.info.id)
+
+    status = _drive_upload(srv, made.token, [data[:half], data[half:]], revoke)
+    assert status == 401
+    assert srv.reads.catalog() == []
+
+
+def test_an_idle_web_upload_is_dropped(srv: Repository) -> None:
+    token = srv.tokens.create("teacher", bundle="course")
+    data = folder_body({"a.txt": b"a" * 3_000})
+
+    async def stall(n: int) -> None:
+        await asyncio.sleep(20)
+
+    began = time.monotonic()
+    status = _drive_upload(srv, token, [data[:50], data[50:]], stall, idle=0.3)
+    assert status == 408
+    assert time.monotonic() - began < 15
     assert srv.reads.catalog() == []
