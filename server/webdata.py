@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from satchel.content.errors import FormatError, IntegrityError, UnsafePathError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
-from satchel.content.paths import check_path, check_tree
+from satchel.content.paths import check_path, check_publish_tree
 from satchel.sync.receive import store_lookup
 from satchel.sync.store import ChunkStore
 
@@ -293,7 +293,7 @@ def parse_upload_header(raw: bytes, limits: WebLimits) -> UploadHeader:
             if gz and (digest is None or not send):
                 raise FormatError(f"{path[:120]!r} is sent compressed, so it needs its sha256")
             files.append(UploadFile(path, size, digest, send, gz, wire))
-        check_tree(f.path for f in files)
+        check_publish_tree(f.path for f in files)
         sent = max(sum(f.size for f in files if f.send), sum(f.body_size for f in files if f.send))
         if sent > limits.max_upload_bytes:
             raise UsageError(
@@ -473,7 +473,7 @@ def extract_zip(archive: Path, dest: Path, limits: WebLimits) -> int:
         names = [_zip_name(i) for i in infos]
         prefix = _common_folder(names)
         paths = [n[len(prefix) :] for n in names]
-        check_tree(paths)
+        check_publish_tree(paths)
         declared = sum(i.file_size for i in infos)
         if declared > limits.max_zip_uncompressed:
             raise UsageError(

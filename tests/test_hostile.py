@@ -198,6 +198,52 @@ def test_h05_over_long_names_are_refused(world: World, path: str) -> None:
     _refused_path(world, [*served_manifest(world.repo).files, entry(world, path)])
 
 
+NOT_PORTABLE = ["notes/12:30.md", "what?.md", 'say "hi".md', "CON.txt", "lessons/aux", "end.", "x "]
+
+
+@pytest.mark.parametrize("path", NOT_PORTABLE)
+def test_h23_names_a_usb_stick_or_windows_cannot_hold_are_refused_at_publish(
+    world: World, http: TestClient, admin: str, path: str
+) -> None:
+    """FAT/exFAT/NTFS cannot hold these names: a teacher's publish and a draft sent straight
+    to the server are refused, naming the path and why; the published line is untouched."""
+    src = write_tree(world.tmp / "bad", {**world.v1, path: b"a lesson"})
+    with pytest.raises(UnsafePathError, match="cannot hold") as info:
+        publish(world.repo, src)
+    assert repr(path) in str(info.value) and "rename it" in str(info.value)
+    assert served_manifest(world.repo).version == 1
+    draft = canonical.encode(
+        {
+            "title": "Hostile",
+            "chunker": SMALL.to_json(),
+            "files": [
+                {"path": path, "size": 1, "mode": 0o644, "media_type": "text/plain",
+                 "chunks": [[hashlib.sha256(b"x").hexdigest(), 1]]}
+            ],
+        }
+    )  # fmt: skip
+    r = http.post("/v1/publish/course/en", content=draft, headers=bearer(admin))
+    assert r.status_code == 422, r.text
+    assert "cannot hold" in r.json()["error"] and path in r.json()["error"]
+
+
+def test_h23_a_manifest_signed_before_the_rule_still_syncs(world: World) -> None:
+    """Readers only publish-check: a version signed with such names still syncs and checks
+    out on a disk that can hold them (a laptop is never cut off from what it could read)."""
+    odd = entry(world, "notes/12:30.md")
+    files = sorted([*served_manifest(world.repo).files, odd], key=lambda f: f.path)
+    world.offer(signed_with(world, files))
+    world.fetcher.reset()
+    world.sync()
+    assert world.version == 2
+    ref = world.store.ref("course", "en")
+    assert ref is not None
+    out = world.tmp / "out-v2"
+    checkout(world.store.load_manifest(ref.manifest), world.store.objects, out)
+    first = served_manifest(world.repo).files[0].path
+    assert (out / "notes/12:30.md").read_bytes() == world.v1[first]
+
+
 @pytest.mark.parametrize("path", TRAVERSAL[:2] + ABSOLUTE[:1] + TOO_LONG[:1] + ["A.txt|a.txt"])
 def test_h01_to_h05_the_server_refuses_the_same_paths_in_a_draft(
     http: TestClient, admin: str, path: str
