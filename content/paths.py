@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 from .errors import UnsafePathError
 
+# A checkout's marker (see satchel.sync.checkout): a publisher skips it, a draft may not hold it.
+CHECKOUT_MARKER = ".satchel-checkout.json"
 MAX_PATH_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 NOT_ON_FAT = frozenset('?:"|<>*')  # backslash and control characters: check_path refuses them
@@ -118,3 +120,5 @@ def check_publish_tree(paths: Iterable[str]) -> None:
     check_tree(listed)
     for path in listed:
         check_portable(path)
+        if path == CHECKOUT_MARKER:
+            raise UnsafePathError(f"{path!r} is the name checkout keeps for its marker; rename it")

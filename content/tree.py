@@ -16,7 +16,7 @@ from pathlib import Path
 from .chunking import Chunker
 from .errors import FormatError, UnsafePathError
 from .manifest import FileEntry, ManifestDraft
-from .paths import check_publish_tree, to_bundle_path
+from .paths import CHECKOUT_MARKER, check_publish_tree, to_bundle_path
 
 # Built-in types only (a MimeTypes() instance ignores /etc/mime.types), so the same tree gets
 # the same manifest on every machine.
@@ -78,6 +78,8 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
                 raise UnsafePathError(f"{'/'.join((*rel_dir, name))!r} is a link to a folder")
         dirnames.sort()
         for name in sorted(filenames):
+            if not rel_dir and name == CHECKOUT_MARKER:
+                continue  # a checkout's marker: publishing a checked-out folder leaves it out
             full = here / name
             rel = to_bundle_path((*rel_dir, name))
             if full.is_symlink():

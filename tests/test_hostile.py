@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -168,11 +169,12 @@ def test_h03_links_and_special_files_in_a_signed_manifest_are_refused(
 
 
 def test_h03_a_link_in_the_checkout_destination_is_not_followed(world: World) -> None:
-    """A symlink planted where the checkout goes is replaced, never written through."""
+    """A symlink planted in an earlier checkout is replaced, never written through."""
     outside = world.tmp / "outside"
     outside.mkdir()
     dest = world.tmp / "lesson"
-    dest.mkdir()
+    world.assert_intact("lesson")
+    shutil.rmtree(dest / "chapters")
     os.symlink(outside, dest / "chapters")
     world.assert_intact("lesson")
     assert list(outside.iterdir()) == []
@@ -612,3 +614,4 @@ def test_every_refusal_here_is_a_satchel_error() -> None:
     """The rows above expect Satchel's own errors; a bare exception would be a crash."""
     for error in (FormatError, IntegrityError, TrustError, UnsafePathError, TruncatedError):
         assert issubclass(error, SatchelError)
+
