@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +49,7 @@ from satchel.sync.status import store_status
 from satchel.sync.store import FolderChunkStore
 from satchel.sync.updater import Updater
 
+from tests.support.hostile_http import hostile_server
 from tests.support.http import TestClient
 from tests.support.repo import (
     RepoFetcher,
@@ -615,3 +619,70 @@ def test_every_refusal_here_is_a_satchel_error() -> None:
     for error in (FormatError, IntegrityError, TrustError, UnsafePathError, TruncatedError):
         assert issubclass(error, SatchelError)
 
+
+# -- H27: a hostile server's huge or endless bodies (issue 12, finding 6a) ---------------------
+# `satchel sync` run in a subprocess of its own, which reports its exit code and its peak
+# resident memory (getrusage) to a file.
+CLIENT = """
+import json, resource, sys
+from satchel.clients.cli import main
+report, sys.argv = sys.argv[1], ["satchel", *sys.argv[2:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else 1
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open(report, "w") as f:
+    json.dump({"code": code, "peak": peak}, f)
+"""
+
+
+@dataclass
+class ClientRun:
+    code: int
+    peak: int  # bytes
+    stderr: str
+    sent: int  # body bytes the server got out before the client stopped reading
+
+
+def _sync_against(tmp: Path, mode: str) -> ClientRun:
+    tmp.mkdir()
+    report = tmp / "report.json"
+    with hostile_server(mode) as server:
+        args = ["sync", "--server", server.url, "--bundle", "course", "--store", str(tmp / "s")]
+        proc = subprocess.run(
+            [sys.executable, "-c", CLIENT, str(report), *args, "--retries", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        sent = max(server.sent, default=0)
+    done = json.loads(report.read_text())
+    return ClientRun(int(done["code"]), int(done["peak"]), proc.stderr, sent)
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "words"),
+    [
+        ("error-3g", 4, "HTTP 500 Internal Server Error"),
+        ("error-endless", 4, "HTTP 503 Service Unavailable"),
+        ("index-3g", 3, "release index is 3,221,225,472 bytes, over its 8,388,608-byte limit"),
+        ("index-endless", 3, "release index is over its 8,388,608-byte limit; stopped reading"),
+    ],
+)
+def test_h27_a_servers_huge_or_endless_body_costs_the_client_little_memory(
+    tmp_path: Path, mode: str, code: int, words: str
+) -> None:
+    """Issue 12, finding 6: a 3 GiB error body drove `satchel sync` to 6 GB of memory. Every
+    body is now read within its bound (an error's message: 4 KiB; the index: 8 MiB), the
+    connection closed on the rest, and the error says what happened in one line."""
+    baseline = _sync_against(tmp_path / "baseline", "error-small")
+    assert baseline.code == 4 and "the server is having a bad day" in baseline.stderr
+    hostile = _sync_against(tmp_path / "hostile", mode)
+    lines = [line for line in hostile.stderr.splitlines() if line.strip()]
+    assert hostile.code == code and len(lines) == 1 and words in lines[0], hostile
+    assert hostile.peak < baseline.peak + 48 * 1024 * 1024, (hostile.peak, baseline.peak)
+    # The client stopped reading: far less than the 3 GiB (or endless) body ever left the server.
+    assert hostile.sent < 64 * 1024 * 1024, hostile.sent
