@@ -54,7 +54,7 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         raise
     except OSError as exc:
         raise FormatError(f"{what} is unreadable: {exc.strerror}") from None
-    _check_regular(before, limit, what)
+    check_regular(before, limit, what)
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -64,7 +64,7 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         raise FormatError(f"{what} is unreadable: {exc.strerror}") from None
     try:
         now = os.fstat(fd)
-        _check_regular(now, limit, what)
+        check_regular(now, limit, what)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise FormatError(f"{what} was replaced while being opened; refused")
         pieces: list[bytes] = []
@@ -89,7 +89,7 @@ def open_regular(path: Path, what: str, *, buffered: bool = True) -> BinaryIO:
     ``buffered=False`` for a reader that seeks between small reads."""
     try:
         before = os.lstat(path)
-        _check_regular(before, None, what)
+        check_regular(before, None, what)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
@@ -97,7 +97,7 @@ def open_regular(path: Path, what: str, *, buffered: bool = True) -> BinaryIO:
         raise FormatError(f"{what} is unreadable: {exc.strerror}") from None
     try:
         now = os.fstat(fd)
-        _check_regular(now, None, what)
+        check_regular(now, None, what)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise FormatError(f"{what} was replaced while being opened; refused")
         os.set_blocking(fd, True)
@@ -107,7 +107,8 @@ def open_regular(path: Path, what: str, *, buffered: bool = True) -> BinaryIO:
         raise
 
 
-def _check_regular(st: os.stat_result, limit: int | None, what: str) -> None:
+def check_regular(st: os.stat_result, limit: int | None, what: str) -> None:
+    """Raise :class:`FormatError` unless ``st`` is a regular file of at most ``limit`` bytes."""
     if not stat.S_ISREG(st.st_mode):
         kind = (
             "a link"

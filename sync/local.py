@@ -13,6 +13,8 @@ Layout of ``STORE/``::
                                   "only": [selectors] after a selective sync}
     partial/<chunk id>            partly received objects, finished later with a Range request
                                   (at most 8; see :mod:`satchel.sync.resume`)
+    checkouts.json                where checkouts from this store went, so gc can remove the
+                                  temp folders a killed one left (see :mod:`satchel.sync.care`)
 
 A ref is replaced with one ``os.replace``, and only after every object of the new version is
 stored, so the current version switches atomically and the old one stays whole until then.
