@@ -98,7 +98,7 @@ def hold_folder(path: Path) -> int:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or a number no pid can be
         return False
     except PermissionError:
         return True  # someone else's process
