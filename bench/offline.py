@@ -88,7 +88,7 @@ def measure(
                     assert got["version"] == 2, got
                 relay_new = to_relay.stats().bytes_down
                 origin_after = to_origin.stats().bytes_down
-            out = work / "check"
+            out = work / f"check-{name}"  # one folder per line: checkout replaces only its own
             must(run_cli("checkout", "--store", work / "laptop0", "--bundle", name, "--to", out))
             problems = tree_differences(new, out)
             if problems:

@@ -11,21 +11,37 @@ URLs::
 
     /                                    catalog: bundles, locales, titles, versions
     /b/BUNDLE/LOCALE/                    table of contents of the current version
-    /b/BUNDLE/LOCALE/REV/page/PATH       a lesson rendered (Markdown, CNXML) or shown (media)
+    /b/BUNDLE/LOCALE/REV/page/PATH       a lesson rendered (Markdown, CNXML), framed (HTML)
+                                         or shown (media)
     /b/BUNDLE/LOCALE/REV/file/PATH       the file's bytes (Content-Type, ETag, Range)
                                          REV is "current" or a version number
+    /_lesson/TOKEN/BUNDLE/LOCALE/N/PATH  the same bytes for an HTML lesson's sandboxed frame
 
 A path from a URL is only ever compared with the manifest's file list (never joined onto a
-folder), so ``..``, absolute or encoded traversal simply is not found. Every response carries
-a Content-Security-Policy that allows only this origin: a lesson cannot make the browser
-reach outside the laptop; external links are shown and marked, never loaded.
+folder), so ``..``, absolute or encoded traversal simply is not found.
+
+Lessons are other people's files, so none of them runs in the viewer's origin. Every file of
+a bundle is served with ``LESSON_CSP``: ``sandbox`` (no scripts, no same origin: an opaque
+origin that can reach neither the viewer, the catalogue nor another bundle; no forms, popups
+or navigation of the page around it; in Chromium no meta refresh either), ``default-src
+'none'`` with images, media, styles and fonts from the viewer alone, ``form-action 'none'``,
+and ``nosniff``. An HTML lesson is shown inside the viewer's own page (breadcrumbs, lessons
+before and after) in an ``<iframe sandbox>``, loaded from ``/_lesson/``: an opaque origin's
+requests are cross-origin, so those bytes go without the viewer's ``Cross-Origin-Resource-
+Policy: same-origin``, and instead behind a token per bundle and locale that only the
+viewer's own page knows, so no web site can probe what the laptop holds. The viewer's own
+pages allow no script at all. Requests whose ``Host`` is not the viewer's own address get 421
+and nothing else (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import posixpath
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -66,16 +82,31 @@ from satchel.sync.reader import (
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .markdown import markdown_title, render_markdown
 
+# The viewer's own pages: no script at all, frames and everything else from the viewer only.
 CSP = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self' "
-    "'unsafe-inline'; script-src 'self'; connect-src 'self'; font-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    "'unsafe-inline'; script-src 'none'; connect-src 'none'; font-src 'self'; "
+    "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+# Every file of a bundle (HTML, SVG, XML, anything a browser may render or run).
+LESSON_CSP = (
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; font-src 'self' data:; form-action 'none'; "
+    "base-uri 'none'; frame-ancestors 'self'"
 )
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
@@ -87,7 +118,9 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 PAGE_LIMIT = 16 * 1024 * 1024  # larger documents are offered as files, not rendered
 VERIFY_BEFORE_SENDING = 4 * 1024 * 1024  # up to this, a bad chunk still gets an error page
 RENDERED = (".md", ".markdown", ".cnxml")
-DOCUMENTS = (*RENDERED, ".html", ".htm")
+HTML_DOCS = (".html", ".htm", ".xhtml")
+DOCUMENTS = (*RENDERED, *HTML_DOCS)
+LOCAL_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _ENTITY = re.compile(r"&(#[0-9]{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
 
@@ -105,8 +138,23 @@ def url_path(path: str) -> str:
     return quote(path, safe="/")
 
 
+def host_allowed(host: str, server: tuple[str, int] | None) -> bool:
+    """Is ``host`` (a Host header) one of this viewer's own addresses and its port?
+
+    127.0.0.1, localhost and [::1], and the address the connection came in on (an IP
+    literal, or a test client's name); a DNS name an attacker points at 127.0.0.1 is not.
+    """
+    if server is None:
+        return False
+    address, port = server[0], server[1]
+    names = {*LOCAL_NAMES, f"[{address}]" if ":" in address else address}
+    host = host.strip().lower()
+    return any(host == f"{name}:{port}" or (port == 80 and host == name) for name in names)
+
+
 class SecurityHeaders:
-    """Pure ASGI middleware: the same CSP and hardening headers on every response."""
+    """Pure ASGI middleware: a foreign ``Host`` gets 421; every response gets the hardening
+    headers, and the page CSP unless the route set a CSP of its own (lesson files)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,10 +163,21 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        server = scope.get("server")
+        if not host_allowed(host, tuple(server) if server else None):  # DNS rebinding
+            refused = PlainTextResponse(
+                "This viewer answers only to its own address.", status_code=421
+            )
+            await refused(scope, receive, send)
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -140,9 +199,7 @@ class Line:
         return f"{self.base}/{rev}/page/{url_path(path)}"
 
     def doc_url(self, path: str) -> str:
-        """Where a lesson is read: rendered, or an HTML page as it is."""
-        if path.lower().endswith((".html", ".htm")):
-            return f"{self.base}/current/file/{url_path(path)}"
+        """Where a lesson is read: in the viewer's page (rendered, or an HTML page framed)."""
         return self.page_url(path)
 
     def file_url(self, path: str) -> str:
@@ -163,6 +220,7 @@ class Viewer:
 
     def __init__(self, store: LocalStore) -> None:
         self.store = store
+        self._secret = secrets.token_bytes(32)  # new each start: lesson tokens never outlive it
         self._lock = threading.Lock()
         self._manifests: OrderedDict[str, Manifest] = OrderedDict()
         self._titles: OrderedDict[str, str | None] = OrderedDict()
@@ -200,6 +258,17 @@ class Viewer:
         else:
             raise NotFoundError(f"{bundle}/{locale} has no version {rev[:20]!r} on this laptop")
         return Line(ref, version, self.manifest(ref.versions.get(version, ref.manifest)))
+
+    def lesson_token(self, bundle: str, locale: str) -> str:
+        """The token in ``/_lesson/`` URLs of one bundle and locale (one line's lessons cannot
+        name another line's files by it)."""
+        mac = hmac.new(self._secret, f"{bundle}/{locale}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    def lesson_url(self, line: Line, path: str) -> str:
+        token = self.lesson_token(line.ref.bundle, line.ref.locale)
+        where = f"{line.ref.bundle}/{line.ref.locale}/{line.version}/{url_path(path)}"
+        return f"/_lesson/{token}/{where}"
 
     def file(self, line: Line, path: str) -> StoredFile:
         entry = find_file(line.manifest, path)
@@ -412,6 +481,8 @@ ol.toc ol { padding-left: 1.25rem; }
 .pager { display: flex; justify-content: space-between; gap: 1rem; margin: 2rem 0 1rem;
   border-top: 1px solid #d0d7e0; padding-top: 1rem; }
 .meta { color: var(--muted); font-size: .9em; }
+iframe.lesson { display: block; width: 100%; height: 75vh; min-height: 320px;
+  border: 1px solid #d0d7e0; background: #fff; }
 @media (max-width: 700px) { body { font-size: 16px; } main { padding: .5rem; } }
 """
 
@@ -628,8 +699,16 @@ def create_app(store: LocalStore) -> ASGIApp:
                 return page(path, body, lang=line.ref.locale, crumbs=_crumbs(line), status=422)
         if rendered is None:
             mt = sf.entry.media_type
-            if lower.endswith((".html", ".htm")):
-                body = f'<h1>{h(path)}</h1><p><a href="{h(raw)}">Open the page</a></p>'
+            if lower.endswith(HTML_DOCS):
+                # Someone else's page, framed in an opaque origin: it keeps its own layout and
+                # the viewer keeps its way around it; nothing in it can reach the viewer.
+                title = viewer.title(line, sf.entry) or path
+                body = (
+                    f'<h1 class="visually-hidden">{h(title)}</h1>'
+                    f'<iframe class="lesson" sandbox="" src="{h(viewer.lesson_url(line, path))}"'
+                    f' title="{h(title)}" referrerpolicy="no-referrer"></iframe>'
+                )
+                rendered = Rendered(title, body)
             elif mt.startswith("image/"):
                 body = f'<h1>{h(path)}</h1><img src="{h(raw)}" alt="{h(posixpath.basename(path))}">'
             elif mt.startswith("video/"):
@@ -646,7 +725,8 @@ def create_app(store: LocalStore) -> ASGIApp:
                     f'<h1>{h(path)}</h1><p><a href="{h(raw)}">Open the file</a>'
                     f" ({sf.size:,} bytes, {h(mt)})</p>"
                 )
-            rendered = Rendered(path, body)
+            if rendered is None:
+                rendered = Rendered(path, body)
         before, after = viewer.neighbours(line, path)
         steps = []
         if before is not None:
@@ -667,10 +747,34 @@ def create_app(store: LocalStore) -> ASGIApp:
     def raw_file(request: Request) -> Response:
         p = request.path_params
         line = viewer.line(p["bundle"], p["locale"], p["rev"])
-        sf = viewer.file(line, p["path"])
+        return lesson_file(request, line, p["path"], pinned=p["rev"] != "current", framed=False)
+
+    def framed_file(request: Request) -> Response:
+        """An HTML lesson's frame and what it loads: the token must be this line's."""
+        p = request.path_params
+        token = viewer.lesson_token(p["bundle"], p["locale"])
+        if not hmac.compare_digest(token, str(p["token"])):
+            raise NotFoundError("no such lesson file")
+        line = viewer.line(p["bundle"], p["locale"], p["rev"])
+        return lesson_file(request, line, p["path"], pinned=True, framed=True)
+
+    def lesson_file(
+        request: Request, line: Line, path: str, *, pinned: bool, framed: bool
+    ) -> Response:
+        sf = viewer.file(line, path)
         if not sf.is_complete():
-            raise NotOnLaptopError(f"{p['path']} is not on this laptop yet; sync to get it")
-        return send_file(request, sf, pinned=p["rev"] != "current")
+            raise NotOnLaptopError(f"{path} is not on this laptop yet; sync to get it")
+        if path.lower().endswith(HTML_DOCS) and request.headers.get("sec-fetch-dest") in (
+            "document",
+            "frame",
+        ):
+            # Opened as a page of its own: show it in the viewer's frame instead.
+            return RedirectResponse(line.page_url(path, str(line.version)), status_code=303)
+        response = send_file(request, sf, pinned=pinned)
+        response.headers["Content-Security-Policy"] = LESSON_CSP
+        if framed:  # loaded by an opaque origin: cross-origin by definition, token-guarded
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return response
 
     def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -705,6 +809,7 @@ def create_app(store: LocalStore) -> ASGIApp:
             Route("/b/{bundle}/{locale}/", contents),
             Route("/b/{bundle}/{locale}/{rev}/page/{path:path}", lesson),
             Route("/b/{bundle}/{locale}/{rev}/file/{path:path}", raw_file),
+            Route("/_lesson/{token}/{bundle}/{locale}/{rev}/{path:path}", framed_file),
         ],
         exception_handlers={SatchelError: satchel_error, HTTPException: http_error},
     )

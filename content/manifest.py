@@ -37,7 +37,7 @@ from .chunking import ChunkerParams
 from .errors import FormatError
 from .names import parse_bundle_locale
 from .objects import MAX_DICTIONARY
-from .paths import check_tree
+from .paths import check_publish_tree, check_tree
 from .signing import Envelope, open_envelope
 from .toc import BundleMeta, Lesson, parse_lessons, parse_meta
 
@@ -189,6 +189,9 @@ class ManifestDraft:
             raise FormatError("manifest draft must be an object")
         chunker = ChunkerParams.from_json(raw.get("chunker"))
         files = _parse_files(raw.get("files"), chunker)
+        # A new version must fit on a USB stick and a Windows laptop; signed manifests made
+        # before this rule are not held to it (Manifest.from_signed), so they still sync.
+        check_publish_tree(f.path for f in files)
         meta, lessons = _get_structure(raw, files)
         return cls(
             title=_check_title(raw.get("title", "")),

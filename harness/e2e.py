@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 import httpx
+from satchel.content.paths import CHECKOUT_MARKER
 
 SATCHEL = Path(sys.executable).parent / "satchel"
 """The venv's console script: what users run."""
@@ -250,11 +251,12 @@ class TreeEntry:
 
 
 def read_tree(root: Path) -> dict[str, TreeEntry]:
-    """Every regular file under root (relative POSIX path -> content and executable bit)."""
+    """Every regular file under root (relative POSIX path -> content and executable bit); a
+    checkout's own marker is left out."""
     out: dict[str, TreeEntry] = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode) or path == root / CHECKOUT_MARKER:
             continue
         rel = path.relative_to(root).as_posix()
         if not stat.S_ISREG(st.st_mode):

@@ -23,6 +23,7 @@ from satchel.content.errors import NotFoundError, TransportError
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import FileEntry, Manifest, parse_manifest
 from satchel.content.objects import decode_object, encode_object
+from satchel.content.paths import CHECKOUT_MARKER
 from satchel.server.publishing import LocalTarget
 from satchel.server.repository import Repository
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
@@ -79,10 +80,11 @@ def sample_files(seed: int = 0, *, scale: int = 1) -> dict[str, bytes]:
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by bundle path (a checkout's own marker left out)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p != root / CHECKOUT_MARKER
     }
 
 

@@ -15,6 +15,8 @@ Layout of ``STORE/``::
                                   (at most 8; see :mod:`satchel.sync.resume`)
     search.sqlite                 the search index, derived from the kept versions
                                   (:mod:`satchel.sync.search`)
+    checkouts.json                where checkouts from this store went, so gc can remove the
+                                  temp folders a killed one left (see :mod:`satchel.sync.care`)
 
 A ref is replaced with one ``os.replace``, and only after every object of the new version is
 stored, so the current version switches atomically and the old one stays whole until then.

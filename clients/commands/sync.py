@@ -13,10 +13,9 @@ from satchel.content.errors import UsageError
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
-from satchel.sync.checkout import checkout as checkout_tree
+from satchel.sync.checkout import checkout_line
 from satchel.sync.local import LocalStore
 from satchel.sync.resume import RetryPolicy
-from satchel.sync.select import selected_files
 from satchel.sync.updater import Only, SyncPlan, Updater
 
 from ..http import HttpClient, parse_rate, parse_size
@@ -257,30 +256,13 @@ def checkout(
 
     def body() -> None:
         local = LocalStore(store)
-        ref = local.ref(check_bundle(bundle), check_locale(locale))
-        if ref is None:
-            raise UsageError(f"{bundle}/{locale} is not in {store}; run satchel sync first")
-        wanted = ref.version if version is None else version
-        manifest_id = ref.versions.get(wanted)
-        if manifest_id is None:
-            have = ", ".join(str(v) for v in sorted(ref.versions))
-            raise UsageError(
-                f"version {wanted} of {bundle}/{locale} is not in the store (have {have})"
-            )
-        manifest = local.load_manifest(manifest_id)
-        if ref.only is None:
-            checkout_tree(manifest, local.objects, to)
-            err.print(f"{bundle}/{locale} version {wanted} written to {to}")
+        done = checkout_line(local, check_bundle(bundle), check_locale(locale), to, version)
+        if done.only is None:
+            err.print(f"{bundle}/{locale} version {done.version} written to {to}")
             return
-        files = [
-            f
-            for f in selected_files(manifest, ref.only)
-            if all(local.objects.has(cid) for cid, _ in f.chunks)
-        ]
-        checkout_tree(manifest, local.objects, to, files)
         err.print(
-            f"{bundle}/{locale} version {wanted} written to {to}: {len(files)} of"
-            f" {len(manifest.files)} files (selective sync: {', '.join(ref.only)})"
+            f"{bundle}/{locale} version {done.version} written to {to}: {done.files} of"
+            f" {done.total} files (selective sync: {', '.join(done.only)})"
         )
 
     run(body)

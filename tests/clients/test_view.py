@@ -22,7 +22,15 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from satchel.clients.view import CSP, Line, Viewer, create_app, open_store, parse_range
+from satchel.clients.view import (
+    CSP,
+    LESSON_CSP,
+    Line,
+    Viewer,
+    create_app,
+    open_store,
+    parse_range,
+)
 from satchel.content.chunking import ChunkerParams, chunk_id
 from satchel.content.errors import FormatError, IntegrityError, NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
@@ -67,7 +75,13 @@ def client(client_store: LocalStore) -> TestClient:
     return TestClient(create_app(client_store))
 
 
-def raw_get(app: object, path: str) -> tuple[int, bytes]:
+def raw_get(
+    app: object,
+    path: str,
+    *,
+    host: str = "127.0.0.1",
+    server: tuple[str, int] = ("127.0.0.1", 80),
+) -> tuple[int, bytes]:
     """GET with the path exactly as given: no client-side dot-segment normalization."""
     sent: list[dict[str, object]] = []
 
@@ -88,9 +102,9 @@ def raw_get(app: object, path: str) -> tuple[int, bytes]:
         "raw_path": raw,
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")],
+        "headers": [(b"host", host.encode())],
         "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
+        "server": server,
     }
     asyncio.run(app(scope, receive, send))  # type: ignore[operator]
     status = int(sent[0]["status"])  # type: ignore[call-overload]
@@ -138,7 +152,7 @@ def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClien
     assert "&amp;amp;" not in text
     assert f'href="{EN}/current/page/modules/m1/index.cnxml"' in text
     assert f'href="{EN}/current/page/episodes/01-intro.md"' in text
-    assert f'href="{EN}/current/file/pages/plain.html"' in text  # HTML lessons as they are
+    assert f'href="{EN}/current/page/pages/plain.html"' in text  # HTML lessons, framed
     assert 'hreflang="es"' in text  # switch locale
     assert "All files (11)" in text
 
@@ -231,7 +245,57 @@ def test_media_and_html_get_their_own_pages(client: TestClient) -> None:
     assert vtt.headers["content-type"].startswith("text/vtt") and vtt.content.startswith(b"WEBVTT")
     plain = client.get(f"{EN}/current/file/pages/plain.html")
     assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/html")
-    assert plain.headers["content-security-policy"] == CSP  # served as-is, but fenced in
+    assert plain.headers["content-security-policy"] == LESSON_CSP  # as it is, sandboxed
+    assert plain.headers["x-content-type-options"] == "nosniff"
+    for path in ("media/chart.png", "media/clip.uk.vtt", "README.md"):  # every bundle file
+        assert client.get(f"{EN}/1/file/{path}").headers["content-security-policy"] == LESSON_CSP
+    # In the viewer: its own page (breadcrumbs, lessons around it) frames the lesson in a
+    # sandbox, from a URL only this page knows.
+    framed = client.get(f"{EN}/current/page/pages/plain.html")
+    assert framed.headers["content-security-policy"] == CSP
+    m = re.search(
+        r'<iframe class="lesson" sandbox="" src="([^"]+)" title="Plain Page"', framed.text
+    )
+    assert m is not None, framed.text
+    assert m.group(1).startswith("/_lesson/") and m.group(1).endswith(
+        "/course/en/1/pages/plain.html"
+    )
+    assert 'aria-label="Breadcrumb"' in framed.text
+    inner = client.get(m.group(1))
+    assert inner.content == plain.content
+    assert inner.headers["content-security-policy"] == LESSON_CSP
+    assert inner.headers["cross-origin-resource-policy"] == "cross-origin"
+    image = client.get(m.group(1).replace("pages/plain.html", "media/chart.png"))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    # The token is this line's: another line's, or none, finds nothing.
+    token = m.group(1).split("/")[2]
+    assert client.get(f"/_lesson/{token}/course/es/1/media/chart.png").status_code == 404
+    assert client.get(f"/_lesson/{'0' * 32}/course/en/1/media/chart.png").status_code == 404
+    # Opened as a page of its own, an HTML lesson goes to the viewer's frame.
+    direct = client.get(
+        f"{EN}/current/file/pages/plain.html",
+        headers={"Sec-Fetch-Dest": "document"},
+        follow_redirects=False,
+    )
+    assert direct.status_code == 303
+    assert direct.headers["location"] == f"{EN}/1/page/pages/plain.html"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example",
+                                  "localhost:1", "", "127.0.0.2"])  # fmt: skip
+def test_a_foreign_host_gets_421_and_no_content(client_store: LocalStore, host: str) -> None:
+    """DNS rebinding (issue 12, finding 11): a site that points its own name at 127.0.0.1
+    reaches the viewer with its name in Host; the viewer answers only to its own addresses."""
+    app = create_app(client_store)
+    for path in ("/", f"{EN}/", f"{EN}/1/file/media/chart.png"):
+        status, body = raw_get(app, path, host=host)
+        assert status == 421 and b"course" not in body and b"PNG" not in body, (host, path)
+    for ok in ("127.0.0.1", "127.0.0.1:80", "localhost", "LOCALHOST:80", "[::1]"):
+        assert raw_get(app, "/", host=ok)[0] == 200, ok
+    assert raw_get(app, "/", host="127.0.0.1:8010", server=("127.0.0.1", 8010))[0] == 200
+    assert raw_get(app, "/", host="127.0.0.1:80", server=("127.0.0.1", 8010))[0] == 421
+    assert raw_get(app, "/", host="10.1.2.3:8010", server=("10.1.2.3", 8010))[0] == 200
+    assert raw_get(app, "/", host="evil.example:8010", server=("10.1.2.3", 8010))[0] == 421
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -328,11 +392,12 @@ def test_hostile_and_unknown_paths_are_404_pages(client: TestClient, url: str) -
     assert status == 404, url
     assert b"Not found" in body
     r = client.get(url)  # and as a browser would send it (dot segments resolved)
-    assert r.headers["content-security-policy"] == CSP
-    if "/./" in url:  # resolves to media/chart.png itself, which is fine
+    if "/./" in url:  # resolves to media/chart.png itself, which is fine (and sandboxed)
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.headers["content-security-policy"] == LESSON_CSP
     else:
         assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+        assert r.headers["content-security-policy"] == CSP
 
 
 # -- missing and rotten chunks -------------------------------------------------------------------

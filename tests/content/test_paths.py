@@ -12,7 +12,10 @@ from satchel.content.paths import (
     MAX_COMPONENT_BYTES,
     MAX_PATH_BYTES,
     check_path,
+    check_portable,
+    check_publish_tree,
     check_tree,
+    portable_problem,
     to_bundle_path,
 )
 
@@ -147,3 +150,54 @@ def test_check_tree_agrees_with_a_simple_model(paths: list[str]) -> None:
         check_tree(paths)
     for p in paths:
         assert unicodedata.is_normalized("NFC", p)
+
+
+# -- names a USB stick (FAT/exFAT) or a Windows laptop (NTFS) cannot hold ---------------------
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("what?.md", "contains ?"),
+        ("notes/12:30.txt", "contains :"),
+        ('say "hi".txt', 'contains "'),
+        ("a|b.txt", "contains |"),
+        ("<b>.html", "contains < >"),
+        ("star*.png", "contains *"),
+        ("CON", "reserves"),
+        ("con.txt", "reserves"),
+        ("lessons/Aux.tar.gz", "reserves"),
+        ("nul", "reserves"),
+        ("PRN.md", "reserves"),
+        ("COM1", "reserves"),
+        ("com9.log", "reserves"),
+        ("LPT1.txt", "reserves"),
+        ("lpt\u00b9", "reserves"),
+        ("CON .txt", "reserves"),
+        ("chapter./x.md", "ends with a dot"),
+        ("trailing-space /x.md", "ends with a dot or a space"),
+        ("file.", "ends with a dot"),
+        ("...", "ends with a dot"),
+    ],
+)
+def test_names_illegal_on_fat_and_ntfs_are_refused_at_publish(path: str, why: str) -> None:
+    assert check_path(path) is path  # a manifest reader still accepts it
+    with pytest.raises(UnsafePathError, match="cannot hold") as info:
+        check_portable(path)
+    assert why in str(info.value) and path[:40] in str(info.value)
+    with pytest.raises(UnsafePathError, match="rename it"):
+        check_publish_tree(["ok.md", path])
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["console.md", "CONTENTS/aux-notes.txt", "com10.txt", "COM0", "lpt", "nul-hypothesis.md",
+     "a.b.c", ".hidden", "media/fig 1.png", "日本語/ファイル.txt", "COM1x.txt", "x.CON"],
+)  # fmt: skip
+def test_portable_names_pass(path: str) -> None:
+    assert portable_problem(path) is None
+    assert check_portable(path) is path
+
+
+def test_publish_tree_still_checks_clashes() -> None:
+    with pytest.raises(UnsafePathError, match="case"):
+        check_publish_tree(["A.txt", "a.txt"])
+    check_publish_tree(["a/b", "a/c"])

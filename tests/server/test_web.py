@@ -33,6 +33,7 @@ from satchel.server.repository import Repository
 from satchel.server.web import COOKIE, csrf_token, safe_next
 from satchel.server.webdata import (
     FileHashes,
+    MiB,
     UploadStream,
     WebLimits,
     diff_manifests,
@@ -932,6 +933,45 @@ def test_hostile_zips_are_refused(
         unzip(tmp_path, archive())
     assert not any((tmp_path / "out").rglob("evil*"))
     assert not (tmp_path / "evil.txt").exists()
+
+
+def zip_of_many_small_bombs(entries: int = 1000, size: int = 1024 * 1024 - 1) -> bytes:
+    """The attack of issue 12 (finding 8): many zero-filled entries, each just under the
+    per-entry ratio floor, together a thousandfold bomb (about 1.1 MB expanding to 1 GB)."""
+    buf = io.BytesIO()
+    zeros = bytes(size)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(entries):
+            zf.writestr(f"course/lesson-{i:04d}.bin", zeros)
+    return buf.getvalue()
+
+
+def test_a_zip_of_many_entries_under_the_ratio_floor_is_refused_as_a_bomb(
+    client: TestClient, srv: Repository, tmp_path: Path
+) -> None:
+    archive = zip_of_many_small_bombs()
+    limits = WebLimits()  # the server's own limits: each entry is under the per-entry floor
+    assert len(archive) < 2 * MiB and all(
+        i.file_size < limits.zip_ratio_floor
+        for i in zipfile.ZipFile(io.BytesIO(archive)).infolist()
+    )
+    # The data layer refuses it before writing a byte.
+    with pytest.raises(UsageError, match=r"times its size .*whole archive.*zip bomb"):
+        unzip(tmp_path, archive, limits)
+    assert list((tmp_path / "out").iterdir()) == []
+    # Through the web page, as the attacker sent it: refused, nothing published, nothing kept.
+    csrf = sign_in(client, srv.tokens.create("teacher", bundle="course"))
+    header = {"kind": "zip", "zip_size": len(archive), "title": "Bomb", "notes": ""}
+    r = post_upload(client, csrf, body(header, archive))
+    assert r.status_code == 400, r.text
+    assert "zip bomb" in r.json()["error"]
+    assert srv.reads.catalog() == []
+    assert list((srv.data / "web-uploads").iterdir()) == []
+    # A real course zipped the same way is still taken.
+    files = course()
+    ok = make_zip({f"c/{p}": d for p, d in files.items()})
+    r = post_upload(client, csrf, body({"kind": "zip", "zip_size": len(ok)}, ok))
+    assert r.status_code == 200, r.text
 
 
 def test_a_zip_entry_larger_than_it_declares_is_cut_off(tmp_path: Path) -> None:

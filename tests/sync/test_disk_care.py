@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from satchel.content.chunking import Chunker, ChunkerParams
 from satchel.content.errors import StoreError
 from satchel.server.repository import Repository
 from satchel.sync.care import DiskSpaceError, collect_garbage, writer_lock
@@ -15,13 +22,15 @@ from satchel.sync.fsck import fsck
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
-from harness.e2e import SatchelServer, run_cli, sync_json
+from harness import diskfull
+from harness.e2e import SATCHEL, SatchelServer, run_cli, sync_json
 from harness.e2e import publish as publish_cli
 from harness.repo import (
     RepoFetcher,
     assert_same_tree,
     publish,
     sample_files,
+    tree_files,
     write_tree,
 )
 
@@ -174,3 +183,165 @@ def test_cli_keep_reserve_and_status_update_cost(tmp_path: Path) -> None:
             ).stdout
         )
         assert dry["bytes_to_download"] == line["update_bytes"]
+
+
+# -- issue 12, finding 11: what a checkout writes, a disk that fills, a killed checkout -------
+NO_TMPFS = diskfull.tmpfs_unavailable()
+# Run satchel commands with only the checkout's destination on a small private tmpfs; report
+# each command's exit code and stderr, then every name left on the tmpfs.
+DRIVER = """
+import json, os, subprocess, sys
+mount, satchel, commands = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+steps = []
+for args in commands:
+    p = subprocess.run([satchel, *args], capture_output=True, text=True, timeout=120)
+    steps.append({"code": p.returncode, "stderr": p.stderr})
+names = sorted(
+    os.path.relpath(os.path.join(d, n), mount) for d, ds, fs in os.walk(mount) for n in ds + fs
+)
+print(json.dumps({"steps": steps, "names": names}))
+"""
+
+
+def on_small_disk(tmp_path: Path, size: str, commands: list[list[str]]) -> dict[str, object]:
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    argv = [sys.executable, "-c", DRIVER, str(mount), str(SATCHEL), json.dumps(commands)]
+    proc = subprocess.run(
+        diskfull.in_small_tmpfs(mount, size, argv), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def error_lines(step: dict[str, object]) -> list[str]:
+    return [line for line in str(step["stderr"]).splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(NO_TMPFS is not None, reason=f"needs a private tmpfs: {NO_TMPFS}")
+def test_checkout_counts_the_bytes_it_writes_not_the_bytes_the_store_holds(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Deduplication lets a small draft describe a huge file (issue 12: 15 MB describing 26 GB):
+    here 8 MB of zeros stored as one small object. The checkout's free-space check counts the
+    8 MB it would write and refuses before writing anything."""
+    publish(repo, write_tree(tmp_path / "src", {"README.md": b"hi", "big.bin": bytes(8_000_000)}))
+    store = LocalStore(tmp_path / "s", durable=False)
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    assert sum(store.objects.stored_size(c) for c in store.objects) < 50_000
+    checkout = ["checkout", "--store", str(store.root), "--bundle", "course"]
+    got = on_small_disk(tmp_path, "2m", [[*checkout, "--to", str(tmp_path / "mnt" / "out")]])
+    (step,) = got["steps"]  # type: ignore[misc]
+    lines = error_lines(step)
+    assert step["code"] == 1 and len(lines) == 1, step
+    assert "writes 8.0 MB but only" in lines[0] and "are free on the disk of" in lines[0], step
+    assert got["names"] == []  # nothing written, no temp folder left
+
+
+@pytest.mark.skipif(NO_TMPFS is not None, reason=f"needs a private tmpfs: {NO_TMPFS}")
+def test_a_checkout_that_runs_out_of_disk_names_the_file_and_keeps_the_earlier_one(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """The bytes fit but the disk's files run out (a tmpfs with 16 inodes, like a FAT root
+    folder's entries): the error names the file it stopped at, and the earlier checkout stays."""
+    v1 = {"README.md": b"version one", "a.txt": b"a"}
+    publish(repo, write_tree(tmp_path / "v1", v1))
+    store = LocalStore(tmp_path / "s", durable=False)
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    v2 = {f"lessons/{i:02d}.md": f"lesson {i}".encode() for i in range(40)}
+    publish(repo, write_tree(tmp_path / "v2", v2))
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    out = str(tmp_path / "mnt" / "out")
+    checkout = ["checkout", "--store", str(store.root), "--bundle", "course", "--to", out]
+    got = on_small_disk(tmp_path, "4m,nr_inodes=16", [[*checkout, "--version", "1"], checkout])
+    first, second = got["steps"]  # type: ignore[misc]
+    assert first["code"] == 0, first
+    lines = error_lines(second)
+    assert second["code"] == 1 and len(lines) == 1, second
+    assert "is full: 'lessons/" in lines[0] and "could not be written" in lines[0], second
+    assert "was left as it was" in lines[0], second
+    assert got["names"] == ["out", "out/.satchel-checkout.json", "out/README.md", "out/a.txt"]
+
+
+def _big_version(repo: Repository, tmp_path: Path) -> LocalStore:
+    """v1 small; v2 adds 300 MB of zeros (one stored chunk), slow enough to kill mid-write."""
+    chunker = Chunker(ChunkerParams(min_size=64 * 1024, avg_size=256 * 1024, max_size=1 << 20))
+    store = LocalStore(tmp_path / "s", durable=False)
+    publish(repo, write_tree(tmp_path / "v1", {"README.md": b"one"}), chunker=chunker)
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    src = write_tree(tmp_path / "v2", {"README.md": b"two"})
+    with open(src / "video.bin", "wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    publish(repo, src, chunker=chunker)
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    return store
+
+
+def _temps(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".out.satchel-"))
+
+
+def _kill_mid_checkout(store: LocalStore, out: Path) -> int:
+    """Start `satchel checkout`, SIGKILL it once its temp folder holds a file; its pid."""
+    args = ["checkout", "--store", str(store.root), "--bundle", "course", "--to", str(out)]
+    proc = subprocess.Popen(
+        [str(SATCHEL), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = [out.parent / n for n in _temps(out.parent) if f"-{proc.pid}-" in n]
+        if any(any(t.iterdir()) for t in temps if t.is_dir()):
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the checkout finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return proc.pid
+
+
+def test_a_killed_checkout_leaves_a_temp_folder_that_the_next_checkout_and_gc_remove(
+    repo: Repository, tmp_path: Path
+) -> None:
+    store = _big_version(repo, tmp_path)
+    out = tmp_path / "work" / "out"
+    assert run_cli("checkout", "--store", store.root, "--bundle", "course", "--to", out,
+                   "--version", "1").code == 0  # fmt: skip
+    before = tree_files(out)
+    dead = _kill_mid_checkout(store, out)
+    (stale,) = _temps(out.parent)
+    assert f".out.satchel-{dead}-" in stale and tree_files(out) == before  # v1 untouched
+    # Never touched: a folder a live process made (this test's pid), one whose lock a live
+    # process holds (a checkout in another pid namespace), names of another pattern, a link.
+    parent = out.parent
+    live = parent / f".out.satchel-{os.getpid()}-abcdefgh"
+    locked = parent / f".out.satchel-{dead}-lockedxx"
+    other = parent / ".out.satchel-notes"
+    keep = tmp_path / "keep"
+    for folder in (live, locked, other, keep):
+        folder.mkdir()
+        (folder / "f").write_bytes(b"f")
+    (parent / f".out.satchel-old-{dead}-linkxxxx").symlink_to(keep)
+    fd = os.open(locked, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        # gc knows the destination (the store recorded it) and removes the stale folder.
+        assert run_cli("gc", "--store", store.root).code == 0
+        assert stale not in _temps(parent)
+        assert _temps(parent) == sorted(
+            [live.name, locked.name, other.name, f".out.satchel-old-{dead}-linkxxxx"]
+        )
+        # Killed again; this time the next checkout removes what it left, and finishes.
+        again = _kill_mid_checkout(store, out)
+        assert any(f"-{again}-" in n for n in _temps(parent))
+        res = run_cli("checkout", "--store", store.root, "--bundle", "course", "--to", out)
+        assert res.code == 0, res.describe()
+    finally:
+        os.close(fd)
+    assert not any(f"-{again}-" in n for n in _temps(parent))
+    assert len(_temps(parent)) == 4 and all((f / "f").exists() for f in (live, locked, other))
+    assert (keep / "f").read_bytes() == b"f"
+    assert (out / "README.md").read_bytes() == b"two"
+    assert (out / "video.bin").stat().st_size == 300 * 1024 * 1024

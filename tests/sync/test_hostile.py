@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +32,7 @@ from satchel.content.errors import (
     IntegrityError,
     TruncatedError,
     TrustError,
+    UnsafePathError,
 )
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest
@@ -43,6 +48,7 @@ from satchel.sync.status import store_status
 from satchel.sync.store import FolderChunkStore
 from satchel.sync.updater import Updater
 
+from harness.hostile_http import hostile_server
 from harness.http import TestClient
 from harness.repo import (
     RepoFetcher,
@@ -166,11 +172,12 @@ def test_h03_links_and_special_files_in_a_signed_manifest_are_refused(
 
 
 def test_h03_a_link_in_the_checkout_destination_is_not_followed(world: World) -> None:
-    """A symlink planted where the checkout goes is replaced, never written through."""
+    """A symlink planted in an earlier checkout is replaced, never written through."""
     outside = world.tmp / "outside"
     outside.mkdir()
     dest = world.tmp / "lesson"
-    dest.mkdir()
+    world.assert_intact("lesson")
+    shutil.rmtree(dest / "chapters")
     os.symlink(outside, dest / "chapters")
     world.assert_intact("lesson")
     assert list(outside.iterdir()) == []
@@ -194,6 +201,52 @@ def test_h04_duplicate_or_colliding_paths_are_refused(world: World, kind: str) -
 def test_h05_over_long_names_are_refused(world: World, path: str) -> None:
     """255 bytes per component and 1,024 per path (UTF-8), under every OS's limits."""
     _refused_path(world, [*served_manifest(world.repo).files, entry(world, path)])
+
+
+NOT_PORTABLE = ["notes/12:30.md", "what?.md", 'say "hi".md', "CON.txt", "lessons/aux", "end.", "x "]
+
+
+@pytest.mark.parametrize("path", NOT_PORTABLE)
+def test_h32_names_a_usb_stick_or_windows_cannot_hold_are_refused_at_publish(
+    world: World, http: TestClient, admin: str, path: str
+) -> None:
+    """FAT/exFAT/NTFS cannot hold these names: a teacher's publish and a draft sent straight
+    to the server are refused, naming the path and why; the published line is untouched."""
+    src = write_tree(world.tmp / "bad", {**world.v1, path: b"a lesson"})
+    with pytest.raises(UnsafePathError, match="cannot hold") as info:
+        publish(world.repo, src)
+    assert repr(path) in str(info.value) and "rename it" in str(info.value)
+    assert served_manifest(world.repo).version == 1
+    draft = canonical.encode(
+        {
+            "title": "Hostile",
+            "chunker": SMALL.to_json(),
+            "files": [
+                {"path": path, "size": 1, "mode": 0o644, "media_type": "text/plain",
+                 "chunks": [[hashlib.sha256(b"x").hexdigest(), 1]]}
+            ],
+        }
+    )  # fmt: skip
+    r = http.post("/v1/publish/course/en", content=draft, headers=bearer(admin))
+    assert r.status_code == 422, r.text
+    assert "cannot hold" in r.json()["error"] and path in r.json()["error"]
+
+
+def test_h32_a_manifest_signed_before_the_rule_still_syncs(world: World) -> None:
+    """Readers only publish-check: a version signed with such names still syncs and checks
+    out on a disk that can hold them (a laptop is never cut off from what it could read)."""
+    odd = entry(world, "notes/12:30.md")
+    files = sorted([*served_manifest(world.repo).files, odd], key=lambda f: f.path)
+    world.offer(signed_with(world, files))
+    world.fetcher.reset()
+    world.sync()
+    assert world.version == 2
+    ref = world.store.ref("course", "en")
+    assert ref is not None
+    out = world.tmp / "out-v2"
+    checkout(world.store.load_manifest(ref.manifest), world.store.objects, out)
+    first = served_manifest(world.repo).files[0].path
+    assert (out / "notes/12:30.md").read_bytes() == world.v1[first]
 
 
 @pytest.mark.parametrize("path", TRAVERSAL[:2] + ABSOLUTE[:1] + TOO_LONG[:1] + ["A.txt|a.txt"])
@@ -558,3 +611,71 @@ def test_h17_an_unknown_object_format_byte_is_refused(world: World, byte: int) -
     _update_to_v2(world)
     world.fetcher.pack_rewrite = rewrite_frame(0, lambda obj: bytes([byte]) + obj[1:])
     _refused_pack(world)
+
+
+# -- H36: a hostile server's huge or endless bodies (issue 12, finding 6a) ---------------------
+# `satchel sync` run in a subprocess of its own, which reports its exit code and its peak
+# resident memory (getrusage) to a file.
+CLIENT = """
+import json, resource, sys
+from satchel.cli import main
+report, sys.argv = sys.argv[1], ["satchel", *sys.argv[2:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else 1
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open(report, "w") as f:
+    json.dump({"code": code, "peak": peak}, f)
+"""
+
+
+@dataclass
+class ClientRun:
+    code: int
+    peak: int  # bytes
+    stderr: str
+    sent: int  # body bytes the server got out before the client stopped reading
+
+
+def _sync_against(tmp: Path, mode: str) -> ClientRun:
+    tmp.mkdir()
+    report = tmp / "report.json"
+    with hostile_server(mode) as server:
+        args = ["sync", "--server", server.url, "--bundle", "course", "--store", str(tmp / "s")]
+        proc = subprocess.run(
+            [sys.executable, "-c", CLIENT, str(report), *args, "--retries", "0"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        sent = max(server.sent, default=0)
+    done = json.loads(report.read_text())
+    return ClientRun(int(done["code"]), int(done["peak"]), proc.stderr, sent)
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "words"),
+    [
+        ("error-3g", 4, "HTTP 500 Internal Server Error"),
+        ("error-endless", 4, "HTTP 503 Service Unavailable"),
+        ("index-3g", 3, "release index is 3,221,225,472 bytes, over its 8,388,608-byte limit"),
+        ("index-endless", 3, "release index is over its 8,388,608-byte limit; stopped reading"),
+    ],
+)
+def test_h36_a_servers_huge_or_endless_body_costs_the_client_little_memory(
+    tmp_path: Path, mode: str, code: int, words: str
+) -> None:
+    """Issue 12, finding 6: a 3 GiB error body drove `satchel sync` to 6 GB of memory. Every
+    body is now read within its bound (an error's message: 4 KiB; the index: 8 MiB), the
+    connection closed on the rest, and the error says what happened in one line."""
+    baseline = _sync_against(tmp_path / "baseline", "error-small")
+    assert baseline.code == 4 and "the server is having a bad day" in baseline.stderr
+    hostile = _sync_against(tmp_path / "hostile", mode)
+    lines = [line for line in hostile.stderr.splitlines() if line.strip()]
+    assert hostile.code == code and len(lines) == 1 and words in lines[0], hostile
+    assert hostile.peak < baseline.peak + 48 * 1024 * 1024, (hostile.peak, baseline.peak)
+    # The client stopped reading: far less than the 3 GiB (or endless) body ever left the server.
+    assert hostile.sent < 64 * 1024 * 1024, hostile.sent

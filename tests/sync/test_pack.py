@@ -17,6 +17,7 @@ from satchel.sync.pack import (
     HEAD_SIZE,
     MAGIC,
     MAX_FRAME,
+    FrameHead,
     PackFrame,
     PackReader,
     frame,
@@ -221,3 +222,62 @@ def test_receive_refuses_a_dictionary_the_manifest_does_not_list() -> None:
     with pytest.raises(FormatError, match="manifest lacks"):
         receive_frames(frames_of([(GOOD[0][0], obj)]), EXPECTED, store, dictionaries={})
     assert not store.has(GOOD[0][0])
+
+
+# -- heads only: a reader that seeks past the objects (USB pack files) -----------------------
+def heads_of(pieces: list[bytes], *, seek: bool) -> list[FrameHead]:
+    """Feed ``pieces``; with ``seek`` the reader is told of skipped bytes instead of fed them."""
+    reader = PackReader()
+    data = b"".join(pieces)
+    pos, out = 0, []
+    cuts = [len(p) for p in pieces]
+    while pos < len(data):
+        if seek and reader.to_skip:
+            step = reader.to_skip
+            reader.skip(step)
+            pos += step
+            continue
+        n = cuts.pop(0) if cuts else len(data) - pos
+        out += reader.feed_heads(data[pos : pos + n])
+        pos += n
+    reader.close()
+    return out
+
+
+@given(objects, st.lists(st.integers(1, 700), max_size=20), st.booleans())
+def test_heads_give_each_objects_place_under_any_split(
+    items: list[tuple[str, bytes]], cuts: list[int], seek: bool
+) -> None:
+    data = pack_bytes(items)
+    pieces, at = [], 0
+    for c in cuts:
+        pieces.append(data[at : at + c])
+        at += c
+    pieces.append(data[at:])
+    heads = heads_of([p for p in pieces if p], seek=seek)
+    assert [(h.chunk_id, data[h.offset : h.offset + h.length]) for h in heads] == items
+
+
+def test_heads_truncated_at_every_offset_are_detected() -> None:
+    for cut in range(len(PACK)):
+        reader = PackReader()
+        reader.feed_heads(PACK[:cut])
+        assert not reader.done
+        with pytest.raises(TruncatedError, match="cut short"):
+            reader.close()
+
+
+def test_heads_refuse_what_frames_refuse() -> None:
+    with pytest.raises(FormatError, match="exceeds"):
+        PackReader().feed_heads(MAGIC + struct.pack(">32sI", bytes.fromhex(cid(1)), MAX_FRAME + 1))
+    with pytest.raises(FormatError, match="trailer counts"):
+        PackReader().feed_heads(MAGIC + frame(cid(1), b"x") + trailer(2))
+    with pytest.raises(FormatError, match="after its trailer"):
+        PackReader().feed_heads(PACK + b"x")
+    with pytest.raises(FormatError, match="magic"):
+        PackReader().feed_heads(b"PK\x03\x04")
+    reader = PackReader()
+    reader.feed_heads(MAGIC + frame(cid(1), b"\x00" * 100)[:HEAD_SIZE])
+    assert reader.to_skip == 100
+    with pytest.raises(ValueError):
+        reader.skip(101)

@@ -14,6 +14,7 @@ import pytest
 from satchel.content.errors import UsageError
 from satchel.content.lessons import structure
 from satchel.content.manifest import Manifest
+from satchel.content.paths import CHECKOUT_MARKER
 from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
 from satchel.sync.fsck import fsck
@@ -99,7 +100,11 @@ def test_only_fetches_what_the_selection_needs_and_widening_fetches_the_rest(
     assert missing(manifest.distinct_chunks(), store.objects)  # the rest is not here
     out = tmp_path / "out"
     checkout(manifest, store.objects, out, chosen)
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+    assert sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.name != CHECKOUT_MARKER
+    ) == [
         "README.md",
         "lessons/a/index.html",
     ]
@@ -225,7 +230,8 @@ def test_cli_only_all_status_and_checkout(tmp_path: Path) -> None:
         line = json.loads(status.stdout)["bundles"][0]
         assert line["only"] == ["lessons/b"] and line["files_here"] == 3  # + the empty file
         out = checkout_ok(store, "course", tmp_path / "out")
-        assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["figure.bin", "index.html"]
+        names = sorted(p.name for p in out.rglob("*") if p.is_file() and p.name != CHECKOUT_MARKER)
+        assert names == ["figure.bin", "index.html"]
         rest = sync_json(server.url, "course", store, "--all")
         assert rest["only"] is None and rest["chunks_downloaded"] > 0
         assert_same_tree(src, checkout_ok(store, "course", tmp_path / "out-all"))

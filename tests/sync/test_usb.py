@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from satchel.sync import usb
 from satchel.sync.checkout import checkout
 from satchel.sync.fsck import fsck
 from satchel.sync.local import LocalStore
+from satchel.sync.pack import read_pack
 from satchel.sync.updater import SyncResult, Updater
 from satchel.sync.usb import UsbFetcher, export_stick, list_stick, read_have
 from typer.testing import CliRunner
@@ -370,3 +374,110 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         app, ["import", str(w.stick), "--store", str(tmp_path / "b"), "--trust", "ab" * 32]
     )
     assert r.exit_code == 3 and "not the trusted key" in r.stderr
+
+
+# -- issue 12, finding 6b: a stick is read as regular files only, each bounded ------------------
+# `satchel import` (or `import --list`) in a subprocess that reports its exit code and peak
+# memory: a FIFO would hang it and a link to /dev/zero run it out of memory if either were read.
+IMPORTER = """
+import json, resource, sys
+from satchel.cli import main
+report, sys.argv = sys.argv[1], ["satchel", *sys.argv[2:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code if isinstance(exc.code, int) else 1
+with open(report, "w") as f:
+    json.dump({"code": code, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}, f)
+"""
+
+
+def _import_cli(tmp: Path, *args: str) -> tuple[int, int, str]:
+    report = tmp / f"report-{len(list(tmp.glob('report-*')))}.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORTER, str(report), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,  # a FIFO read would block forever
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+    done = json.loads(report.read_text())
+    return int(done["code"]), int(done["peak"]), proc.stderr
+
+
+def _plant(path: Path, kind: str) -> None:
+    path.unlink()
+    if kind == "zero-link":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:  # "300mb": sparse, so the test itself stays cheap
+        with open(path, "wb") as f:
+            f.truncate(300 * 1000 * 1000)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind", "words"),
+    [
+        ("index.json", "zero-link", "index.json on the stick is a link, not a regular file"),
+        ("index.json", "fifo", "index.json on the stick is a pipe, not a regular file"),
+        ("index.json", "300mb", "index.json on the stick is 300,000,000 bytes, over the"),
+        ("have.json", "zero-link", "have.json on the stick is a link"),
+        ("satchel-usb.json", "fifo", "satchel-usb.json on the stick is a pipe"),
+        ("manifest", "fifo", "on the stick is a pipe"),
+        ("manifest", "300mb", "bytes, over the 67,108,864-byte limit"),
+        ("pack", "fifo", "on the stick is a pipe"),
+        ("pack", "zero-link", "on the stick is a link"),
+    ],
+)
+def test_a_stick_is_read_as_regular_files_only_each_bounded(
+    tmp_path: Path, target: str, kind: str, words: str
+) -> None:
+    """The attacks of issue 12, finding 6: on a stick, index.json as a link to /dev/zero ran
+    import out of memory, as a FIFO hung it, and a 300 MB one was read whole before its 8 MiB
+    check. Each is refused unread, in one line, and the store keeps its version."""
+    w, b, pack = _v1_imported_v2_exported(tmp_path)
+    ok_code, baseline, _ = _import_cli(tmp_path, "import", "--list", str(w.stick))
+    assert ok_code == 0
+    ref = w.a.ref("course", "en")
+    assert ref is not None
+    where = {"manifest": w.stick / "manifests" / ref.manifest, "pack": pack}
+    _plant(where.get(target, w.stick / target), kind)
+    code, peak, stderr = _import_cli(tmp_path, "import", str(w.stick), "--store", str(b.root))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 3 and len(lines) == 1 and words in lines[0], stderr
+    assert "refused unread" in lines[0], stderr
+    assert peak < baseline + 48 * 1024 * 1024, (peak, baseline)
+    _assert_intact(w, b, tmp_path / "out")
+    if target != "pack":  # the listing reads no pack file
+        listed, _, stderr = _import_cli(tmp_path, "import", "--list", str(w.stick))
+        assert listed in (1, 2, 3) and words in stderr, stderr
+
+
+def test_pack_files_are_walked_with_the_pack_reader_reading_heads_only(tmp_path: Path) -> None:
+    """USB pack reading goes through sync/pack.py's PackReader (heads only, objects skipped):
+    every object is found where the pack says, and the reader reads little more than heads."""
+    w = World(tmp_path)
+    result = w.export()
+    io_stats = Path("/proc/self/io")
+    if not io_stats.exists():
+        pytest.skip("needs Linux's /proc/self/io to count the bytes read")
+
+    def bytes_read() -> int:  # rchar: bytes this process got from read(2) and friends
+        return int(io_stats.read_text().split("rchar:")[1].split()[0])
+
+    total = sum((w.stick / "packs" / name).stat().st_size for name in result.pack_files)
+    found: dict[str, usb._Loc] = {}
+    before = bytes_read()
+    for name in result.pack_files:
+        found.update(usb.index_pack_file(w.stick / "packs" / name))
+    read = bytes_read() - before
+    assert sorted(found) == sorted(read_have(w.stick).objects)
+    heads = 8 * len(result.pack_files) + 36 * (len(found) + len(result.pack_files))
+    assert read < heads + 4096 < total // 4, (read, heads, total)
+    for name in result.pack_files:
+        data = (w.stick / "packs" / name).read_bytes()
+        for frame in read_pack([data]):
+            loc = found[frame.chunk_id]
+            assert data[loc.offset : loc.offset + loc.length] == frame.obj
