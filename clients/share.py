@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from satchel.edge.hosts import LOCAL_NAMES, HostGuard
 from satchel.edge.http import install_error_handlers
 from satchel.edge.read_routes import read_router
 from satchel.sync.local import LocalStore
@@ -32,6 +33,9 @@ def create_share_app(store: LocalStore) -> FastAPI:
         version="1",
     )
     install_error_handlers(app)
+    # DNS rebinding: answer only to this laptop's addresses (the one a connection came in on)
+    # and names (its host name, and that name on mDNS, as `satchel peers` shows it).
+    app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()))
     app.include_router(read_router(source))
 
     @app.get("/healthz")
@@ -43,6 +47,11 @@ def create_share_app(store: LocalStore) -> FastAPI:
         return {"bundles": source.catalog(), "relay": True}
 
     return app
+
+
+def own_names() -> tuple[str, ...]:
+    name = socket.gethostname().lower()
+    return (name, f"{name}.local") if name else ()
 
 
 # -- mDNS --------------------------------------------------------------------------------------

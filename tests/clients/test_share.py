@@ -315,3 +315,14 @@ kill $relay
     assert peers[0]["url"] == "http://127.0.0.1:8765"
     assert peers[0]["publisher"] == origin.fingerprint()
     assert f"{BUNDLE}/en v1" in peers[0]["bundles"]
+
+
+def test_the_relay_refuses_a_foreign_host(relay_client) -> None:  # type: ignore[no-untyped-def]
+    """Finding 11: a web site that points its own name at the relay's address (DNS rebinding)
+    gets 421 and no content; the relay's own names and addresses are served."""
+    client, _store = relay_client
+    refused = client.get("/v1/index", headers={"Host": "evil.example"})
+    assert refused.status_code == 421 and b"SATPACK" not in refused.content
+    assert "signatures" not in refused.text
+    for host in ("testserver", "localhost:80", "127.0.0.1"):
+        assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
