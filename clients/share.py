@@ -35,7 +35,7 @@ def create_share_app(store: LocalStore) -> FastAPI:
     install_error_handlers(app)
     # DNS rebinding: answer only to this laptop's addresses (the one a connection came in on)
     # and names (its host name, and that name on mDNS, as `satchel peers` shows it).
-    app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()))
+    app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()), same_port=False)
     app.include_router(read_router(source))
 
     @app.get("/healthz")
