@@ -4,8 +4,8 @@ What one simulated client does is what ``satchel sync`` does for a laptop holdin
 when version 2 is out (:mod:`satchel.sync.updater`), with the same sync/ code, over its own
 HTTP connection (asyncio + httpx, loopback only):
 
-1. ``GET /v1/index`` with the ETag of the index it holds; verify the signature against the
-   pinned key, the serial (no rollback) and the entry's version;
+1. ``GET /v1/index/BUNDLE/LOCALE`` with the ETag of the index it holds; verify the
+   signature against the pinned key, the serial (no rollback) and the entry's version;
 2. ``GET /v1/manifests/{v2}?from={v1}``; undo the manifest delta against the v1 envelope it
    holds and verify the manifest against the index and the key;
 3. the objects it lacks: the ready-made ``GET /v1/deltas/{v1}/{v2}`` when the index lists one
@@ -136,8 +136,8 @@ def hold_first_version(url: str, root: Path) -> Held:
         Updater(store, http).sync(BUNDLE, LOCALE)
     ref = store.ref(BUNDLE, LOCALE)
     key = store.pinned_key()
-    raw = store.last_index()
-    etag, serial = store.index_meta()
+    raw = store.last_index(BUNDLE, LOCALE)
+    etag, serial = store.index_meta(BUNDLE, LOCALE)
     envelope = store.manifest_bytes(ref.manifest) if ref else None
     assert ref and key and raw and serial is not None and envelope
     objects = MemoryChunkStore()
@@ -173,6 +173,8 @@ def _verified_index(raw: bytes, held: Held) -> IndexEntry:
     if index is None:
         trusted = verify_index(
             raw,
+            bundle=BUNDLE,
+            locale=LOCALE,
             pinned=held.key,
             expected_fingerprint=None,
             now=datetime.now(UTC),
@@ -209,7 +211,7 @@ async def one_sync(http: httpx.AsyncClient, held: Held, route: str) -> Outcome:
     start = time.perf_counter()
     store = Overlay(held.objects)
     headers = {"If-None-Match": held.index_etag} if held.index_etag else {}
-    r = await http.get("/v1/index", headers=headers)
+    r = await http.get(f"/v1/index/{BUNDLE}/{LOCALE}", headers=headers)
     out.requests += 1
     _expect(r, 200, "index")
     out.bytes += len(r.content)

@@ -73,7 +73,7 @@ def synthetic(root: Path, megabytes: int) -> Path:
 
 def pack_request(url: str) -> tuple[bytes, int]:
     """The JSON body asking for every object of the bundle, and the number of objects."""
-    raw = httpx.get(f"{url}/v1/index", timeout=30).content
+    raw = httpx.get(f"{url}/v1/index/{BUNDLE}/en", timeout=30).content
     entry = parse_index(raw)[1].entry(BUNDLE, "en")
     assert entry is not None
     obj = httpx.get(f"{url}/v1/manifests/{entry.manifest}", timeout=30).content

@@ -201,9 +201,9 @@ class HttpClient:
         return self._send(self.http.build_request("GET", path, headers=headers))
 
     # -- Fetcher --------------------------------------------------------------------------
-    def fetch_index(self, etag: str | None) -> IndexResponse:
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
         headers = {"If-None-Match": etag} if etag else None
-        response = self._get("/v1/index", headers)
+        response = self._get(f"/v1/index/{bundle}/{locale}", headers)
         if response.status_code == 304:
             response.close()
             return IndexResponse(None, etag)
@@ -359,6 +359,20 @@ class HttpClient:
         if type(version) is not int:
             raise ContentError("server sent a malformed commit answer")
         return version
+
+    def withdraw(self, bundle: str, locale: str, version: int, notes: str) -> int:
+        """Take a version back; returns the version the line's index serves now."""
+        path = f"/v1/lines/{bundle}/{locale}/versions/{version}/withdraw"
+        data = self._json(self._send(self.http.build_request("POST", path, json={"notes": notes})))
+        serving = data.get("serving")
+        if type(serving) is not int:
+            raise ContentError("server sent a malformed answer to a withdrawal")
+        return serving
+
+    def remove(self, bundle: str, locale: str, notes: str) -> None:
+        """Take a whole line away (an admin token)."""
+        path = f"/v1/lines/{bundle}/{locale}/remove"
+        self._json(self._send(self.http.build_request("POST", path, json={"notes": notes})))
 
     # -- curators and admins -------------------------------------------------------------
     def translations(self, bundle: str, locale: str) -> dict[str, Any]:

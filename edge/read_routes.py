@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
+from satchel.content.names import check_bundle, check_locale
 from satchel.sync.pack import PACK_MEDIA_TYPE
 from satchel.sync.serving import MAX_PACK_REQUEST, ReadSource, parse_pack_request
 
@@ -42,9 +43,11 @@ PACK_REQUEST_DOC = {
 def read_router(source: ReadSource) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/index", summary="The signed release index (every bundle and locale)")
-    def index(request: Request) -> Response:
-        body, etag = source.index()
+    @router.get(
+        "/v1/index/{bundle}/{locale}", summary="The signed release index of one bundle and locale"
+    )
+    def index(bundle: str, locale: str, request: Request) -> Response:
+        body, etag = source.index(check_bundle(bundle), check_locale(locale))
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if not_modified(request, etag):
             return Response(status_code=304, headers=headers)

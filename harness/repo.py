@@ -124,10 +124,8 @@ def publish(
 
 
 def index_entry(repo: Repository, bundle: str, locale: str) -> IndexEntry:
-    _env, index = parse_index(repo.source.index()[0])
-    entry = index.entry(bundle, locale)
-    assert entry is not None, f"{bundle}/{locale} is not in the index"
-    return entry
+    """The entry of a line's signed index, as the server serves it."""
+    return parse_index(repo.source.index(bundle, locale)[0])[1].line
 
 
 def served_manifest(repo: Repository, bundle: str = "course", locale: str = "en") -> Manifest:
@@ -152,18 +150,15 @@ def forge_version(
     serial: int | None = None,
     now: datetime | None = None,
 ) -> Forged:
-    """Sign ``manifest`` and an index naming it (plus the repository's other lines)."""
+    """Sign ``manifest`` and an index of its line naming it."""
     envelope = sign_manifest(manifest, repo.key)
     mid = hashlib.sha256(envelope).hexdigest()
-    _env, current = parse_index(repo.source.index()[0])
+    _env, current = parse_index(repo.source.index(manifest.bundle, manifest.locale)[0])
     entries = [
-        e for e in current.entries if (e.bundle, e.locale) != (manifest.bundle, manifest.locale)
-    ]
-    entries.append(
         IndexEntry(
             manifest.bundle, manifest.locale, manifest.version, mid, len(envelope), manifest.title
         )
-    )
+    ]
     body = sign_index(
         entries,
         serial=current.serial + 1 if serial is None else serial,
@@ -230,12 +225,12 @@ class RepoFetcher:
         self.range_calls.clear()
         self.size_calls.clear()
 
-    def fetch_index(self, etag: str | None) -> IndexResponse:
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
         if self.index_override is not None:
             body = self.index_override
             current = '"' + hashlib.sha256(body).hexdigest() + '"'
         else:
-            body, current = self.repo.source.index()
+            body, current = self.repo.source.index(bundle, locale)
         modified = etag != current
         self.index_calls.append((etag, modified))
         return IndexResponse(body if modified else None, current)

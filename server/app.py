@@ -218,12 +218,37 @@ def create_app(
     )
     async def commit(upload_id: str, request: Request) -> dict[str, int]:
         who = await principal(request)
-        body = await json_body(request, MAX_SMALL_BODY)
-        notes = body.get("notes", "") if isinstance(body, dict) else ""
-        if not isinstance(notes, str):
-            raise UsageError("notes must be a string")
+        notes = _notes(await json_body(request, MAX_SMALL_BODY))
         version = await run_in_threadpool(publishing.commit, who, upload_id, notes)
         return {"version": version}
+
+    @app.post(
+        "/v1/lines/{bundle}/{locale}/versions/{version}/withdraw",
+        summary="Take a version back: laptops that have not switched skip it",
+        openapi_extra=COMMIT_DOC,
+    )
+    async def withdraw(
+        bundle: str, locale: str, version: str, request: Request
+    ) -> dict[str, object]:
+        who = await principal(request)
+        if not (version.isascii() and version.isdigit() and len(version) <= 9):
+            raise NotFoundError(f"no version {version[:20]!r}")
+        notes = _notes(await json_body(request, MAX_SMALL_BODY))
+        done = await run_in_threadpool(
+            repo.lines.withdraw, who, bundle, locale, int(version), notes
+        )
+        return asdict(done)
+
+    @app.post(
+        "/v1/lines/{bundle}/{locale}/remove",
+        summary="Take a whole line away (admin only): laptops that follow it drop it",
+        openapi_extra=COMMIT_DOC,
+    )
+    async def remove(bundle: str, locale: str, request: Request) -> dict[str, object]:
+        who = await principal(request)
+        notes = _notes(await json_body(request, MAX_SMALL_BODY))
+        await run_in_threadpool(repo.lines.remove, who, bundle, locale, notes)
+        return {"bundle": bundle, "locale": locale, "removed": True}
 
     @app.get(
         "/v1/history/{bundle}/{locale}",
@@ -282,6 +307,14 @@ def create_app(
         return asdict(await run_in_threadpool(repo.tokens.revoke, int(token_id)))
 
     return app
+
+
+def _notes(body: object) -> str:
+    """The ``notes`` of a small JSON body (``{"notes": "..."}``, or nothing)."""
+    notes = body.get("notes", "") if isinstance(body, dict) else ""
+    if not isinstance(notes, str):
+        raise UsageError("notes must be a string")
+    return notes
 
 
 def _unwrap_object(body: bytes, limit: int) -> bytes:

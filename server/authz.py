@@ -71,3 +71,16 @@ def authorize_publish(
             f" {bundle}/{base.base_locale}"
         )
     return base.latest_version
+
+
+def authorize_line(db: Database, who: Principal, bundle: str, locale: str) -> Line:
+    """Refuse a change to a published line (withdrawing a version) the principal may not make:
+    the same rights as publishing to it. Returns the line."""
+    check_grant(who, bundle, locale)
+    with db.session() as s:
+        line = s.get(Line, (bundle, locale))
+    if line is None or line.latest_version < 1:
+        raise NotFoundError(f"no bundle {bundle!r} in locale {locale!r}")
+    if who.role == "curator" and line.base_locale is None:
+        raise ForbiddenError(f"{bundle}/{locale} is a base line: a curator changes variants only")
+    return line

@@ -56,6 +56,11 @@ class Line(SQLModel, table=True):
     grade: str = ""
     description: str = ""
     lessons: int = 0
+    # An admin took the line away: its signed index says so, and laptops drop it.
+    removed: bool = False
+    removed_at: datetime | None = None
+    removed_by: str = ""  # "label (role)" as it was then
+    removed_notes: str = ""
 
 
 class Version(SQLModel, table=True):
@@ -76,6 +81,11 @@ class Version(SQLModel, table=True):
     # For a locale variant: the base line's locale and the base version it was made from.
     base_locale: str | None = None
     base_version: int | None = None
+    # A teacher took the version back: laptops that have not switched skip it.
+    withdrawn: bool = False
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str = ""  # "label (role)" as it was then
+    withdrawn_notes: str = ""
 
 
 class Chunk(SQLModel, table=True):
@@ -110,8 +120,12 @@ class StaticDelta(SQLModel, table=True):
     objects: int
 
 
-class IndexState(SQLModel, table=True):
-    id: int = Field(default=1, primary_key=True)
+class LineIndex(SQLModel, table=True):
+    """The signed release index of one line, as served (re-signed on every change of the
+    line and when half its validity is gone); the serial grows per line."""
+
+    bundle: str = Field(primary_key=True)
+    locale: str = Field(primary_key=True)
     serial: int = 0
     body: bytes = b""
     etag: str = ""

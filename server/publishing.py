@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -70,10 +70,27 @@ log = logging.getLogger(__name__)
 
 MAX_NOTES = 2000
 COMMIT_ATTEMPTS = 20  # times a commit prepares again because its line moved on meanwhile
+# What one bundle may grow to: a runaway (or hostile) teacher of one bundle must not make the
+# server, its web page or its catalogue heavy for everyone (issue 12, finding 2).
+MAX_LOCALES_PER_BUNDLE = 64
+MAX_TITLE_BY_ROLE = {"admin": 500, "teacher": 200, "curator": 200}
+# A draft begun and never committed is dropped after this long, with what only it uploaded:
+# a week covers a teacher on a poor link finishing tomorrow, and no more.
+DRAFT_LIFETIME = timedelta(days=7)
+SWEEP_EVERY = timedelta(hours=1)
 
 
 class _LineMoved(Exception):
     """The line is no longer at the version this commit prepared for: prepare again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredDraft:
+    upload: str
+    bundle: str
+    locale: str
+    token_id: int | None
+    begun: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,7 @@ class Publishing:
         self.tokens = tokens
         self.clock = clock
         self.static_deltas = static_deltas  # ready-made packs from the last K versions
+        self._swept: datetime | None = None
 
     # -- begin -------------------------------------------------------------------------------
     def begin(
@@ -130,12 +148,14 @@ class Publishing:
         check_bundle(bundle)
         check_locale(locale)
         base_latest = authorize_publish(self.db, who, bundle, locale, from_locale)
+        self._sweep()
         if base_latest is None:
             if base_version is not None:
                 raise UsageError("a base version goes with --from-locale (a variant publish)")
         else:
             base_version = self._variant_base(bundle, locale, base_latest, base_version)
         draft = _draft(draft_bytes)
+        self._check_growth(who, bundle, locale, draft)
         distinct = draft.distinct_chunks()
         present = self.source.stored_sizes([cid for cid, _ in distinct])
         want = encode_want(distinct, {cid for cid, _ in distinct if cid not in present})
@@ -151,6 +171,7 @@ class Publishing:
                     token_id=who.token_id,
                     base_locale=from_locale,
                     base_version=base_version,
+                    created=self.clock(),
                 )
             )
             s.commit()
@@ -162,6 +183,24 @@ class Publishing:
         if line is not None and line.dictionary_id and line.dictionary_length:
             dictionary = (line.dictionary_id, line.dictionary_length)
         return BeginResponse(upload_id=upload_id, want=want, dictionary=dictionary)
+
+    def _check_growth(self, who: Principal, bundle: str, locale: str, draft: ManifestDraft) -> None:
+        """Refuse a title longer than the role may give, and a locale past the bundle's cap."""
+        most = MAX_TITLE_BY_ROLE.get(who.role, min(MAX_TITLE_BY_ROLE.values()))
+        for title in (draft.title, draft.meta.title if draft.meta else ""):
+            if len(title) > most:
+                raise UsageError(
+                    f"a title of {len(title)} characters is over the {most} a {who.role} may give"
+                )
+        with self.db.session() as s:
+            if s.get(Line, (bundle, locale)) is not None:
+                return
+            lines = s.exec(select(Line).where(Line.bundle == bundle)).all()
+        if len(lines) >= MAX_LOCALES_PER_BUNDLE:
+            raise UsageError(
+                f"{bundle} already has {len(lines)} locales, the most one bundle may have;"
+                " ask an admin to remove the ones nobody uses"
+            )
 
     def _variant_base(
         self, bundle: str, locale: str, base_latest: int, requested: int | None
@@ -282,6 +321,7 @@ class Publishing:
             "grade": meta.grade if meta else "",
             "description": meta.description if meta else "",
             "lessons": len(structure(manifest).lessons),
+            "removed": False,  # publishing to a removed line brings it back
         }
         return _Prepared(
             previous=previous,
@@ -391,8 +431,74 @@ class Publishing:
         for delta in ready.deltas:
             s.merge(delta)  # a copy: the prepared row stays detached if this attempt retries
         s.flush()  # the version's primary key is the last guard against a duplicate
-        self.index.resign(s, self.clock())
+        self.index.resign(s, up.bundle, up.locale, self.clock())
         return manifest.version
+
+    # -- drafts never committed ------------------------------------------------------------
+    def _sweep(self) -> None:
+        """Expire old drafts now and then (at most every SWEEP_EVERY, in any process)."""
+        now = self.clock()
+        if self._swept is None or now - self._swept >= SWEEP_EVERY:
+            self._swept = now
+            self.expire_drafts()
+
+    def expire_drafts(self) -> list[ExpiredDraft]:
+        """Drop drafts begun more than DRAFT_LIFETIME ago and never committed, with the
+        objects only they uploaded (nothing published or begun since names them); each one
+        is logged. Returns what was dropped."""
+        cutoff = self.clock() - DRAFT_LIFETIME
+
+        def take(s: Session) -> list[ExpiredDraft]:
+            old = s.exec(select(Upload).where(col(Upload.created) < cutoff)).all()
+            gone = [ExpiredDraft(u.id, u.bundle, u.locale, u.token_id, u.created) for u in old]
+            for u in old:
+                s.delete(u)
+            return gone
+
+        expired = self.db.transaction("expire old drafts", take, lock=False)
+        for d in expired:
+            log.warning(
+                "expired draft %s of %s/%s, begun %s by token %s and never committed",
+                d.upload,
+                d.bundle,
+                d.locale,
+                d.begun.isoformat(),
+                d.token_id,
+            )
+        if expired:
+            self._collect_unreferenced()
+        return expired
+
+    def _collect_unreferenced(self) -> int:
+        """Delete recorded objects that no version, live draft, ready-made pack or line
+        dictionary names (what expired drafts alone uploaded). Returns how many."""
+        with self.db.session() as s:
+            recorded = {row.id for row in s.exec(select(Chunk)).all()}
+            versions = s.exec(select(Version)).all()
+            drafts = [u.draft for u in s.exec(select(Upload)).all()]
+            packs = {d.object_id for d in s.exec(select(StaticDelta)).all()}
+            dictionaries = {
+                line.dictionary_id for line in s.exec(select(Line)).all() if line.dictionary_id
+            }
+        keep = packs | dictionaries
+        for v in versions:
+            keep.add(v.manifest_id)
+            keep.update(cid for cid, _ in self.source.manifest(v.manifest_id).distinct_chunks())
+        for raw in drafts:
+            keep.update(cid for cid, _ in _draft(raw).distinct_chunks())
+        unreferenced = sorted(recorded - keep)
+
+        def forget(s: Session) -> None:
+            for i in range(0, len(unreferenced), 500):
+                batch = unreferenced[i : i + 500]
+                s.execute(delete(Chunk).where(col(Chunk.id).in_(batch)))
+
+        self.db.transaction("forget objects of expired drafts", forget, lock=False)
+        for cid in unreferenced:  # rows first: a lost race only leaves an unlisted object
+            self.store.delete(cid)
+        if unreferenced:
+            log.warning("deleted %d objects that only expired drafts used", len(unreferenced))
+        return len(unreferenced)
 
     # -- in-process --------------------------------------------------------------------------
     def publish_folder(

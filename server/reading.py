@@ -39,7 +39,7 @@ CACHED_MANIFEST_DELTAS = 32
 
 class ServerSource:
     def __init__(
-        self, db: Database, store: ChunkStore, index: Callable[[], tuple[bytes, str]]
+        self, db: Database, store: ChunkStore, index: Callable[[str, str], tuple[bytes, str]]
     ) -> None:
         self.db = db
         self.store = store
@@ -48,8 +48,8 @@ class ServerSource:
         self._manifests: LRUCache[str, Manifest] = LRUCache(CACHED_MANIFESTS)
         self._manifest_deltas: LRUCache[tuple[str, str], bytes] = LRUCache(CACHED_MANIFEST_DELTAS)
 
-    def index(self) -> tuple[bytes, str]:
-        return self._index()
+    def index(self, bundle: str, locale: str) -> tuple[bytes, str]:
+        return self._index(bundle, locale)
 
     # -- manifests ---------------------------------------------------------------------------
     def _version(self, manifest_id: str) -> Version:

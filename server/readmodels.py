@@ -29,6 +29,7 @@ class VersionInfo:
     size: int
     notes: str
     base_version: int | None
+    withdrawn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class LineInfo:
     base_locale: str | None
     latest_version: int
     versions: tuple[VersionInfo, ...]
+    removed: bool = False
 
     def version_manifest_id(self, number: int) -> str:
         for v in self.versions:
@@ -68,6 +70,10 @@ class HistoryEntry:
     role: str
     base_locale: str | None
     base_version: int | None
+    withdrawn: bool = False
+    withdrawn_at: str | None = None
+    withdrawn_by: str = ""
+    withdrawn_notes: str = ""
 
     @property
     def by(self) -> str:
@@ -150,6 +156,10 @@ class ReadModels:
                 role=v.token_role,
                 base_locale=v.base_locale,
                 base_version=v.base_version,
+                withdrawn=v.withdrawn,
+                withdrawn_at=aware(v.withdrawn_at).isoformat() if v.withdrawn_at else None,
+                withdrawn_by=v.withdrawn_by,
+                withdrawn_notes=v.withdrawn_notes,
             )
             for v in reversed(versions)
         ]
@@ -230,6 +240,7 @@ def _version_info(v: Version) -> VersionInfo:
         size=v.size,
         notes=v.notes,
         base_version=v.base_version,
+        withdrawn=v.withdrawn,
     )
 
 
@@ -245,4 +256,5 @@ def _line_info(line: Line, versions: list[VersionInfo]) -> LineInfo:
         base_locale=line.base_locale,
         latest_version=line.latest_version,
         versions=tuple(versions),
+        removed=line.removed,
     )

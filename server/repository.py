@@ -7,6 +7,7 @@ services over them.
 ``source``         the read protocol: manifests, objects, packs (:mod:`~satchel.server.reading`)
 ``reads``          catalog, history, translation status (:mod:`~satchel.server.readmodels`)
 ``publishing``     begin, receive, commit (:mod:`~satchel.server.publishing`)
+``lines``          withdraw a version, remove a line (:mod:`~satchel.server.lines`)
 =================  ==========================================================
 
 Authorization is :mod:`~satchel.server.authz`. FastAPI routes (:mod:`~satchel.server.app`) and
@@ -27,6 +28,7 @@ from satchel.sync.store import ChunkStore, FolderChunkStore
 from .database import Database
 from .db import make_engine, sqlite_url
 from .indexing import IndexSigner
+from .lines import Lines
 from .publishing import Publishing
 from .reading import ServerSource
 from .readmodels import ReadModels
@@ -81,5 +83,6 @@ class Repository:
             clock,
             static_deltas,
         )
+        self.lines = Lines(self.db, self.index_signer, clock)
         if signs:
             self.index_signer.resign_if_key_changed()

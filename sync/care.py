@@ -192,14 +192,16 @@ class GcResult:
 def _pending_manifests(store: LocalStore) -> set[str]:
     """Manifests the last accepted index names that a sync has fetched: it may be (or have
     stopped, at a data budget) fetching their objects, for a held line or a new one."""
-    raw = store.last_index()
-    if raw is None:
-        return set()
-    try:
-        entries = parse_index(raw)[1].entries
-    except SatchelError:
-        return set()
-    return {e.manifest for e in entries if store.manifest_bytes(e.manifest) is not None}
+    pending = set()
+    for bundle, locale in store.indexed_lines():
+        raw = store.last_index(bundle, locale)
+        try:
+            entry = parse_index(raw)[1].line if raw is not None else None
+        except SatchelError:
+            continue  # a damaged index only costs that line's protection
+        if entry is not None and store.manifest_bytes(entry.manifest) is not None:
+            pending.add(entry.manifest)
+    return pending
 
 
 def collect_garbage(store: LocalStore, keep: int = DEFAULT_KEEP) -> GcResult:

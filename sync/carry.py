@@ -22,25 +22,31 @@ from .outbox import Outbox
 
 
 def records_key_of(store: LocalStore) -> RecordsPublicKey | None:
-    """The records key named by the store's last accepted index (re-verified: the disk is not
-    trusted), or None when the store has no index or its server publishes no records key."""
-    raw = store.last_index()
+    """The records key named by the store's accepted line indexes (re-verified: the disk is
+    not trusted; every line of one publisher names the same key), or None when the store has
+    no index or its server publishes no records key."""
     pinned = store.pinned_key()
-    if raw is None or pinned is None:
+    if pinned is None:
         return None
-    env, index = parse_index(raw)
-    try:
-        verify_envelope(env, pinned, what="stored release index")
-    except TrustError:
-        for old in store.retired_keys():  # saved before an explicit --trust rotation
-            try:
-                verify_envelope(env, old, what="stored release index")
-                break
-            except TrustError:
-                continue
-        else:
-            raise
-    return index.records_key
+    for bundle, locale in store.indexed_lines():
+        raw = store.last_index(bundle, locale)
+        if raw is None:
+            continue
+        env, index = parse_index(raw)
+        try:
+            verify_envelope(env, pinned, what="stored release index")
+        except TrustError:
+            for old in store.retired_keys():  # saved before an explicit --trust rotation
+                try:
+                    verify_envelope(env, old, what="stored release index")
+                    break
+                except TrustError:
+                    continue
+            else:
+                raise
+        if index.records_key is not None:
+            return index.records_key
+    return None
 
 
 @dataclass(frozen=True, slots=True)

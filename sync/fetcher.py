@@ -42,8 +42,9 @@ class RangeResponse:
 
 
 class Fetcher(Protocol):
-    def fetch_index(self, etag: str | None) -> IndexResponse:
-        """The signed release index, or ``body=None`` if it still has ``etag``."""
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
+        """A line's signed release index, or ``body=None`` if it still has ``etag``.
+        NotFoundError if the source has no such line."""
         ...
 
     def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:

@@ -46,10 +46,10 @@ class StoreSource:
         self._lock = threading.Lock()
 
     # -- index and catalog -------------------------------------------------------------------
-    def index(self) -> tuple[bytes, str]:
-        raw = self.store.held_index()
+    def index(self, bundle: str, locale: str) -> tuple[bytes, str]:
+        raw = self.store.held_index(bundle, locale)
         if raw is None:
-            raise NotFoundError("this relay has not completed a sync yet")
+            raise NotFoundError(f"this relay holds no whole version of {bundle}/{locale}")
         return raw, f'"{hashlib.sha256(raw).hexdigest()}"'
 
     def catalog(self) -> list[dict[str, object]]:
@@ -72,14 +72,19 @@ class StoreSource:
         return out
 
     def offered(self) -> list[dict[str, object]]:
-        """The signed index's entries, as a peer list shows them."""
-        raw = self.store.held_index()
-        if raw is None:
-            return []
-        return [
-            {"bundle": e.bundle, "locale": e.locale, "version": e.version}
-            for e in parse_index(raw)[1].entries
-        ]
+        """The lines this relay serves, as a peer list shows them."""
+        out: list[dict[str, object]] = []
+        for bundle, locale in self.store.indexed_lines():
+            raw = self.store.held_index(bundle, locale)
+            if raw is None:
+                continue
+            try:
+                entry = parse_index(raw)[1].line
+            except SatchelError:
+                continue  # a damaged copy only costs this line's mention
+            if not entry.removed:
+                out.append({"bundle": bundle, "locale": locale, "version": entry.version})
+        return out
 
     # -- manifests and objects ---------------------------------------------------------------
     def manifest(self, manifest_id: str) -> Manifest:

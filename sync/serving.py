@@ -63,8 +63,8 @@ class ReadSource(Protocol):
     relay's local store. Every method raises ``NotFoundError`` for what it does not hold and
     ``FormatError`` for a malformed id; ETags are quoted strong validators."""
 
-    def index(self) -> tuple[bytes, str]:
-        """The signed release index as published, and its ETag."""
+    def index(self, bundle: str, locale: str) -> tuple[bytes, str]:
+        """A line's signed release index as published, and its ETag."""
         ...
 
     def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:

@@ -2,8 +2,9 @@
 
 Layout of ``STICK/``::
 
-    satchel-usb.json          {"format": 1}
-    index.json                the exporting store's last accepted signed release index
+    satchel-usb.json          {"format": 2}
+    index/<bundle>/<locale>.json   the exporting store's signed release index of each line
+                              it carries
     manifests/<id>            signed manifest envelopes, named by their SHA-256
     packs/NNNNNN.pack         ordinary Satchel packs of stored objects, each at most 1 GiB
     have.json                 {"objects": [ids on the stick], "packs": [complete pack files]}
@@ -18,8 +19,10 @@ only the frame heads and seeking past the objects.
 
 A pack file is written under a temp name and renamed once complete; ``have.json`` is then
 replaced atomically. A stick pulled out mid-write holds no broken pack and its have-list names
-only objects in complete packs; the next export removes leftovers and continues. ``index.json``
-is replaced last, so it never names a version whose objects are not all on the stick.
+only objects in complete packs; the next export removes leftovers and continues. A line's
+index is replaced last, so it never names a version whose objects are not all on the stick.
+Format 1 sticks (one index of every line, before per-line indexes) are upgraded by the next
+export onto them and refused by readers with a reason.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ from .local import LocalStore
 from .pack import HEAD_SIZE, MAGIC, PackReader, write_pack
 from .plan import decode_want
 
-USB_FORMAT = 1
+USB_FORMAT = 2
+OLD_USB_FORMATS = (1,)  # an export onto one upgrades it
 MAX_PACK_FILE = 1 << 30  # 1 GiB: far under FAT32's 4 GB file limit
 MAX_META = 64 * 1024  # satchel-usb.json
 MAX_HAVE = 128 * 1024 * 1024  # have.json: ~70 bytes an object, ~1.8 million objects
+MAX_STICK_LINES = 10_000  # lines one stick's index folder is read for
 _PACK_SUFFIX = ".pack"
 _TMP_PREFIX = ".tmp-"
 
@@ -75,14 +80,54 @@ def _load_json(path: Path, what: str, limit: int) -> dict[str, Any]:
     return value
 
 
-def check_stick(path: Path) -> None:
-    """Raise unless ``path`` is a Satchel USB folder this version reads."""
+def check_stick(path: Path, *, upgradable: bool = False) -> None:
+    """Raise unless ``path`` is a Satchel USB folder this version reads (or, with
+    ``upgradable``, one an export may upgrade)."""
     meta = path / "satchel-usb.json"
     if not os.path.lexists(meta):
         raise UsageError(f"{path} is not a Satchel USB folder (no satchel-usb.json)")
     fmt = _load_json(meta, "satchel-usb.json", MAX_META).get("format")
-    if fmt != USB_FORMAT:
-        raise FormatError(f"USB folder format {fmt!r} is not {USB_FORMAT}; update satchel")
+    if fmt == USB_FORMAT or (upgradable and fmt in OLD_USB_FORMATS):
+        return
+    if fmt in OLD_USB_FORMATS:
+        raise FormatError(
+            f"{path} was written by an older satchel (USB format {fmt}); export to it again"
+        )
+    raise FormatError(f"USB folder format {fmt!r} is not {USB_FORMAT}; update satchel")
+
+
+def _index_file(path: Path, bundle: str, locale: str) -> Path:
+    return path / "index" / check_bundle(bundle) / f"{check_locale(locale)}.json"
+
+
+def stick_lines(path: Path) -> list[tuple[str, str]]:
+    """The (bundle, locale) lines whose index the stick carries (names checked, bounded)."""
+    base = path / "index"
+    if not base.is_dir() or base.is_symlink():
+        return []
+    out = []
+    for bundle_dir in sorted(base.iterdir())[:MAX_STICK_LINES]:
+        if bundle_dir.is_symlink() or not bundle_dir.is_dir():
+            continue
+        for f in sorted(bundle_dir.iterdir())[:MAX_STICK_LINES]:
+            if f.suffix != ".json":
+                continue
+            try:
+                out.append((check_bundle(bundle_dir.name), check_locale(f.stem)))
+            except UsageError:
+                continue  # not a name we write: nothing to read
+    return out[:MAX_STICK_LINES]
+
+
+def read_line_index(path: Path, bundle: str, locale: str) -> bytes:
+    file = _index_file(path, bundle, locale)
+    what = f"the index of {bundle}/{locale}"
+    try:
+        return _read(file, MAX_INDEX_BYTES, what)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} carries no {bundle}/{locale}") from None
+    except OSError as exc:
+        raise FormatError(f"{what} on the stick is unreadable: {exc.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +186,14 @@ def export_stick(
     """Write (or refresh) ``dest`` with the store's current version of ``bundle``/``locale``."""
     check_bundle(bundle)
     check_locale(locale)
-    raw_index = store.last_index()
-    if raw_index is None:
+    if not store.indexed_lines():
         raise StoreError(f"{store.root} holds no release index; run satchel sync first")
     ref = store.ref(bundle, locale)
     if ref is None:
         raise UsageError(f"{bundle}/{locale} is not in {store.root}; run satchel sync first")
+    raw_index = store.last_index(bundle, locale)
+    if raw_index is None:
+        raise StoreError(f"{store.root} holds no release index of {bundle}/{locale}; sync first")
     _env, index = parse_index(raw_index)
     entry = index.entry(bundle, locale)
     if entry is None or entry.manifest != ref.manifest:
@@ -174,13 +221,14 @@ def export_stick(
         raise StoreError(f"cannot write to {dest}: {exc.strerror}") from None
     meta = dest / "satchel-usb.json"
     if meta.exists():
-        check_stick(dest)
-    else:
-        write_atomic(meta, json.dumps({"format": USB_FORMAT}).encode(), durable=durable)
-    old_index = dest / "index.json"
+        check_stick(dest, upgradable=True)
+    write_atomic(meta, json.dumps({"format": USB_FORMAT}).encode(), durable=durable)
+    if os.path.lexists(dest / "index.json"):  # format 1's index of every line
+        (dest / "index.json").unlink()
+    old_index = _index_file(dest, bundle, locale)
     if os.path.lexists(old_index):
         try:
-            old_serial = parse_index(_read(old_index, MAX_INDEX_BYTES, "index.json"))[1].serial
+            old_serial = parse_index(_read(old_index, MAX_INDEX_BYTES, "a line index"))[1].serial
         except (FormatError, OSError):
             old_serial = None  # a damaged index (or a link, a pipe) is simply replaced
         if old_serial is not None and old_serial > index.serial:
@@ -211,7 +259,8 @@ def export_stick(
         have = HaveList(have.objects + group, [*have.packs, name])
         _write_have(dest, have, durable)
         written.append(name)
-    write_atomic(dest / "index.json", raw_index, durable=durable)
+    _index_file(dest, bundle, locale).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(_index_file(dest, bundle, locale), raw_index, durable=durable)
     return ExportResult(
         bundle, locale, ref.version, len(todo), total, written, len(set(have.objects))
     )
@@ -337,14 +386,8 @@ class UsbFetcher:
             self._objects = objects
         return self._objects
 
-    def fetch_index(self, etag: str | None) -> IndexResponse:
-        try:
-            body = _read(self.path / "index.json", MAX_INDEX_BYTES, "index.json")
-        except FileNotFoundError:
-            raise NotFoundError(f"{self.path} holds no index.json") from None
-        except OSError as exc:
-            raise FormatError(f"index.json on the stick is unreadable: {exc.strerror}") from None
-        return IndexResponse(body, None)
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
+        return IndexResponse(read_line_index(self.path, bundle, locale), None)
 
     def _manifest_data(self, manifest_id: str) -> bytes:
         file = self.path / "manifests" / check_chunk_id(manifest_id)
@@ -427,17 +470,13 @@ class StickListing:
 
 
 def stick_entries(path: Path) -> list[IndexEntry]:
-    """The index entries of ``path``'s index.json whose manifest is on the stick."""
+    """The index entries of the lines on the stick whose manifest is there too."""
     check_stick(path)
-    try:
-        raw = _read(path / "index.json", MAX_INDEX_BYTES, "index.json")
-    except FileNotFoundError:
-        raise FormatError(f"{path} holds no index.json; export to it again") from None
-    except OSError as exc:
-        raise FormatError(f"index.json on the stick is unreadable: {exc.strerror}") from None
-    _env, index = parse_index(raw)
     found = []
-    for entry in index.entries:
+    for bundle, locale in stick_lines(path):
+        entry = parse_index(read_line_index(path, bundle, locale))[1].line
+        if (entry.bundle, entry.locale) != (bundle, locale):
+            raise FormatError(f"the index of {bundle}/{locale} on the stick is about another line")
         manifest = path / "manifests" / entry.manifest
         try:
             st = os.lstat(manifest)

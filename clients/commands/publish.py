@@ -94,3 +94,41 @@ def translations(
     for item in report["files"]:
         counts[item["state"]] = counts.get(item["state"], 0) + 1
     err.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files")
+
+
+@commands.command()
+def withdraw(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[
+        str, typer.Option(help="Teacher, curator or admin token.", envvar="SATCHEL_TOKEN")
+    ],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    version: Annotated[int, typer.Option(help="The version to take back.")],
+    locale: Locale = DEFAULT_LOCALE,
+    notes: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Take a version back: laptops that have not switched to it skip it; those that hold it
+    keep it until a newer one comes."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server, token=token))
+    with client:
+        serving = run(lambda: client.withdraw(bundle, locale, version, notes))
+    err.print(
+        f"{bundle}/{locale} version {version} withdrawn; laptops are offered version {serving}"
+    )
+
+
+@commands.command()
+def remove(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[str, typer.Option(help="An admin token.", envvar="SATCHEL_TOKEN")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Locale = DEFAULT_LOCALE,
+    notes: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Take a whole bundle line away (a test bundle, say): laptops that follow it drop it."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server, token=token))
+    with client:
+        run(lambda: client.remove(bundle, locale, notes))
+    err.print(f"{bundle}/{locale} removed; laptops drop it at their next sync")

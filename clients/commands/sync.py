@@ -175,6 +175,8 @@ def sync(
                     "bytes_uploaded": client.counters.bytes_uploaded,
                     "requests": client.counters.requests,
                     "retries": result.retries,
+                    "removed": result.removed,
+                    "withdrawn": result.withdrawn,
                     "only": _ref_only(local, bundle, locale),
                     "bytes_freed": freed,
                     "seconds": round(seconds, 3),
@@ -191,7 +193,14 @@ def sync(
         raise typer.Exit(EXIT_BUDGET)
     if as_json:
         return
-    if result.changed:
+    if result.removed:
+        err.print(f"{bundle}/{locale} was removed by its publisher: dropped from this laptop")
+    elif result.withdrawn:
+        err.print(
+            f"{bundle}/{locale}: version {result.version} was withdrawn by its publisher;"
+            " kept until a newer one comes"
+        )
+    elif result.changed:
         err.print(
             f"{bundle}/{locale}: version {result.previous_version or 'none'} -> {result.version};"
             f" {client.counters.bytes_downloaded:,} bytes in {client.counters.requests} requests"

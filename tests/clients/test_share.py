@@ -250,8 +250,8 @@ def test_relay_packs_are_exact_and_use_deltas(relay_client) -> None:  # type: ig
         client.get(f"/v1/chunks/{next(iter(need))}", headers={"Range": "bytes=0-3"}).status_code
         == 206
     )
-    index = client.get("/v1/index")
-    again = client.get("/v1/index", headers={"If-None-Match": index.headers["etag"]})
+    index = client.get("/v1/index/course/en")
+    again = client.get("/v1/index/course/en", headers={"If-None-Match": index.headers["etag"]})
     assert again.status_code == 304
 
 
@@ -261,17 +261,17 @@ def test_relay_offers_only_versions_it_holds_whole(tmp_path: Path) -> None:
     publish_in_process(repo, write_tree(tmp_path / "src1", files))
     store = LocalStore(tmp_path / "relay", durable=False)
     Updater(store, RepoFetcher(repo)).sync(BUNDLE, "en")
-    held = store.held_index()
+    held = store.held_index("course", "en")
     publish_in_process(repo, write_tree(tmp_path / "src2", v2_of(files)))
     # A sync of v2 cut by a tiny budget: the new index is accepted, v2 is not whole here.
     partial = Updater(store, RepoFetcher(repo)).sync(BUNDLE, "en", max_bytes=1)
     assert not partial.complete
-    assert store.last_index() != held
+    assert store.last_index("course", "en") != held
     with TestClient(create_share_app(store)) as client:
-        assert client.get("/v1/index").content == held
+        assert client.get("/v1/index/course/en").content == held
     with TestClient(create_share_app(LocalStore(tmp_path / "empty", durable=False))) as client:
-        r = client.get("/v1/index")
-        assert r.status_code == 404 and "not completed a sync" in r.json()["error"]
+        r = client.get("/v1/index/course/en")
+        assert r.status_code == 404 and "holds no whole version" in r.json()["error"]
 
 
 # -- mDNS: announced and found, inside a private network namespace ------------------------------
@@ -321,7 +321,7 @@ def test_the_relay_refuses_a_foreign_host(relay_client) -> None:  # type: ignore
     """Finding 11: a web site that points its own name at the relay's address (DNS rebinding)
     gets 421 and no content; the relay's own names and addresses are served."""
     client, _store = relay_client
-    refused = client.get("/v1/index", headers={"Host": "evil.example"})
+    refused = client.get("/v1/index/course/en", headers={"Host": "evil.example"})
     assert refused.status_code == 421 and b"SATPACK" not in refused.content
     assert "signatures" not in refused.text
     for host in ("testserver", "localhost:80", "127.0.0.1"):

@@ -118,7 +118,7 @@ def _build(root: Path) -> Samples:
     draft = canonical.encode(
         ManifestDraft(parsed.title, parsed.chunker, parsed.files).to_json()  # type: ignore[arg-type]
     )
-    index = repo.source.index()[0]
+    index = repo.source.index("course", "en")[0]
     return Samples(manifest, draft, index, body, objects, (dict_id, zdict), deltas, stick)
 
 
@@ -282,7 +282,7 @@ def test_delta_decoders(samples: Samples, data: st.DataObject) -> None:
 @settings(FUZZ, max_examples=60)
 @given(data=st.data())
 def test_usb_stick_listing_and_pack_files(samples: Samples, data: st.DataObject) -> None:
-    names = ["satchel-usb.json", "have.json", "index.json"]
+    names = ["satchel-usb.json", "have.json", "index/course/en.json"]
     packs = sorted(p.name for p in (samples.stick / "packs").iterdir())
     target = data.draw(st.sampled_from([*names, f"packs/{packs[0]}"]))
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from satchel.content import canonical
 from satchel.content.errors import FormatError, TrustError
-from satchel.content.index import IndexEntry, ReleaseIndex, parse_index
+from satchel.content.index import MAX_INDEX_BYTES, IndexEntry, ReleaseIndex, parse_index
 from satchel.content.signing import (
     PublicKey,
     SigningKey,
@@ -41,10 +42,7 @@ def index_doc(**changes: Any) -> dict[str, Any]:
         issued=NOW,
         expires=NOW + timedelta(days=60),
         publisher=KEY.public,
-        entries=(
-            IndexEntry("zeta", "en", 1, mid(1), 100, "Zeta"),
-            IndexEntry("alpha", "uk", 4, mid(2), 2000, "Альфа"),
-        ),
+        entries=(IndexEntry("alpha", "uk", 4, mid(2), 2000, "Альфа", (3, 1), (2,)),),
     )
     doc = index.to_signed()
     doc.update(changes)
@@ -197,14 +195,16 @@ def test_non_canonical_envelope_is_refused() -> None:
 
 
 # -- index ---------------------------------------------------------------------------------
-def test_index_round_trip_sorts_entries() -> None:
+def test_a_line_index_round_trips() -> None:
     data = KEY.sign(index_doc())
     env, index = parse_index(data)
-    assert [(e.bundle, e.locale) for e in index.entries] == [("alpha", "uk"), ("zeta", "en")]
+    assert index.line == IndexEntry("alpha", "uk", 4, mid(2), 2000, "Альфа", (3, 1), (2,))
     assert index.serial == 5 and index.publisher == KEY.public
     assert index.expires - index.issued == timedelta(days=60)
-    assert index.entry("zeta", "en") == IndexEntry("zeta", "en", 1, mid(1), 100, "Zeta")
+    assert index.entry("alpha", "uk") == index.line
     assert index.entry("zeta", "uk") is None
+    removed = replace(index.line, removed=True)
+    assert IndexEntry.from_json(removed.to_json()) == removed
     assert ReleaseIndex.from_signed(index.to_signed()) == index
     verify_envelope(env, KEY.public, what="index")
 
@@ -219,7 +219,7 @@ def entry_doc(**changes: Any) -> dict[str, Any]:
     "changes",
     [
         {"_type": "manifest"},
-        {"format": 2},
+        {"format": 1},  # one index of every line: before per-line indexes
         {"format": None},
         {"serial": -1},
         {"serial": "5"},
@@ -229,7 +229,14 @@ def entry_doc(**changes: Any) -> dict[str, Any]:
         {"publisher": {**KEY.public.to_json(), "keyid": OTHER.public.keyid}},
         {"publisher": None},
         {"entries": None},
-        {"entries": [entry_doc(), entry_doc()]},  # same bundle/locale twice
+        {"entries": [entry_doc(), entry_doc()]},  # one line per index
+        {"entries": [entry_doc(), entry_doc(bundle="c")]},
+        {"entries": []},
+        {"entries": [entry_doc(withdrawn=[1])]},  # the served version itself
+        {"entries": [entry_doc(version=3, withdrawn=[1, 2])]},  # not newest first
+        {"entries": [entry_doc(version=3, withdrawn=[2, 2])]},
+        {"entries": [entry_doc(withdrawn="2")]},
+        {"entries": [entry_doc(removed="yes")]},
         {"entries": [entry_doc(bundle="../x")]},
         {"entries": [entry_doc(bundle=7)]},
         {"entries": [entry_doc(locale="EN")]},
@@ -250,4 +257,4 @@ def test_malformed_indexes_are_refused(changes: dict[str, Any]) -> None:
 
 def test_index_size_limit() -> None:
     with pytest.raises(FormatError, match="limit"):
-        parse_index(b" " * (8 * 1024 * 1024 + 1))
+        parse_index(b" " * (MAX_INDEX_BYTES + 1))

@@ -215,7 +215,9 @@ def test_deploy_nginx_caches_only_immutable_paths(
     )
     res = publish(origin.url, token, src, "course")
     assert res.code == 0, res.describe()
-    entry = parse_index(httpx.get(f"{origin.url}/v1/index").content)[1].entry("course", "en")
+    entry = parse_index(httpx.get(f"{origin.url}/v1/index/course/en").content)[1].entry(
+        "course", "en"
+    )
     assert entry is not None
     manifest = entry.manifest
     envelope = decode_object(httpx.get(f"{origin.url}/v1/manifests/{manifest}").content, entry.size)
@@ -227,8 +229,10 @@ def test_deploy_nginx_caches_only_immutable_paths(
         got = [http.get(f"/v1/chunks/{chunk}") for _ in range(3)]
         ranged = http.get(f"/v1/chunks/{chunk}", headers={"Range": "bytes=10-19"})
         mans = [http.get(f"/v1/manifests/{manifest}") for _ in range(2)]
-        index = [http.get("/v1/index") for _ in range(2)]
-        revalidated = http.get("/v1/index", headers={"If-None-Match": index[0].headers["etag"]})
+        index = [http.get("/v1/index/course/en") for _ in range(2)]
+        revalidated = http.get(
+            "/v1/index/course/en", headers={"If-None-Match": index[0].headers["etag"]}
+        )
         packs = [http.post("/v1/pack", json={"chunks": [chunk]}) for _ in range(2)]
         missing = [http.get(f"/v1/chunks/{absent}") for _ in range(2)]
         metrics = http.get("/metrics")
@@ -253,7 +257,7 @@ def test_deploy_nginx_caches_only_immutable_paths(
     seen = Counter(counter.stats().request_lines)
     assert seen[f"GET /v1/chunks/{chunk} HTTP/1.1"] == 1  # 3 GETs and a Range: one fetch
     assert seen[f"GET /v1/manifests/{manifest} HTTP/1.1"] == 1
-    assert seen["GET /v1/index HTTP/1.1"] == 3  # never stored, revalidated at the origin
+    assert seen["GET /v1/index/course/en HTTP/1.1"] == 3  # never stored, revalidated at the origin
     assert seen["POST /v1/pack HTTP/1.1"] == 2  # never cached
     assert seen[f"GET /v1/chunks/{absent} HTTP/1.1"] == 2  # errors are not cached
     assert not any("/metrics" in line for line in seen)

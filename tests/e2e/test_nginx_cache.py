@@ -208,7 +208,7 @@ def test_the_second_client_gets_the_update_from_the_proxy_cache(
 
     res = publish(origin.url, token, v2, BUNDLE)
     assert res.code == 0, res.describe()
-    index = httpx.get(f"{origin.url}/v1/index").json()["signed"]["entries"][0]
+    index = httpx.get(f"{origin.url}/v1/index/course/en").json()["signed"]["entries"][0]
     assert index["version"] == 2 and index["delta_from"] == [1]
     catalog = httpx.get(f"{origin.url}/v1/catalog").json()["bundles"][0]["versions"]
     m1, m2 = catalog[0]["manifest"], catalog[1]["manifest"]
@@ -231,9 +231,11 @@ def test_the_second_client_gets_the_update_from_the_proxy_cache(
         detail
     )
     # The index is no-cache: every sync asks the origin (4 syncs).
-    assert seen["GET /v1/index HTTP/1.1"] == 4, detail
+    assert seen["GET /v1/index/course/en HTTP/1.1"] == 4, detail
     # Every other GET (manifests, manifest deltas, chunks) is immutable: once each.
-    gets = [line for line in lines if line.startswith("GET ") and " /v1/index " not in line]
+    gets = [
+        line for line in lines if line.startswith("GET ") and " /v1/index/course/en " not in line
+    ]
     assert gets, detail
     assert all(seen[line] == 1 for line in gets), detail
     assert f"GET /v1/manifests/{m1} HTTP/1.1" in gets, detail
@@ -242,7 +244,7 @@ def test_the_second_client_gets_the_update_from_the_proxy_cache(
     posts = [line for line in lines if line.startswith("POST ")]
     assert posts == ["POST /v1/pack HTTP/1.1"] * 2, detail
     assert [line for line in after_v1 if line.startswith("POST ")] == posts, detail
-    assert set(seen) <= set(gets) | {"GET /v1/index HTTP/1.1", "POST /v1/pack HTTP/1.1"}
+    assert set(seen) <= set(gets) | {"GET /v1/index/course/en HTTP/1.1", "POST /v1/pack HTTP/1.1"}
 
     # nginx's own account agrees: the first delta request missed, the second was a hit.
     delta_log = [line for line in nginx.access_log if f" {delta_url} " in line]
@@ -275,7 +277,9 @@ def test_a_second_client_gets_chunks_and_deltas_from_the_cache(
     for n, files in ((1, course(8)), (2, edited(course(8)))):
         res = publish(origin.url, token, write_tree(tmp_path / f"v{n}", files), BUNDLE)
         assert res.code == 0, res.describe()
-    entry = parse_index(httpx.get(f"{origin.url}/v1/index").content)[1].entry(BUNDLE, "en")
+    entry = parse_index(httpx.get(f"{origin.url}/v1/index/course/en").content)[1].entry(
+        BUNDLE, "en"
+    )
     assert entry is not None and entry.delta_from == (1,)
     catalog = httpx.get(f"{origin.url}/v1/catalog").json()["bundles"][0]["versions"]
     m1 = catalog[0]["manifest"]
@@ -290,7 +294,7 @@ def test_a_second_client_gets_chunks_and_deltas_from_the_cache(
         """Fetch index, every chunk (verified) and the delta; returns origin (requests, bytes)."""
         counter.reset()
         with httpx.Client(base_url=nginx.url, headers={"Accept-Encoding": "identity"}) as http:
-            assert http.get("/v1/index").status_code == 200
+            assert http.get("/v1/index/course/en").status_code == 200
             for cid, length in distinct:
                 r = http.get(f"/v1/chunks/{cid}")
                 assert r.status_code == 200
@@ -305,7 +309,7 @@ def test_a_second_client_gets_chunks_and_deltas_from_the_cache(
         lines = Counter(stats.request_lines)
         chunk_hits = sum(v for k, v in lines.items() if " /v1/chunks/" in k)
         delta_hits = lines[f"GET {delta_url} HTTP/1.1"]
-        assert lines["GET /v1/index HTTP/1.1"] == 1  # the index always goes to the origin
+        assert lines["GET /v1/index/course/en HTTP/1.1"] == 1  # the index always goes to the origin
         return chunk_hits + delta_hits, stats.bytes_down
 
     first_requests, first_bytes = one_client(ranged=False)

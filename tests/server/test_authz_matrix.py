@@ -105,6 +105,7 @@ class World:
     pack: bytes
     manifests: tuple[str, str]  # course/en v1 and v2
     chunk: str
+    src: Path  # a small course folder, to publish lines of its own
 
     def headers(self, caller: str) -> dict[str, str]:
         token = self.tokens.get(caller)
@@ -165,6 +166,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             pack_bytes(iter(objects)),
             manifests,
             objects[0][0],
+            en,
         )
 
 
@@ -221,6 +223,30 @@ def _head_delta(w: World, caller: str) -> httpx.Response:
     return w.client.head(f"/v1/deltas/{a}/{b}", headers=w.headers(caller))
 
 
+def _withdraw(w: World, caller: str) -> httpx.Response:
+    """Withdraw course/en v1 (v2 is still served); undone after, so each caller meets v1."""
+    r = w.client.post(
+        "/v1/lines/course/en/versions/1/withdraw", json={"notes": "test"}, headers=w.headers(caller)
+    )
+    w.repo.db.transaction("undo a withdrawal", _unwithdraw)
+    return r
+
+
+def _unwithdraw(s: Any) -> None:
+    from satchel.server.db import Version
+
+    row = s.get(Version, ("course", "en", 1))
+    row.withdrawn = False
+    s.add(row)
+
+
+def _remove(w: World, caller: str) -> httpx.Response:
+    """Remove a line of its own (made for each caller), so the shared lines stay."""
+    line = f"r{abs(hash(caller)) % 10_000}"
+    w.repo.publishing.publish_folder(w.src, bundle=line, locale="en", title="Removable")
+    return w.client.post(f"/v1/lines/{line}/en/remove", json={}, headers=w.headers(caller))
+
+
 MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("GET", "/healthz"): (_get(lambda w: "/healthz"), PUBLIC),
     ("GET", "/readyz"): (_get(lambda w: "/readyz"), PUBLIC),
@@ -240,7 +266,7 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
         lambda w, c: w.client.head("/openapi.json", headers=w.headers(c)),
         PUBLIC,
     ),
-    ("GET", "/v1/index"): (_get(lambda w: "/v1/index"), PUBLIC),
+    ("GET", "/v1/index/{bundle}/{locale}"): (_get(lambda w: "/v1/index/course/en"), PUBLIC),
     ("GET", "/v1/catalog"): (_get(lambda w: "/v1/catalog"), PUBLIC),
     ("GET", "/v1/key"): (_get(lambda w: "/v1/key"), PUBLIC),
     ("GET", "/v1/manifests/{manifest_id}"): (
@@ -254,6 +280,12 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("HEAD", "/v1/deltas/{from_manifest}/{to_manifest}"): (_head_delta, PUBLIC),
     ("GET", "/v1/chunks/{chunk_id}"): (_get(lambda w: f"/v1/chunks/{w.chunk}"), PUBLIC),
     ("POST", "/v1/pack"): (_pack, PUBLIC),
+    # Taking back: withdrawing needs the rights to publish to the line; removing, an admin.
+    ("POST", "/v1/lines/{bundle}/{locale}/versions/{version}/withdraw"): (
+        _withdraw,
+        {**PUBLISH, "curator": 403},
+    ),
+    ("POST", "/v1/lines/{bundle}/{locale}/remove"): (_remove, ADMIN_ONLY),
     # Names who published: any valid token, as the web page needs a sign-in (finding 11).
     ("GET", "/v1/history/{bundle}/{locale}"): (
         _get(lambda w: "/v1/history/course/en"),

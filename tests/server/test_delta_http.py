@@ -118,7 +118,7 @@ def entry_of(index_bytes: bytes, bundle: str = "course", locale: str = "en") -> 
 def publish_version(srv: Repository, root: Path, files: dict[str, bytes]) -> Version:
     write_tree(root, files)
     result = publish(srv, root, chunker=CHUNKER, level=LEVEL)
-    entry = entry_of(srv.source.index()[0])
+    entry = entry_of(srv.source.index("course", "en")[0])
     assert entry.version == result.version
     return Version(result.version, entry.manifest, entry.size, files)
 
@@ -130,13 +130,13 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Line:
     srv = Repository(data, store=FolderChunkStore(data / "objects", durable=False))
     v1 = publish_version(srv, base / "v1", tree_v1())
     v2 = publish_version(srv, base / "v2", tree_v2())
-    after_v2 = srv.source.index()[0]
+    after_v2 = srv.source.index("course", "en")[0]
     v3 = publish_version(srv, base / "v3", tree_v3())
     secrets = (
         (data / "signing-key.pem").read_bytes(),
         (data / "objects" / "store.json").read_bytes(),
     )
-    return Line(srv, {1: v1, 2: v2, 3: v3}, after_v2, srv.source.index()[0], secrets)
+    return Line(srv, {1: v1, 2: v2, 3: v3}, after_v2, srv.source.index("course", "en")[0], secrets)
 
 
 @pytest.fixture(scope="module")
@@ -314,7 +314,7 @@ def test_a_manifest_from_an_unknown_base_is_the_plain_object(
 def test_the_index_lists_the_ready_made_deltas_newest_first(client: TestClient, line: Line) -> None:
     assert entry_of(line.index_after_v2).delta_from == (1,)
     assert entry_of(line.index_after_v3).delta_from == (2, 1)
-    r = client.get("/v1/index")
+    r = client.get("/v1/index/course/en")
     assert r.status_code == 200
     env, index = parse_index(r.content)
     verify_envelope(env, line.srv.key.public, what="release index")
@@ -433,7 +433,7 @@ def test_static_deltas_setting_limits_what_is_built(tmp_path: Path, k: int) -> N
     ]
     ids = [v.manifest_id for v in versions]
     with TestClient(create_app(srv), raise_server_exceptions=False) as client:
-        r = client.get("/v1/index")
+        r = client.get("/v1/index/course/en")
         entry = entry_of(r.content)
         raw = json.loads(r.content)["signed"]["entries"][0]
         if k == 0:
@@ -640,7 +640,7 @@ def test_many_static_deltas_still_give_an_index_clients_accept(tmp_path: Path) -
         write_tree(root, {"a.txt": f"version {i}\n".encode() * 50})
         publish(srv, root, chunker=CHUNKER, level=LEVEL)
     with TestClient(create_app(srv), raise_server_exceptions=False) as client:
-        body = client.get("/v1/index").content
+        body = client.get("/v1/index/course/en").content
     index: ReleaseIndex = parse_index(body)[1]
     assert index.entries[0].version == 18
 
@@ -659,5 +659,5 @@ def test_a_publish_succeeds_even_when_its_ready_made_deltas_cannot_be_built(
     monkeypatch.setattr("satchel.server.publishing.static_pack", broken)
     write_tree(root, {"a.txt": b"second version\n" * 100})
     assert publish(srv, root, chunker=CHUNKER, level=LEVEL).version == 2
-    index: ReleaseIndex = parse_index(srv.source.index()[0])[1]
+    index: ReleaseIndex = parse_index(srv.source.index("course", "en")[0])[1]
     assert (index.entries[0].version, index.entries[0].delta_from) == (2, ())

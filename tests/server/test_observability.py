@@ -92,8 +92,8 @@ def client(published: Published) -> Iterator[TestClient]:
 def test_metrics_count_requests_bytes_and_cache_friendly_answers(
     client: TestClient, published: Published
 ) -> None:
-    index = client.get("/v1/index")
-    again = client.get("/v1/index", headers={"If-None-Match": index.headers["etag"]})
+    index = client.get("/v1/index/course/en")
+    again = client.get("/v1/index/course/en", headers={"If-None-Match": index.headers["etag"]})
     assert again.status_code == 304
     manifest = client.get(f"/v1/manifests/{published.m2}")
     delta = client.get(f"/v1/deltas/{published.m1}/{published.m2}")
@@ -112,13 +112,13 @@ def test_metrics_count_requests_bytes_and_cache_friendly_answers(
 
     page = samples(client.get("/metrics").text)
     req = "satchel_http_requests_total"
-    assert value(page, req, method="GET", route="/v1/index", status="200") == 1
-    assert value(page, req, method="GET", route="/v1/index", status="304") == 1
+    assert value(page, req, method="GET", route="/v1/index/{bundle}/{locale}", status="200") == 1
+    assert value(page, req, method="GET", route="/v1/index/{bundle}/{locale}", status="304") == 1
     assert value(page, req, method="POST", route="/v1/pack", status="200") == 1
     assert value(page, req, method="GET", route="/v1/chunks/{chunk_id}", status="200") == 1
     # Bytes per route are exactly what the client received.
     sent = "satchel_http_response_bytes_total"
-    assert value(page, sent, route="/v1/index") == len(index.content)
+    assert value(page, sent, route="/v1/index/{bundle}/{locale}") == len(index.content)
     assert value(page, sent, route="/v1/manifests/{manifest_id}") == len(manifest.content)
     assert value(page, sent, route="/v1/pack") == len(pack.content)
     assert value(page, sent, route="/v1/chunks/{chunk_id}") >= len(chunk.content)
@@ -126,7 +126,7 @@ def test_metrics_count_requests_bytes_and_cache_friendly_answers(
     assert value(page, sent, route=delta_route) == len(delta.content)
     # Cache-friendly answers: 304s by route, static (cacheable) vs dynamic packs.
     nm = "satchel_not_modified_responses_total"
-    assert value(page, nm, route="/v1/index") == 1
+    assert value(page, nm, route="/v1/index/{bundle}/{locale}") == 1
     assert value(page, nm, route=delta_route) == 1
     assert value(page, "satchel_update_packs_total", kind="static") == 1
     assert value(page, "satchel_update_packs_total", kind="dynamic") == 1
@@ -250,7 +250,7 @@ def test_json_access_log_fields_and_no_secrets(
 ) -> None:
     token = published.repo.tokens.create("teacher", label="log test")
     secret_query = "sat_query_secret_123"
-    client.get("/v1/index", headers={"Authorization": f"Bearer {token}"})
+    client.get("/v1/index/course/en", headers={"Authorization": f"Bearer {token}"})
     client.get(f"/v1/manifests/{published.m2}?token={secret_query}&from={published.m1}")
     client.post(
         f"/v1/publish/{BUNDLE}/en", content=b"{}", headers={"Authorization": f"Bearer {token}"}
@@ -280,7 +280,11 @@ def test_json_access_log_fields_and_no_secrets(
         "duration_ms",
         "client",
     }
-    assert first["method"] == "GET" and first["path"] == "/v1/index" and first["status"] == 200
+    assert (
+        first["method"] == "GET"
+        and first["path"] == "/v1/index/{bundle}/{locale}"
+        and first["status"] == 200
+    )
     assert first["level"] == "info" and first["time"].endswith("+00:00")
     assert isinstance(first["bytes"], int) and first["bytes"] > 0
     assert requests[1]["path"] == "/v1/manifests/{manifest_id}"
@@ -329,7 +333,10 @@ def test_serve_json_logs_and_metrics_over_the_wire(tmp_path: Path) -> None:
 
     commit = "satchel_publish_commit_duration_seconds_count"
     assert value(page, commit) == 1
-    assert value(page, "satchel_not_modified_responses_total", route="/v1/index") >= 1
+    assert (
+        value(page, "satchel_not_modified_responses_total", route="/v1/index/{bundle}/{locale}")
+        >= 1
+    )
     assert value(page, "satchel_update_packs_total", kind="dynamic") == 1
     assert token not in log
     lines = [line for line in log.splitlines() if line.strip()]

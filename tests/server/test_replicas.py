@@ -99,7 +99,7 @@ def test_concurrent_publishes_on_two_replicas_get_consecutive_versions(
         assert (manifest.version, manifest.parent_version) == (v, v - 1 or None)
         assert sorted(f.path for f in manifest.files) == sorted(trees[by_version[v]])
     for repo in (a, b):
-        env, index = parse_index(repo.source.index()[0])
+        env, index = parse_index(repo.source.index("course", "en")[0])
         verify_envelope(env, repo.key.public, what="index")
         assert [e.version for e in index.entries] == [6]
 
@@ -141,7 +141,7 @@ def test_one_index_serial_never_has_two_bodies(
     def ask(repo: Repository) -> None:
         for _ in range(rounds):
             start.wait()  # every caller now finds the index past half its validity
-            body, _etag = repo.source.index()
+            body, _etag = repo.source.index("course", "en")
             with lock:
                 seen[parse_index(body)[1].serial].add(body)
 
@@ -159,7 +159,7 @@ def test_one_index_serial_never_has_two_bodies(
 
 # -- two real servers on PostgreSQL + S3 ------------------------------------------------------
 def _index(url: str, key: SigningKey) -> tuple[int, list[tuple[str, int, tuple[int, ...]]], str]:
-    r = httpx.get(f"{url}/v1/index", timeout=30)
+    r = httpx.get(f"{url}/v1/index/course/en", timeout=30)
     r.raise_for_status()
     env, index = parse_index(r.content)
     verify_envelope(env, key.public, what="index")  # signed by the shared key, whichever server

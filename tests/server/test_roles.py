@@ -155,7 +155,7 @@ def test_token_commands_never_create_or_use_a_signing_key(tmp_path: Path) -> Non
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_bytes(b"a lesson")
     repo.publishing.publish_folder(tmp_path / "src", bundle="course", locale="en", title="Course")
-    index = repo.source.index()[0]
+    index = repo.source.index("course", "en")[0]
     assert repo.tokens.list() == []  # publishing in-process mints no stored token
     token_id = repo.tokens.issue("teacher").info.id
     repo.engine.dispose()
@@ -164,7 +164,7 @@ def test_token_commands_never_create_or_use_a_signing_key(tmp_path: Path) -> Non
         res = run_cli("token", *args, "--data", admin, "--database-url", url)
         assert res.code == 0, res.describe()
     assert not (admin / "signing-key.pem").exists()
-    assert Repository(data, store=repo.store).source.index()[0] == index
+    assert Repository(data, store=repo.store).source.index("course", "en")[0] == index
 
 
 def test_cli_token_create_list_revoke(tmp_path: Path) -> None:

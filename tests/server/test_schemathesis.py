@@ -89,7 +89,7 @@ def test_the_schema_describes_every_route(api_schema: Any) -> None:
     raw = api_schema.raw_schema
     paths = set(raw["paths"])
     assert {
-        "/v1/index",
+        "/v1/index/{bundle}/{locale}",
         "/v1/catalog",
         "/v1/key",
         "/v1/manifests/{manifest_id}",

@@ -109,8 +109,10 @@ def http_client(client: TestClient, token: str) -> HttpClient:
     return HttpClient("http://testserver", token=token, transport=client._transport)
 
 
-def current_index(client: TestClient, srv: Repository) -> tuple[httpx.Response, ReleaseIndex]:
-    r = client.get("/v1/index")
+def current_index(
+    client: TestClient, srv: Repository, bundle: str = "course", locale: str = "en"
+) -> tuple[httpx.Response, ReleaseIndex]:
+    r = client.get(f"/v1/index/{bundle}/{locale}")
     assert r.status_code == 200, r.text
     env, index = parse_index(r.content)
     verify_envelope(env, srv.key.public, what="release index")
@@ -120,9 +122,8 @@ def current_index(client: TestClient, srv: Repository) -> tuple[httpx.Response, 
 def served_manifest(
     client: TestClient, srv: Repository, bundle: str, locale: str
 ) -> tuple[str, Manifest]:
-    _r, index = current_index(client, srv)
-    entry = index.entry(bundle, locale)
-    assert entry is not None, f"{bundle}/{locale} is not in the index"
+    _r, index = current_index(client, srv, bundle, locale)
+    entry = index.line
     r = client.get(f"/v1/manifests/{entry.manifest}")
     assert r.status_code == 200, r.text
     envelope = decode_object(r.content, entry.size)
@@ -231,13 +232,15 @@ def test_index_etag_conditional_get_signature_and_serial(
     assert entry is not None and entry.version == 1 and entry.title == "Course"
     assert index.expires > index.issued
 
-    again = client.get("/v1/index", headers={"If-None-Match": etag})
+    again = client.get("/v1/index/course/en", headers={"If-None-Match": etag})
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == etag
-    listed = client.get("/v1/index", headers={"If-None-Match": f'"{"0" * 64}", {etag}'})
+    listed = client.get("/v1/index/course/en", headers={"If-None-Match": f'"{"0" * 64}", {etag}'})
     assert listed.status_code == 304
-    assert client.get("/v1/index", headers={"If-None-Match": '"stale"'}).status_code == 200
+    assert (
+        client.get("/v1/index/course/en", headers={"If-None-Match": '"stale"'}).status_code == 200
+    )
 
     serials = [index.serial]
     etags = [etag]
@@ -252,8 +255,10 @@ def test_index_etag_conditional_get_signature_and_serial(
         assert entry is not None and entry.version == seed
     assert serials == sorted(set(serials)), serials
     assert len(set(etags)) == 3
-    assert client.get("/v1/index", headers={"If-None-Match": etags[0]}).status_code == 200
-    assert client.get("/v1/index", headers={"If-None-Match": etags[-1]}).status_code == 304
+    assert client.get("/v1/index/course/en", headers={"If-None-Match": etags[0]}).status_code == 200
+    assert (
+        client.get("/v1/index/course/en", headers={"If-None-Match": etags[-1]}).status_code == 304
+    )
 
 
 def test_index_is_resigned_with_a_higher_serial_after_half_its_validity(tmp_path: Path) -> None:
@@ -597,9 +602,8 @@ def test_publish_scope_of_tokens(
         assert client.get("/v1/catalog").json()["bundles"] == []
         return
     assert publish_http(client, token, prep, *target) == 1
-    _, index = current_index(client, srv)
-    entry = index.entry(*target)
-    assert entry is not None and entry.version == 1
+    _, index = current_index(client, srv, *target)
+    assert index.line.version == 1
 
 
 def test_an_upload_belongs_to_the_token_that_began_it(
@@ -628,8 +632,7 @@ def test_a_version_is_visible_only_after_a_complete_commit(
     client: TestClient, srv: Repository, admin: str, tmp_path: Path
 ) -> None:
     prep = prepare(make_course(tmp_path, 6))
-    before, index0 = current_index(client, srv)
-    etag0 = before.headers["etag"]
+    assert client.get("/v1/index/course/en").status_code == 404  # nothing published yet
 
     r = begin(client, admin, prep.draft)
     assert r.status_code == 200, r.text
@@ -644,21 +647,21 @@ def test_a_version_is_visible_only_after_a_complete_commit(
     ids = [cid for cid, _ in prep.distinct]
     r = upload(client, admin, up, prep.pack(ids[: n // 2]))
     assert r.status_code == 200 and r.json() == {"stored": n // 2}
-    assert client.get("/v1/index", headers={"If-None-Match": etag0}).status_code == 304
+    assert client.get("/v1/index/course/en").status_code == 404
 
     # Half the chunks: refused, and nothing becomes visible.
     assert_error(commit(client, admin, up), 422)
-    assert client.get("/v1/index", headers={"If-None-Match": etag0}).status_code == 304
+    assert client.get("/v1/index/course/en").status_code == 404
     assert client.get("/v1/catalog").json()["bundles"] == []
 
     r = upload(client, admin, up, prep.pack(ids[n // 2 :]))
     assert r.status_code == 200, r.text
-    assert client.get("/v1/index", headers={"If-None-Match": etag0}).status_code == 304
+    assert client.get("/v1/index/course/en").status_code == 404
     r = commit(client, admin, up)
     assert r.status_code == 200 and r.json() == {"version": 1}
 
-    after, index1 = current_index(client, srv)
-    assert after.headers["etag"] != etag0 and index1.serial > index0.serial
+    _after, index1 = current_index(client, srv)
+    assert index1.serial == 1  # signed once, in the commit
     manifest_id, manifest = served_manifest(client, srv, "course", "en")
     assert manifest.version == 1 and manifest.parent_version is None
     assert manifest.distinct_chunks() == prep.distinct
@@ -918,10 +921,8 @@ def test_catalog_key_and_health(client: TestClient, srv: Repository, tmp_path: P
     assert catalog["publisher"] == srv.key.public.to_json()
     lines = [(b["bundle"], b["locale"]) for b in catalog["bundles"]]
     assert lines == [("algebra", "en"), ("course", "en"), ("course", "uk")]
-    _, index = current_index(client, srv)
     for line in catalog["bundles"]:
-        entry = index.entry(line["bundle"], line["locale"])
-        assert entry is not None
+        entry = current_index(client, srv, line["bundle"], line["locale"])[1].line
         assert line["latest_version"] == entry.version == len(line["versions"])
         assert [v["version"] for v in line["versions"]] == list(range(1, entry.version + 1))
         assert line["versions"][-1]["manifest"] == entry.manifest

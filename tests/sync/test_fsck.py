@@ -87,10 +87,10 @@ def test_a_server_with_a_new_key_re_signs_its_index_at_start(tmp_path: Path) -> 
     objects = MemoryChunkStore()
     repo = Repository(tmp_path / "srv", store=objects)
     publish(repo, write_tree(tmp_path / "src", sample_files(1)))
-    old_body, _ = repo.source.index()
+    old_body, _ = repo.source.index("course", "en")
     key_file = tmp_path / "new.pem"
     SigningKey.generate().save(key_file)
     again = Repository(tmp_path / "srv", store=objects, signing_key=key_file)
-    body, _ = again.source.index()
+    body, _ = again.source.index("course", "en")
     assert body != old_body
     assert again.key.public.keyid.encode() in body

@@ -100,7 +100,7 @@ class World:
         the line's next version, under a fresh index signed by the publisher."""
         envelope = (key or self.repo.key).sign(signed)
         mid = hashlib.sha256(envelope).hexdigest()
-        serial = parse_index(self.repo.source.index()[0])[1].serial + 1
+        serial = parse_index(self.repo.source.index("course", "en")[0])[1].serial + 1
         entry = IndexEntry("course", "en", int(signed["version"]), mid, len(envelope), "Course")
         self.fetcher.index_override = sign_index(
             [entry], serial=serial, key=self.repo.key, now=datetime.now(UTC).replace(microsecond=0)
@@ -340,7 +340,7 @@ def test_h08_a_manifest_larger_than_its_index_entry_says_is_refused(world: World
 
 
 def test_h08_an_index_entry_declaring_a_manifest_over_the_limit_is_refused(world: World) -> None:
-    serial = parse_index(world.repo.source.index()[0])[1].serial + 1
+    serial = parse_index(world.repo.source.index("course", "en")[0])[1].serial + 1
     entry_ = IndexEntry("course", "en", 2, "ab" * 32, MAX_MANIFEST_BYTES + 1, "Course")
     world.fetcher.index_override = sign_index(
         [entry_], serial=serial, key=world.repo.key, now=datetime.now(UTC)
@@ -537,7 +537,7 @@ def test_h13_an_index_signed_by_another_key_under_the_pinned_keyid_is_refused(
     world: World,
 ) -> None:
     forger = SigningKey.generate()
-    good = parse_index(world.repo.source.index()[0])[1]
+    good = parse_index(world.repo.source.index("course", "en")[0])[1]
     signed = replace(good, serial=good.serial + 1).to_signed()
     envelope = canonical.decode(forger.sign(signed), what="t", max_bytes=1 << 20)
     assert isinstance(envelope, dict)
@@ -551,7 +551,7 @@ def test_h13_an_index_signed_by_another_key_under_the_pinned_keyid_is_refused(
 
 # -- H14: rollback -------------------------------------------------------------------------------
 def test_h14_a_replayed_older_index_is_refused(world: World) -> None:
-    old = world.repo.source.index()[0]
+    old = world.repo.source.index("course", "en")[0]
     _update_to_v2(world)
     world.sync()
     assert world.version == 2
@@ -597,9 +597,9 @@ def test_h17_an_unknown_manifest_format_says_to_update(world: World) -> None:
 
 
 def test_h17_an_unknown_index_format_says_to_update(world: World) -> None:
-    good = parse_index(world.repo.source.index()[0])[1]
+    good = parse_index(world.repo.source.index("course", "en")[0])[1]
     signed = replace(good, serial=good.serial + 1).to_signed()
-    signed["format"] = 2
+    signed["format"] = 3
     world.fetcher.index_override = world.repo.key.sign(signed)
     with pytest.raises(FormatError, match="update satchel"):
         world.sync()
@@ -661,8 +661,8 @@ def _sync_against(tmp: Path, mode: str) -> ClientRun:
     [
         ("error-3g", 4, "HTTP 500 Internal Server Error"),
         ("error-endless", 4, "HTTP 503 Service Unavailable"),
-        ("index-3g", 3, "release index is 3,221,225,472 bytes, over its 8,388,608-byte limit"),
-        ("index-endless", 3, "release index is over its 8,388,608-byte limit; stopped reading"),
+        ("index-3g", 3, "release index is 3,221,225,472 bytes, over its 65,536-byte limit"),
+        ("index-endless", 3, "release index is over its 65,536-byte limit; stopped reading"),
     ],
 )
 def test_h36_a_servers_huge_or_endless_body_costs_the_client_little_memory(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from satchel.content.batch import batch_id
 from satchel.content.errors import FormatError, IntegrityError, StoreError, TrustError
-from satchel.content.index import ReleaseIndex
+from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.receipts import Receipt, sign_answer, sign_receipt
 from satchel.content.recordskey import derive_records_key
 from satchel.content.signing import SigningKey
@@ -198,14 +198,15 @@ def test_records_key_of_reads_only_a_verified_index(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store", durable=False)
     assert records_key_of(store) is None
     store.pin(PUB)
-    index = ReleaseIndex(3, T0, T0 + timedelta(days=60), PUB, (), RECORDS.public)
-    store.save_index(SERVER.sign(index.to_signed()), None, 3)
+    line = (IndexEntry("course", "en", 1, "ab" * 32, 10, "Course"),)
+    index = ReleaseIndex(3, T0, T0 + timedelta(days=60), PUB, line, RECORDS.public)
+    store.save_index("course", "en", SERVER.sign(index.to_signed()), None, 3)
     assert records_key_of(store) == RECORDS.public
-    older = ReleaseIndex(2, T0, T0 + timedelta(days=60), PUB, ())
-    store.save_index(SERVER.sign(older.to_signed()), None, 2)
+    older = ReleaseIndex(2, T0, T0 + timedelta(days=60), PUB, line)
+    store.save_index("course", "en", SERVER.sign(older.to_signed()), None, 2)
     assert records_key_of(store) is None
-    forged = ReleaseIndex(4, T0, T0 + timedelta(days=60), PUB, (), derive_records_key(
+    forged = ReleaseIndex(4, T0, T0 + timedelta(days=60), PUB, line, derive_records_key(
         SigningKey.generate()).public)  # fmt: skip
-    store.save_index(SigningKey.generate().sign(forged.to_signed()), None, 4)
+    store.save_index("course", "en", SigningKey.generate().sign(forged.to_signed()), None, 4)
     with pytest.raises(TrustError):
         records_key_of(store)

@@ -372,9 +372,9 @@ class Flaky:
             raise step
         return step
 
-    def fetch_index(self, etag: str | None) -> IndexResponse:
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
         self._next("index")
-        return self.inner.fetch_index(etag)
+        return self.inner.fetch_index(bundle, locale, etag)
 
     def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:
         self._next("manifest")
@@ -455,7 +455,7 @@ def test_data_and_usage_errors_are_never_retried(
         client.sync()
         other = make_repository(tmp_path / "other")
         publish(other, write_tree(tmp_path / "o1", sample_files(2)))
-        client.fetcher.index_override = other.source.index()[0]
+        client.fetcher.index_override = other.source.index("course", "en")[0]
         expected = TrustError
     elif kind == "corrupt-chunk":
         client.fetcher.pack_rewrite = rewrite_frame(0, flip_last_byte)
@@ -707,14 +707,14 @@ def test_http_client_ranges_statuses_and_old_servers(
                 headers={"content-type": "application/vnd.satchel.pack"},
                 content=MAGIC + trailer(0),
             )
-        code = {"/v1/index": 503, "/v1/key": 429}.get(request.url.path, 405)
+        code = {"/v1/index/course/en": 503, "/v1/key": 429}.get(request.url.path, 405)
         return httpx.Response(code, json={"error": "no"})
 
     old = HttpClient("http://old", transport=httpx.MockTransport(handler))
     with pytest.raises(UsageError, match="dry-run"):
         old.pack_size("0" * 64, b"")
     with pytest.raises(StatusError) as busy:
-        old.fetch_index(None)
+        old.fetch_index("course", "en", None)
     assert is_transient(busy.value)
     with pytest.raises(StatusError) as refused:
         old.fetch_manifest("0" * 64)

@@ -38,6 +38,8 @@ def index(
 
 def check(data: bytes, **kwargs: object) -> object:
     args: dict[str, object] = {
+        "bundle": "b",
+        "locale": "en",
         "pinned": KEY.public,
         "expected_fingerprint": None,
         "now": NOW + timedelta(hours=1),
@@ -48,6 +50,22 @@ def check(data: bytes, **kwargs: object) -> object:
 
 
 # -- index ---------------------------------------------------------------------------------
+def test_an_index_about_another_line_is_refused() -> None:
+    """Each line has its own index: one about b/en cannot stand in for b/es's."""
+    with pytest.raises(FormatError, match="is about b/en"):
+        check(index(), locale="es")
+    two = (IndexEntry("b", "en", 2, mid(2), 10, "B"), IndexEntry("c", "en", 1, mid(1), 10, "C"))
+    with pytest.raises(FormatError, match="exactly one"):
+        check(index(entries=two))
+
+
+def test_a_withdrawn_held_version_is_no_rollback() -> None:
+    entry = IndexEntry("b", "en", 2, mid(2), 10, "B", withdrawn=(3,))
+    check_entry_version(entry, 3, mid(3))  # the laptop holds 3, which was withdrawn: kept
+    with pytest.raises(TrustError, match="rollback"):
+        check_entry_version(entry, 4, mid(4))  # 4 was not withdrawn: going back is refused
+
+
 def test_first_use_pins_the_publisher_key() -> None:
     trusted = check(index(), pinned=None)
     assert trusted.newly_pinned == KEY.public  # type: ignore[attr-defined]

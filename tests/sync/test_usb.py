@@ -107,8 +107,9 @@ def test_export_then_import_gives_the_same_tree(tmp_path: Path) -> None:
     result = w.export()
     ids = distinct_ids(w.a, 1)
     assert result.objects_written == len(ids) == result.objects_on_stick
-    assert json.loads((w.stick / "satchel-usb.json").read_bytes()) == {"format": 1}
-    assert (w.stick / "index.json").read_bytes() == w.a.last_index()
+    assert json.loads((w.stick / "satchel-usb.json").read_bytes()) == {"format": 2}
+    line_index = w.stick / "index" / "course" / "en.json"
+    assert line_index.read_bytes() == w.a.last_index("course", "en")
     ref = w.a.ref("course", "en")
     assert ref is not None
     assert [p.name for p in (w.stick / "manifests").iterdir()] == [ref.manifest]
@@ -231,7 +232,7 @@ def test_a_flipped_byte_in_a_pack_file_is_refused(tmp_path: Path, where: float) 
 
 def test_a_tampered_index_or_manifest_is_refused(tmp_path: Path) -> None:
     w, b, _pack = _v1_imported_v2_exported(tmp_path)
-    index = w.stick / "index.json"
+    index = w.stick / "index" / "course" / "en.json"
     good = index.read_bytes()
     index.write_bytes(good.replace(b'"version":2', b'"version":3', 1))
     assert index.read_bytes() != good
@@ -264,7 +265,7 @@ def test_a_stick_pulled_mid_write_continues_on_the_next_export(
     w.export()
     import_stick(b, w.stick)
     w.publish_v2()
-    old_index = (w.stick / "index.json").read_bytes()
+    old_index = (w.stick / "index" / "course" / "en.json").read_bytes()
 
     calls = [0]
     real_get = w.a.objects.get
@@ -284,7 +285,7 @@ def test_a_stick_pulled_mid_write_continues_on_the_next_export(
     have = read_have(w.stick)
     orphan = w.stick / "packs" / f"{int(have.packs[-1][:6]) + 1:06d}.pack"
     orphan.write_bytes(b"SATPACK\x01" + bytes(36))
-    assert (w.stick / "index.json").read_bytes() == old_index  # still names v1
+    assert (w.stick / "index" / "course" / "en.json").read_bytes() == old_index  # still names v1
     listed = set(have.objects)
     assert all(cid in listed for cid in distinct_ids(w.a, 1))
     assert import_stick(b, w.stick).version == 1  # the stick as it was still imports
@@ -420,9 +421,9 @@ def _plant(path: Path, kind: str) -> None:
 @pytest.mark.parametrize(
     ("target", "kind", "words"),
     [
-        ("index.json", "zero-link", "index.json on the stick is a link, not a regular file"),
-        ("index.json", "fifo", "index.json on the stick is a pipe, not a regular file"),
-        ("index.json", "300mb", "index.json on the stick is 300,000,000 bytes, over the"),
+        ("index", "zero-link", "index of course/en on the stick is a link, not a regular file"),
+        ("index", "fifo", "index of course/en on the stick is a pipe, not a regular file"),
+        ("index", "300mb", "index of course/en on the stick is 300,000,000 bytes, over the"),
         ("have.json", "zero-link", "have.json on the stick is a link"),
         ("satchel-usb.json", "fifo", "satchel-usb.json on the stick is a pipe"),
         ("manifest", "fifo", "on the stick is a pipe"),
@@ -434,7 +435,7 @@ def _plant(path: Path, kind: str) -> None:
 def test_a_stick_is_read_as_regular_files_only_each_bounded(
     tmp_path: Path, target: str, kind: str, words: str
 ) -> None:
-    """The attacks of issue 12, finding 6: on a stick, index.json as a link to /dev/zero ran
+    """The attacks of issue 12, finding 6: on a stick, an index as a link to /dev/zero ran
     import out of memory, as a FIFO hung it, and a 300 MB one was read whole before its 8 MiB
     check. Each is refused unread, in one line, and the store keeps its version."""
     w, b, pack = _v1_imported_v2_exported(tmp_path)
@@ -442,7 +443,11 @@ def test_a_stick_is_read_as_regular_files_only_each_bounded(
     assert ok_code == 0
     ref = w.a.ref("course", "en")
     assert ref is not None
-    where = {"manifest": w.stick / "manifests" / ref.manifest, "pack": pack}
+    where = {
+        "manifest": w.stick / "manifests" / ref.manifest,
+        "pack": pack,
+        "index": w.stick / "index" / "course" / "en.json",
+    }
     _plant(where.get(target, w.stick / target), kind)
     code, peak, stderr = _import_cli(tmp_path, "import", str(w.stick), "--store", str(b.root))
     lines = [line for line in stderr.splitlines() if line.strip()]
