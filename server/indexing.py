@@ -15,6 +15,7 @@ from datetime import datetime
 
 from satchel.content.errors import FormatError
 from satchel.content.index import IndexEntry, parse_index
+from satchel.content.recordskey import derive_records_key
 from satchel.content.signing import SigningKey
 from satchel.sync.release import INDEX_VALIDITY, sign_index
 from sqlalchemy import update
@@ -65,7 +66,13 @@ class IndexSigner:
         if only_if_stale and state is not None and not _stale(state, now):
             return state
         serial = state.serial if state is not None else 0
-        body = sign_index(_entries(s), serial=serial + 1, key=self.key, now=now)
+        body = sign_index(
+            _entries(s),
+            serial=serial + 1,
+            key=self.key,
+            now=now,
+            records_key=derive_records_key(self.key).public,
+        )
         signed = IndexState(
             id=1,
             serial=serial + 1,

@@ -7,6 +7,9 @@ services over them.
 ``source``         the read protocol: manifests, objects, packs (:mod:`~satchel.server.reading`)
 ``reads``          catalog, history, translation status (:mod:`~satchel.server.readmodels`)
 ``publishing``     begin, receive, commit (:mod:`~satchel.server.publishing`)
+``records``        learning records in, receipts out (:mod:`~satchel.server.records`)
+``classes``        classes, learners, devices (:mod:`~satchel.server.classes`)
+``reports``        what the classes did (:mod:`~satchel.server.reports`)
 =================  ==========================================================
 
 Authorization is :mod:`~satchel.server.authz`. FastAPI routes (:mod:`~satchel.server.app`) and
@@ -24,12 +27,15 @@ from satchel.content.index import MAX_DELTAS
 from satchel.content.signing import SigningKey
 from satchel.sync.store import ChunkStore, FolderChunkStore
 
+from .classes import Classes
 from .database import Database
 from .db import make_engine, sqlite_url
 from .indexing import IndexSigner
 from .publishing import Publishing
 from .reading import ServerSource
 from .readmodels import ReadModels
+from .records import Records, publish_records_key
+from .reports import Reports
 from .tokens import Tokens
 
 
@@ -81,5 +87,9 @@ class Repository:
             clock,
             static_deltas,
         )
+        self.records = Records(self.db, self.key, clock)
+        self.classes = Classes(self.db, clock)
+        self.reports = Reports(self.db, self.classes, clock)
         if signs:
             self.index_signer.resign_if_key_changed()
+            publish_records_key(self.db, self.index_signer, self.records)

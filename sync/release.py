@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import BaseRef, Manifest, ManifestDraft
 from satchel.content.names import check_bundle, check_locale
+from satchel.content.recordskey import RecordsPublicKey
 from satchel.content.signing import SigningKey
 
 INDEX_VALIDITY = timedelta(days=60)
@@ -55,7 +56,12 @@ def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
 
 
 def sign_index(
-    entries: Iterable[IndexEntry], *, serial: int, key: SigningKey, now: datetime
+    entries: Iterable[IndexEntry],
+    *,
+    serial: int,
+    key: SigningKey,
+    now: datetime,
+    records_key: RecordsPublicKey | None = None,
 ) -> bytes:
     index = ReleaseIndex(
         serial=serial,
@@ -63,5 +69,6 @@ def sign_index(
         expires=now + INDEX_VALIDITY,
         publisher=key.public,
         entries=tuple(entries),
+        records_key=records_key,
     )
     return key.sign(index.to_signed())
