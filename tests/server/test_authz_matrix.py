@@ -458,6 +458,22 @@ def _web_signin(w: World, caller: str) -> httpx.Response:
     return r
 
 
+WEB_CLASS = {**CLASS, **WEB_SIGNED_OUT}
+WEB_CLASS_FORM = {**WEB_CLASS, "admin": 303, "teacher": 303}
+
+
+def _web_form(w: World, caller: str, path: str, fields: dict[str, str]) -> httpx.Response:
+    token = w.tokens.get(caller)
+    form = {**fields, "csrf": csrf_token(token) if token else ""}
+    return _web(w, caller, "POST", path, data=form)
+
+
+def _web_revoke(w: World, caller: str) -> httpx.Response:
+    device, _ = _reporting_laptop(w, caller)
+    fields = {"kind": "device", "id": device, "reason": "lost"}
+    return _web_form(w, caller, "/web/b/course/en/class/revoke", fields)
+
+
 WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("GET", "/web/signin"): (_web_get("/web/signin"), dict.fromkeys(CALLERS, 200)),
     # A token that signs in is sent on to the page (303); others get the form again, saying why.
@@ -498,6 +514,21 @@ WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
         WEB_PAGE,
     ),
     ("GET", "/web/upload"): (_web_get("/web/upload"), WEB_PAGE),
+    ("GET", "/web/b/{bundle}/{locale}/class"): (_web_get("/web/b/course/en/class"), WEB_CLASS),
+    ("GET", "/web/b/{bundle}/{locale}/class/report.csv"): (
+        _web_get("/web/b/course/en/class/report.csv"),
+        WEB_CLASS,
+    ),
+    ("GET", "/web/b/{bundle}/{locale}/class/xapi.json"): (
+        _web_get("/web/b/course/en/class/xapi.json"),
+        WEB_CLASS,
+    ),
+    # Forms post and go back to the page (303); signed out, to the sign-in page (303).
+    ("POST", "/web/b/{bundle}/{locale}/class"): (
+        lambda w, caller: _web_form(w, caller, "/web/b/course/en/class", {"name": "web"}),
+        WEB_CLASS_FORM,
+    ),
+    ("POST", "/web/b/{bundle}/{locale}/class/revoke"): (_web_revoke, WEB_CLASS_FORM),
     ("POST", "/web/api/unchanged/{bundle}/{locale}"): (_web_unchanged, WEB_PUBLISH),
     ("POST", "/web/api/publish/{bundle}/{locale}"): (_web_publish, WEB_PUBLISH),
 }
