@@ -14,6 +14,7 @@ import typer
 from satchel.content.errors import SatchelError, UsageError
 from satchel.content.joincode import normalise_join_code
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
+from satchel.content.records import clean_learner_name
 from satchel.edge.cli import err, fail, run
 from satchel.sync.local import LocalStore
 from satchel.sync.outbox import Outbox
@@ -147,6 +148,7 @@ def join(
 
     def body() -> str:
         shown = normalise_join_code(code)  # a typo is caught here, offline
+        clean_learner_name(learner)  # refused before anything (a device key) is made
         b, loc = _class_line(store, shown, server, bundle, locale)
         with Outbox(store) as box:
             who = box.join(learner, shown, b, loc, now=datetime.now(UTC))
