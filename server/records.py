@@ -142,7 +142,9 @@ class SqlLedger:
                         "quarantine": why,
                     }
                 )
-            s.execute(insert(RecordRow), rows)
+            # Core executemany on the session's connection: one statement for the batch
+            # (the ORM's bulk path compiles per row group, four times slower here).
+            s.connection().execute(insert(RecordRow.__table__), rows)  # type: ignore[attr-defined]
         ack = s.get(RecordAck, decision.device)
         if ack is None:
             s.add(RecordAck(device=decision.device, acked_through=decision.acked_through))
