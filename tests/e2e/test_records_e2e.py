@@ -286,3 +286,23 @@ def test_a_sync_cut_anywhere_in_the_records_exchange_loses_none_and_doubles_none
     answers = learners(site)[name]
     assert sum(attempts for _, attempts, _ in answers) == 9  # each answer exactly once
     assert progress(lap)["acked_through"] == 18
+
+
+def test_a_stick_goes_laptop_to_server_through_a_connected_laptop(site: Site) -> None:
+    url, root = site.server.url, site.root / "direct"
+    teacher = root / "teacher-laptop"
+    sync_json(url, BUNDLE, teacher)
+    stick = root / "stick"
+    ok("export", "--store", teacher, "--bundle", BUNDLE, "--to", stick)
+    offline = root / "offline"
+    ok("import", stick, "--store", offline)
+    name = "Galyna Sticked"
+    ANSWERS[name] = "galyna-answer"
+    who = join(offline, site.code, name)
+    record(offline, who, name, "lessons/02/index.html")
+    ok("export", "--store", offline, "--to", stick)
+    res = run_cli("import", stick, "--store", teacher, "--server", url)
+    assert res.code == 0 and "1 receipts written" in res.stderr, res.describe()
+    assert learners(site)[name] == [("lessons/02/index.html", 1, True)]
+    ok("import", stick, "--store", offline)
+    assert progress(offline)["pending"] == 0

@@ -371,3 +371,32 @@ def test_hostile_bodies_to_post_records_are_refused_and_store_nothing(
     assert "not this server's" in reasons[batch_id(foreign)]
     assert "device key" in reasons[batch_id(forged)]
     assert stored(server, device.public.keyid) == [1, 2, 3]
+
+
+def test_hostile_bodies_to_the_class_routes_are_refused(
+    client: TestClient, server: Repository
+) -> None:
+    auth = {"Authorization": f"Bearer {server.tokens.create('admin')}"}
+
+    def create(**kw: object) -> int:
+        return client.post("/v1/classes", headers=auth, **kw).status_code  # type: ignore[arg-type]
+
+    assert create(content=b"not json") == 400
+    assert create(json=["bundle", "intro-stats"]) == 400
+    assert create(json={"bundle": "intro-stats", "name": "5B", "teacher": "me"}) == 400
+    assert create(json={"bundle": "intro-stats", "name": "x" * 201}) == 400
+    assert create(json={"bundle": "../x", "name": "5B"}) == 400
+    assert create(json={"bundle": "intro-stats", "name": 7}) == 400
+    assert create(content=b"{" + b" " * 20_000 + b"}") == 413
+    assert server.classes.list_classes(SYSTEM, "intro-stats", "en") == []
+    who = learner(code=new_class(server))
+    device = SigningKey.generate()
+    server.records.deliver([seal(server, who, records(1, 2, who), device)])
+    revoke = f"/v1/devices/{device.public.keyid}/revoke"
+    assert client.post(revoke, json={}, headers=auth).status_code == 400  # no reason
+    assert client.post(revoke, json={"reason": "\x00\x01"}, headers=auth).status_code == 400
+    assert client.post("/v1/devices/../revoke", json={"reason": "x"}, headers=auth).status_code in (
+        404,
+        422,
+    )
+    assert not server.classes.devices(SYSTEM, "intro-stats", "en")[0].revoked
