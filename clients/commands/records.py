@@ -17,7 +17,7 @@ from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.content.records import clean_learner_name
 from satchel.edge.cli import err, fail, run
 from satchel.sync.local import LocalStore
-from satchel.sync.outbox import Outbox
+from satchel.sync.outbox import PROGRESS_FILE, Outbox
 from satchel.sync.records_exchange import INBOX_DIR
 from satchel.sync.records_sync import (
     RecordsSent,
@@ -262,8 +262,6 @@ def _progress(root: Path) -> dict[str, Any]:
 
 def _bare_outbox(root: Path) -> Outbox | None:
     """A store folder that has joined learners but never synced (no satchel.json yet)."""
-    from satchel.sync.outbox import PROGRESS_FILE
-
     return Outbox(root) if (root / PROGRESS_FILE).is_file() else None
 
 
