@@ -97,7 +97,10 @@ def send_records(
         inbox = open_inbox(store) if (store.root / INBOX_DIR).is_dir() else None
         batches, forwarded = _request(own, inbox, max_bytes)
         if not batches:
-            return None
+            if not waiting:
+                return None
+            assert outbox is not None  # only an outbox waits
+            return RecordsSent(0, 0, 0, outbox.summary().pending, 0, 0, (), waiting)
         device = outbox.device_id if outbox is not None else None
         reply = transport.send_records(batches, device)
         acked = kept = finished = 0

@@ -29,6 +29,7 @@ from satchel.sync.records_sync import (
     records_to_stick,
     send_records,
 )
+from satchel.sync.release import sign_index
 from satchel.sync.updater import Updater
 
 from harness.repo import RepoFetcher, make_repository, publish, sample_files, write_tree
@@ -232,3 +233,16 @@ def test_any_bytes_split_or_raise_a_satchel_error(data: bytes) -> None:
         split_batches(data)
     with contextlib.suppress(SatchelError):
         parse_reply(data)
+
+
+def test_records_wait_with_a_reason_when_the_index_names_no_records_key(
+    repo: Repository, code: str, tmp_path: Path
+) -> None:
+    local = laptop(repo, tmp_path / "laptop", code)
+    # An index from a server before records (signed by the pinned key, no records_key).
+    old = sign_index([], serial=10_000, key=repo.key, now=NOW)
+    (local.root / "index.json").write_bytes(old)
+    wire = Wire(repo)
+    sent = send_records(local, wire)
+    assert sent is not None and sent.batches == 0 and "records key" in sent.waiting
+    assert wire.requests == [] and summary(local) == (0, 3)
