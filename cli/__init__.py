@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from satchel.clients.commands import publish, share, store, sync, usb, view
+from satchel.clients.commands import publish, records, share, store, sync, usb, view
 from satchel.edge.cli import fail
+from satchel.server import class_commands
 from satchel.server import commands as server
 
 app = typer.Typer(
@@ -32,7 +33,10 @@ app = typer.Typer(
 )
 app.add_typer(server.commands)
 app.add_typer(server.token_commands, name="token")
-for side in (publish, sync, store, usb, share, view):
+app.add_typer(class_commands.class_commands, name="class")
+app.add_typer(class_commands.device_commands, name="device")
+app.add_typer(class_commands.learner_commands, name="learner")
+for side in (publish, sync, store, usb, share, view, records):
     app.add_typer(side.commands)
 
 

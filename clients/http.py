@@ -17,11 +17,13 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from satchel.content.batch import SEALED_MEDIA_TYPE
 from satchel.content.errors import (
     AuthError,
     ContentError,
@@ -36,11 +38,13 @@ from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, encode_object
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.publish import BeginResponse
+from satchel.sync.records_exchange import MAX_REPLY_BYTES, RECORDS_PATH, RecordsReply, parse_reply
 
 USER_AGENT = "satchel/0.1"
 ERROR_BODY_LIMIT = 4 * 1024  # enough for an error's one-line message
 JSON_LIMIT = 16 * 1024 * 1024  # publish answers, history, tokens, translation reports
 OBJECT_LIMIT = 64 * 1024 * 1024 + 1  # one stored object: its format byte and at most 64 MiB
+MAX_REPORT_BYTES = 256 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -299,6 +303,34 @@ class HttpClient:
             raise TransportError(f"pack download cut: {_describe(exc)}") from None
         finally:
             response.close()
+
+    # -- RecordsTransport (sync/records_sync.py) -------------------------------------------
+    def send_records(self, batches: Sequence[bytes], device: str | None) -> RecordsReply:
+        """POST /v1/records: the sealed batches back to back; the reply, read bounded."""
+        body = b"".join(batches)
+        self.counters.bytes_uploaded += len(body)
+        request = self.http.build_request(
+            "POST",
+            RECORDS_PATH,
+            params={"device": device} if device else None,
+            content=body,
+            headers={"Content-Type": SEALED_MEDIA_TYPE},
+        )
+        response = self._send(request)
+        return parse_reply(self._read_limited(response, MAX_REPLY_BYTES, "records reply"))
+
+    def class_line(self, code: str) -> tuple[str, str]:
+        """The bundle and locale of the class a join code names (NotFoundError if none)."""
+        data = self._json(self._get(f"/v1/join/{quote(code, safe='')}"))
+        bundle, locale = data.get("bundle"), data.get("locale")
+        if not isinstance(bundle, str) or not isinstance(locale, str):
+            raise ContentError("server sent a malformed class lookup")
+        return bundle, locale
+
+    def report(self, bundle: str, locale: str, fmt: str) -> bytes:
+        """A line's report as the server renders it (json, csv or xapi), read bounded."""
+        response = self._get(f"/v1/report/{bundle}/{locale}?format={quote(fmt)}")
+        return self._read_limited(response, MAX_REPORT_BYTES, "report")
 
     # -- PublishTarget ---------------------------------------------------------------------
     def begin(

@@ -1,5 +1,9 @@
 """``satchel share``: a laptop's store served read-only to the classroom, found by mDNS.
 
+One route writes: ``POST /v1/records`` keeps the learning records laptops hand the relay (sealed:
+the relay cannot read them) in ``STORE/inbox``, to forward on the relay's next sync, and hands
+each laptop the receipt the relay holds for it.
+
 The HTTP side is the server's own read router (index, manifests, chunks with Range,
 ready-made and dynamic packs) over the store, so ``satchel sync --server http://PEER`` needs
 nothing new; the client verifies everything against the publisher's key, never trusting the
@@ -18,7 +22,9 @@ from fastapi import FastAPI
 from satchel.edge.hosts import LOCAL_NAMES, HostGuard
 from satchel.edge.http import install_error_handlers
 from satchel.edge.read_routes import read_router
+from satchel.edge.records_route import records_router
 from satchel.sync.local import LocalStore
+from satchel.sync.records_exchange import InboxSink
 from satchel.sync.relay import StoreSource
 
 SERVICE_TYPE = "_satchel._tcp.local."
@@ -37,6 +43,7 @@ def create_share_app(store: LocalStore) -> FastAPI:
     # and names (its host name, and that name on mDNS, as `satchel peers` shows it).
     app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()), same_port=False)
     app.include_router(read_router(source))
+    app.include_router(records_router(InboxSink(store)))  # records to forward on its next sync
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -25,9 +25,11 @@ from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, declared_length, decode_object
 from satchel.edge.http import install_error_handlers, json_body, read_body, stream_body
 from satchel.edge.read_routes import read_router
+from satchel.edge.records_route import records_router
 from satchel.sync.pack import PACK_MEDIA_TYPE, PackReader
 
 from .authz import require_admin
+from .class_routes import class_router
 from .observability import Metrics, Observability, not_ready_reason
 from .ratelimit import FailureLimiter
 from .repository import Repository
@@ -117,6 +119,9 @@ def create_app(
             if token:  # a wrong guess; a request with no token at all guesses nothing
                 limiter.failure(address)
             raise
+
+    app.include_router(records_router(repo.records))
+    app.include_router(class_router(repo, principal))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

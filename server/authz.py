@@ -84,3 +84,17 @@ def authorize_line(db: Database, who: Principal, bundle: str, locale: str) -> Li
     if who.role == "curator" and line.base_locale is None:
         raise ForbiddenError(f"{bundle}/{locale} is a base line: a curator changes variants only")
     return line
+
+
+def authorize_class(who: Principal, bundle: str, locale: str) -> None:
+    """Classes, learners, devices and reports of a line: admins and teachers of the bundle
+    (and of the locale, when the grant names one). Curators are refused: a report is about
+    children, not translations."""
+    if who.role == "admin":
+        return
+    if who.role != "teacher":
+        raise ForbiddenError("only teachers of the bundle and admins see classes and reports")
+    if who.bundle is not None and who.bundle != bundle:
+        raise ForbiddenError(f"this token is for the classes of bundle {who.bundle!r}")
+    if who.locale is not None and who.locale != locale:
+        raise ForbiddenError(f"this token is for the classes of locale {who.locale!r}")

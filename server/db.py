@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from satchel.content.errors import StoreError, UsageError
-from sqlalchemy import event, inspect, text
+from sqlalchemy import BigInteger, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Field, SQLModel, create_engine
@@ -131,6 +131,84 @@ class LineIndex(SQLModel, table=True):
     etag: str = ""
     issued: datetime = Field(default_factory=utcnow)
     expires: datetime = Field(default_factory=utcnow)
+
+
+# -- learning records (server/records.py, server/classes.py, server/reports.py) ----------------
+class SchoolClass(SQLModel, table=True):
+    """A class that learners join with its code; its records are reported to its line's
+    teachers."""
+
+    code: str = Field(primary_key=True)  # shown form, e.g. 7KQ2-M9X7
+    bundle: str = Field(index=True)
+    locale: str
+    name: str
+    created_by: str = ""  # the token's label and role, as they were then
+    created_by_token: int | None = None
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Device(SQLModel, table=True):
+    """A laptop's device key (id = key id), as first and last seen in a delivery. Its row is
+    locked while a batch of its records is decided and stored."""
+
+    id: str = Field(primary_key=True)
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    revoked: bool = False
+    revoked_reason: str = ""
+    revoked_at: datetime | None = None
+    refused_batches: int = 0  # batches refused since it was revoked
+    last_refused: datetime | None = None
+
+
+class RecordAck(SQLModel, table=True):
+    """A device's highest contiguous stored seq: what its receipts say."""
+
+    device: str = Field(primary_key=True)
+    acked_through: int = Field(default=0, sa_type=BigInteger)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class LearnerRow(SQLModel, table=True):
+    """A learner as its device first reported it (the device owns the learner id)."""
+
+    __tablename__ = "learner"
+    id: str = Field(primary_key=True)
+    device: str = Field(index=True)
+    name: str
+    class_code: str = Field(index=True)
+    bundle: str
+    locale: str
+    joined: datetime
+    first_seen: datetime = Field(default_factory=utcnow)
+    revoked: bool = False
+    revoked_reason: str = ""
+    revoked_at: datetime | None = None
+
+
+class RecordRow(SQLModel, table=True):
+    """One learning record, stored once by (device, seq). ``quarantine`` says why a record
+    is kept but not reported (unknown class code, learner revoked)."""
+
+    __tablename__ = "record"
+    __table_args__ = (UniqueConstraint("device", "seq", name="uq_record_device_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device: str
+    seq: int = Field(sa_type=BigInteger)
+    learner: str = Field(index=True)
+    class_code: str = Field(index=True)
+    bundle: str
+    locale: str
+    lesson: str
+    kind: str
+    question: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    score_milli: int | None = None
+    time: datetime
+    received: datetime = Field(default_factory=utcnow)
+    batch: str
+    quarantine: str | None = None
 
 
 def make_engine(url: str, *, upgrade: bool = True) -> Engine:

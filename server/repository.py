@@ -8,6 +8,9 @@ services over them.
 ``reads``          catalog, history, translation status (:mod:`~satchel.server.readmodels`)
 ``publishing``     begin, receive, commit (:mod:`~satchel.server.publishing`)
 ``lines``          withdraw a version, remove a line (:mod:`~satchel.server.lines`)
+``records``        learning records in, receipts out (:mod:`~satchel.server.records`)
+``classes``        classes, learners, devices (:mod:`~satchel.server.classes`)
+``reports``        what the classes did (:mod:`~satchel.server.reports`)
 =================  ==========================================================
 
 Authorization is :mod:`~satchel.server.authz`. FastAPI routes (:mod:`~satchel.server.app`) and
@@ -25,6 +28,7 @@ from satchel.content.index import MAX_DELTAS
 from satchel.content.signing import SigningKey
 from satchel.sync.store import ChunkStore, FolderChunkStore
 
+from .classes import Classes
 from .database import Database
 from .db import make_engine, sqlite_url
 from .indexing import IndexSigner
@@ -32,6 +36,8 @@ from .lines import Lines
 from .publishing import Publishing
 from .reading import ServerSource
 from .readmodels import ReadModels
+from .records import Records
+from .reports import Reports
 from .tokens import Tokens
 
 
@@ -84,5 +90,8 @@ class Repository:
             static_deltas,
         )
         self.lines = Lines(self.db, self.index_signer, clock)
+        self.records = Records(self.db, self.key, clock)
+        self.classes = Classes(self.db, clock)
+        self.reports = Reports(self.db, self.classes, clock)
         if signs:
             self.index_signer.resign_if_key_changed()

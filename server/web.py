@@ -722,6 +722,9 @@ def web_router(
             headers={"Cache-Control": "no-store"},
         )
 
+    from .classweb import add_class_pages  # here: it builds on this module's Web
+
+    add_class_pages(router, web)
     return router
 
 

@@ -9,6 +9,7 @@ kept or applied. A damaged batch on a stick is skipped (and named) and the rest 
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from satchel.content.errors import NotFoundError, SatchelError, TrustError
@@ -80,11 +81,16 @@ class Collected:
     damaged: tuple[tuple[str, str], ...]  # (file's batch id, reason): skipped, nothing else lost
 
 
-def collect_batches(stick: BatchFolder, inbox: RelayInbox) -> Collected:
-    """Copy a stick's batches into a relay's inbox to forward on its next sync."""
+def collect_batches(
+    stick: BatchFolder, inbox: RelayInbox, skip: Container[str] = frozenset()
+) -> Collected:
+    """Copy a stick's batches into a relay's inbox to forward on its next sync (except the
+    ids in ``skip``: the importing laptop's own batches, which its outbox sends itself)."""
     added = already = 0
     damaged: list[tuple[str, str]] = []
     for bid in stick.batch_ids():
+        if bid in skip:
+            continue
         try:
             data = stick.read_batch(bid)
         except NotFoundError:

@@ -396,6 +396,12 @@ class Outbox:
                 live.append(batch)
             return live
 
+    def own_batches(self) -> set[str]:
+        """Ids of every batch this laptop ever sealed (so it never relays its own batches
+        when a stick it wrote comes back)."""
+        with self._read() as db:
+            return {r[0] for r in db.execute("SELECT batch FROM sealed")}
+
     def obsolete_batches(self) -> set[str]:
         """Ids of batches this laptop made that need carrying no more (delivered, or sealed
         to a key the server no longer has): an export deletes them from a stick."""

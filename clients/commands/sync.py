@@ -30,6 +30,7 @@ from .common import (
     pin_notice,
     transfer_bar,
 )
+from .records import exchange_records, say_records
 
 commands = typer.Typer()
 RETRY_BASE_ENV = "SATCHEL_RETRY_BASE_SECONDS"
@@ -156,6 +157,7 @@ def sync(
                 content_note=content_note,
                 link_note=link_note,
             )
+            records = exchange_records(local, client)  # at most one more request
         freed = collect(local, keep) if result.complete else 0
     seconds = time.monotonic() - started
     if as_json:
@@ -180,9 +182,12 @@ def sync(
                     "only": _ref_only(local, bundle, locale),
                     "bytes_freed": freed,
                     "seconds": round(seconds, 3),
+                    **records.fields(),
                 }
             )
         )
+    else:
+        say_records(records)
     if not result.complete:
         err.print(
             f"{bundle}/{locale}: budget reached after {result.bytes_fetched:,} bytes of chunk"

@@ -21,18 +21,31 @@ commands = typer.Typer()
 @commands.command("export")
 def export_usb(
     store: Annotated[Path, typer.Option(help="Local store folder.")],
-    bundle: Annotated[str, typer.Option(help="Bundle name.")],
     to: Annotated[Path, typer.Option("--to", help="USB folder to write or refresh.")],
+    bundle: Annotated[
+        str | None,
+        typer.Option(help="Bundle name (without it: only learning records and receipts)."),
+    ] = None,
     locale: Locale = DEFAULT_LOCALE,
     since: Annotated[
         int | None,
         typer.Option(help="Leave out objects of this version (the stick's reader has it)."),
     ] = None,
 ) -> None:
-    """Write the current version to a USB folder that any client can verify offline."""
+    """Write the current version to a USB folder that any client can verify offline, with
+    this laptop's pending learning records (sealed) and the receipts a relay holds."""
     from satchel.sync.usb import export_stick
 
-    result = run(lambda: export_stick(LocalStore(store), bundle, locale, to, since=since))
+    from .records import say_stick_out, stick_out
+
+    local = run(lambda: LocalStore(store))
+    if bundle is None:
+        out = stick_out(local, to)
+        if out is None:
+            fail("this store has no learning records to export; give --bundle for content", 2)
+        say_stick_out(out, to)
+        return
+    result = run(lambda: export_stick(local, bundle, locale, to, since=since))
     files = len(result.pack_files)
     plural = "" if files == 1 else "s"
     err.print(
@@ -40,6 +53,7 @@ def export_usb(
         f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
         f" the stick holds {result.objects_on_stick} objects"
     )
+    say_stick_out(stick_out(local, to), to)
 
 
 @commands.command("import")
@@ -56,9 +70,20 @@ def import_usb(
     ] = False,
     keep: Keep = DEFAULT_KEEP,
     reserve: Reserve = "50m",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Forward the stick's learning records to this server now (a connected"
+            " laptop), and write the receipts back to the stick."
+        ),
+    ] = None,
 ) -> None:
-    """Import versions from a USB folder: verify everything, store what is missing, switch."""
+    """Import versions from a USB folder: verify everything, store what is missing, switch.
+    Learning records on it are collected to forward; receipts for this laptop are applied."""
+    from satchel.sync.records_sync import stick_has_records
     from satchel.sync.usb import UsbFetcher, list_stick, stick_entries
+
+    from .records import import_records
 
     if list_only:
         listing = run(lambda: list_stick(path))
@@ -76,6 +101,9 @@ def import_usb(
     if store is None:
         fail("import needs --store DIR (or --list)", 2)
     local = run(lambda: LocalStore(store))
+    if not (path / "satchel-usb.json").is_file() and stick_has_records(path):
+        import_records(local, path, server)  # a stick of learning records only
+        return
     fetcher = run(lambda: UsbFetcher(path))
     if bundle is not None:
         lines = [(bundle, locale or DEFAULT_LOCALE)]
@@ -102,3 +130,4 @@ def import_usb(
             else:
                 err.print(f"{b}/{loc}: version {result.version} is current")
         collect(local, keep)
+    import_records(local, path, server)

@@ -21,11 +21,16 @@ import re
 import shutil
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from satchel.content.batch import SEALED_MEDIA_TYPE, seal_batch
+from satchel.content.index import parse_index
+from satchel.content.records import Learner, Record, new_learner_id
+from satchel.content.signing import SigningKey
 
 from harness.e2e import SatchelServer, publish
 from harness.proxy import LoopbackProxy
@@ -461,3 +466,75 @@ def test_the_javascript_sha256_fallback_matches_sha256sum(
         list(data),
     )
     assert got == hashlib.sha256(data).hexdigest()
+
+
+# -- the Class page ------------------------------------------------------------------------------
+def week_of_two(code: str, key: Any) -> bytes:
+    """Two learners' records of the classroom bundle, sealed as one laptop sends them."""
+    when = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    people = [
+        Learner(new_learner_id(), name, code, "classroom", "en", when)
+        for name in ("Ana Petrenko", "Bohdan Ko")
+    ]
+    records = []
+    for seq in range(1, 13):
+        kind = ("opened", "answered", "answered", "completed")[seq % 4]
+        right = seq % 3 == 0
+        answered = kind == "answered"
+        records.append(
+            Record(
+                seq=seq,
+                learner=people[seq % 2].learner,
+                class_code=code,
+                bundle="classroom",
+                locale="en",
+                lesson=f"lessons/0{seq % 3 + 1}.md",
+                kind=kind,  # type: ignore[arg-type]
+                question=f"q{seq % 3 + 1}" if answered else None,
+                answer=str(seq) if answered else None,
+                correct=right if answered else None,
+                score_milli=(1000 if right else 0) if answered else None,
+                time=when,
+            )
+        )
+    return seal_batch(people, records, SigningKey.generate(), key)
+
+
+def test_a_teacher_makes_a_class_and_reads_its_progress_with_the_keyboard(
+    server: SatchelServer, new_page: Any, shots: Path, tmp_path: Path
+) -> None:
+    token = server.token("teacher", "--bundle", "classroom", "--label", "Olena")
+    tree = lesson_tree(tmp_path / "c", "Classroom course")
+    assert publish(server.url, token, tree, "classroom").code == 0
+    page = new_page()
+    sign_in(page, token, start="/web/b/classroom/en/class")
+    expect(page.get_by_role("heading", name="Classes and progress")).to_be_visible()
+    page.get_by_label("New class name").focus()
+    page.keyboard.type("Class 5B")
+    page.keyboard.press("Enter")
+    code = page.locator("#created .joincode").inner_text()
+    expect(page.locator("#created")).to_contain_text("satchel join")
+    # A laptop's records arrive, sealed to the key the server's signed index names.
+    index = httpx.get(f"{server.url}/v1/index/classroom/en", timeout=30)
+    key = parse_index(index.content)[1].records_key
+    assert key is not None
+    r = httpx.post(
+        f"{server.url}/v1/records",
+        content=week_of_two(code, key),
+        headers={"Content-Type": SEALED_MEDIA_TYPE},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    page.reload()
+    expect(page.locator("#progress-table")).to_contain_text("Ana Petrenko")
+    expect(page.locator("#missed-table")).to_be_visible()
+    no_sideways_scroll(page)
+    page.screenshot(path=shots / "class.png", full_page=True)
+    # Revoke the laptop with the keyboard alone: its reason field is labelled, Enter submits.
+    page.get_by_label("Reason").last.focus()
+    page.keyboard.type("left in the bus")
+    page.keyboard.press("Enter")
+    expect(page.locator("#done")).to_contain_text("revoked: left in the bus")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download as CSV").click()
+    assert download.value.suggested_filename == "report-classroom-en.csv"

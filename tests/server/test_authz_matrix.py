@@ -26,17 +26,21 @@ from typing import Any
 import httpx
 import pytest
 from satchel.content import canonical
+from satchel.content.batch import seal_batch
 from satchel.content.chunking import Chunker, ChunkerParams
 from satchel.content.objects import encode_object
+from satchel.content.signing import SigningKey
 from satchel.content.tree import scan_tree
 from satchel.server.app import create_app
 from satchel.server.ratelimit import FailureLimiter
 from satchel.server.repository import Repository
+from satchel.server.tokens import SYSTEM
 from satchel.server.web import COOKIE, csrf_token
 from satchel.sync.pack import PACK_MEDIA_TYPE, pack_bytes
 from satchel.sync.store import FolderChunkStore
 
 from harness.http import TestClient, walk_routes
+from harness.records import learner, record
 
 SMALL = Chunker(ChunkerParams(min_size=256, avg_size=1024, max_size=4096))
 CALLERS = (
@@ -106,6 +110,7 @@ class World:
     manifests: tuple[str, str]  # course/en v1 and v2
     chunk: str
     src: Path  # a small course folder, to publish lines of its own
+    class_code: str  # a class of course/en
 
     def headers(self, caller: str) -> dict[str, str]:
         token = self.tokens.get(caller)
@@ -167,6 +172,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             manifests,
             objects[0][0],
             en,
+            repo.classes.create(SYSTEM, "course", "en", "Class 5B").code,
         )
 
 
@@ -247,6 +253,53 @@ def _remove(w: World, caller: str) -> httpx.Response:
     return w.client.post(f"/v1/lines/{line}/en/remove", json={}, headers=w.headers(caller))
 
 
+# Classes, learners, devices and reports: admins and teachers of the bundle; never curators.
+CLASS = {
+    **AUTHED,
+    "admin": 200,
+    "teacher": 200,
+    "teacher_other": 403,
+    "curator": 403,
+    "curator_base": 403,
+}
+
+
+def _reporting_laptop(w: World, caller: str) -> tuple[str, str]:
+    """A new laptop whose learner (of the course/en class) reported: (device, learner)."""
+    key = SigningKey.generate()
+    who = learner(f"Victim of {caller}", w.class_code, bundle="course")
+    sealed = seal_batch(
+        [who], [record(1, who, "opened", bundle="course")], key, w.repo.records.records_key.public
+    )
+    assert w.repo.records.deliver([sealed]).accepted
+    return key.public.keyid, who.learner
+
+
+def _create_class(w: World, caller: str) -> httpx.Response:
+    body = {"bundle": "course", "locale": "en", "name": f"made by {caller}"}
+    return w.client.post("/v1/classes", json=body, headers=w.headers(caller))
+
+
+def _revoke_device(w: World, caller: str) -> httpx.Response:
+    device, _ = _reporting_laptop(w, caller)
+    return w.client.post(
+        f"/v1/devices/{device}/revoke", json={"reason": "lost"}, headers=w.headers(caller)
+    )
+
+
+def _revoke_learner(w: World, caller: str) -> httpx.Response:
+    _, who = _reporting_laptop(w, caller)
+    return w.client.post(
+        f"/v1/learners/{who}/revoke", json={"reason": "left"}, headers=w.headers(caller)
+    )
+
+
+def _records(w: World, caller: str) -> httpx.Response:
+    # The device signature inside each batch is the authority; a token changes nothing.
+    headers = {**w.headers(caller), "Content-Type": "application/vnd.satchel.sealed"}
+    return w.client.post("/v1/records", content=b"", headers=headers)
+
+
 MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("GET", "/healthz"): (_get(lambda w: "/healthz"), PUBLIC),
     ("GET", "/readyz"): (_get(lambda w: "/readyz"), PUBLIC),
@@ -305,6 +358,15 @@ MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("POST", "/v1/tokens"): (_create_token, {**ADMIN_ONLY, "admin": 201}),
     ("GET", "/v1/tokens"): (_get(lambda w: "/v1/tokens"), ADMIN_ONLY),
     ("DELETE", "/v1/tokens/{token_id}"): (_revoke_token, ADMIN_ONLY),
+    ("POST", "/v1/records"): (_records, PUBLIC),
+    ("GET", "/v1/join/{code}"): (_get(lambda w: f"/v1/join/{w.class_code}"), PUBLIC),
+    ("POST", "/v1/classes"): (_create_class, {**CLASS, "admin": 201, "teacher": 201}),
+    ("GET", "/v1/classes/{bundle}/{locale}"): (_get(lambda w: "/v1/classes/course/en"), CLASS),
+    ("GET", "/v1/learners/{bundle}/{locale}"): (_get(lambda w: "/v1/learners/course/en"), CLASS),
+    ("POST", "/v1/learners/{learner}/revoke"): (_revoke_learner, CLASS),
+    ("GET", "/v1/devices/{bundle}/{locale}"): (_get(lambda w: "/v1/devices/course/en"), CLASS),
+    ("POST", "/v1/devices/{device}/revoke"): (_revoke_device, CLASS),
+    ("GET", "/v1/report/{bundle}/{locale}"): (_get(lambda w: "/v1/report/course/en"), CLASS),
 }
 
 
@@ -428,6 +490,22 @@ def _web_signin(w: World, caller: str) -> httpx.Response:
     return r
 
 
+WEB_CLASS = {**CLASS, **WEB_SIGNED_OUT}
+WEB_CLASS_FORM = {**WEB_CLASS, "admin": 303, "teacher": 303}
+
+
+def _web_form(w: World, caller: str, path: str, fields: dict[str, str]) -> httpx.Response:
+    token = w.tokens.get(caller)
+    form = {**fields, "csrf": csrf_token(token) if token else ""}
+    return _web(w, caller, "POST", path, data=form)
+
+
+def _web_revoke(w: World, caller: str) -> httpx.Response:
+    device, _ = _reporting_laptop(w, caller)
+    fields = {"kind": "device", "id": device, "reason": "lost"}
+    return _web_form(w, caller, "/web/b/course/en/class/revoke", fields)
+
+
 WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     ("GET", "/web/signin"): (_web_get("/web/signin"), dict.fromkeys(CALLERS, 200)),
     # A token that signs in is sent on to the page (303); others get the form again, saying why.
@@ -468,6 +546,21 @@ WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
         WEB_PAGE,
     ),
     ("GET", "/web/upload"): (_web_get("/web/upload"), WEB_PAGE),
+    ("GET", "/web/b/{bundle}/{locale}/class"): (_web_get("/web/b/course/en/class"), WEB_CLASS),
+    ("GET", "/web/b/{bundle}/{locale}/class/report.csv"): (
+        _web_get("/web/b/course/en/class/report.csv"),
+        WEB_CLASS,
+    ),
+    ("GET", "/web/b/{bundle}/{locale}/class/xapi.json"): (
+        _web_get("/web/b/course/en/class/xapi.json"),
+        WEB_CLASS,
+    ),
+    # Forms post and go back to the page (303); signed out, to the sign-in page (303).
+    ("POST", "/web/b/{bundle}/{locale}/class"): (
+        lambda w, caller: _web_form(w, caller, "/web/b/course/en/class", {"name": "web"}),
+        WEB_CLASS_FORM,
+    ),
+    ("POST", "/web/b/{bundle}/{locale}/class/revoke"): (_web_revoke, WEB_CLASS_FORM),
     ("POST", "/web/api/unchanged/{bundle}/{locale}"): (_web_unchanged, WEB_PUBLISH),
     ("POST", "/web/api/publish/{bundle}/{locale}"): (_web_publish, WEB_PUBLISH),
 }

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # An upload body is opaque bytes to the schema, like application/octet-stream.
 schemathesis.serializer.alias("application/vnd.satchel.pack", "application/octet-stream")
+schemathesis.serializer.alias("application/vnd.satchel.sealed", "application/octet-stream")
 
 TIMEOUT = 20.0  # seconds for one request: a hang fails the test
 
