@@ -5,8 +5,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY content ./content
 COPY sync ./sync
+COPY edge ./edge
 COPY server ./server
 COPY clients ./clients
+COPY cli ./cli
 RUN pip install . && useradd --system --home /data satchel && mkdir -p /data && chown satchel /data
 
 USER satchel

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from bench import _tools as tools
+from harness import tools
 
 MIB = 1 << 20
 GIB = 1 << 30

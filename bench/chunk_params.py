@@ -17,12 +17,13 @@ from pathlib import Path
 
 import zstandard
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus, table, tar_zstd_size
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, ChunkerParams
 from satchel.content.objects import encode_object
 from satchel.content.tree import ScannedTree, scan_tree
+
+from harness.bench import corpus, table, tar_zstd_size
 
 CANDIDATES = [
     (2048, 8192, 32768),

@@ -2,7 +2,7 @@
 
 For each pair (old -> new version of a corpus tree) every tool brings a client that holds the
 old tree up to the new one, and one counting proxy on loopback
-(``tests.support.proxy.LoopbackProxy``) sees every byte both ways between that client and its
+(``harness.proxy.LoopbackProxy``) sees every byte both ways between that client and its
 server:
 
 - rsync -z: ``rsync --daemon`` serving the new tree; the client runs ``rsync -rltz --delete``.
@@ -48,10 +48,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import _tools as tools  # noqa: E402
-from bench._common import CORPUS, corpus, tar_zstd_size  # noqa: E402
-from bench._tools import FLOOR, RSYNC, WHOLE, Link, Result  # noqa: E402
-from tests.e2e_support import SATCHEL, SatchelServer, run_cli, tree_differences  # noqa: E402
+from harness import tools  # noqa: E402
+from harness.bench import CORPUS, corpus, tar_zstd_size  # noqa: E402
+from harness.e2e import SATCHEL, SatchelServer, run_cli, tree_differences  # noqa: E402
+from harness.tools import FLOOR, RSYNC, WHOLE, Link, Result  # noqa: E402
 
 DEFAULT_PAIRS = [
     "intro-stats:v2:v3",

@@ -34,8 +34,7 @@ from pathlib import Path
 
 import zstandard
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus, table
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.delta import (
     DELTA_LEVEL,
@@ -51,7 +50,9 @@ from satchel.content.objects import encode_object
 from satchel.content.signing import SigningKey
 from satchel.content.tree import ScannedTree, scan_tree
 from satchel.sync.delta import choose_reference, first_places, path_index
-from satchel.sync.publish import assemble_manifest, sign_manifest
+from satchel.sync.release import assemble_manifest, sign_manifest
+
+from harness.bench import corpus, table
 
 PAIRS = [
     ("intro-stats/v2", "intro-stats/v3"),

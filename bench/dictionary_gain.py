@@ -22,12 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import corpus, table
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from satchel.content.chunking import Chunker
 from satchel.content.objects import ZSTD_DICT, encode_object
 from satchel.content.tree import ScannedTree, scan_tree
 from satchel.sync.publish import choose_dictionary
+
+from harness.bench import corpus, table
 
 FIRST = ["intro-stats/v2", "shell-novice/v1"]
 UPDATES = [("intro-stats/v2", "intro-stats/v3"), ("shell-novice/v1", "shell-novice/v2")]

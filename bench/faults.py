@@ -1,6 +1,6 @@
 """Reliability figures: syncs cut at random bytes, servers killed mid-publish, flipped bytes.
 
-The same scenarios as ``tests/test_faults.py``, many more times, against a real
+The same scenarios as ``tests/e2e/test_faults.py``, many more times, against a real
 ``satchel serve`` and the real CLI:
 
 - **cuts**: syncs (first sync and v1 -> v2 update) cut at seeded random byte offsets by a
@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench._common import table  # noqa: E402
-from tests.e2e_support import (  # noqa: E402
+from harness.bench import table  # noqa: E402
+from harness.e2e import (  # noqa: E402
     SatchelRelay,
     SatchelServer,
     checkout,
@@ -41,7 +41,7 @@ from tests.e2e_support import (  # noqa: E402
     sync,
     tree_differences,
 )
-from tests.support.faults import (  # noqa: E402
+from harness.faults import (  # noqa: E402
     BUNDLE,
     FlipProxy,
     chunk_files,
@@ -54,7 +54,7 @@ from tests.support.faults import (  # noqa: E402
     server_fsck,
     sync_with_cuts,
 )
-from tests.support.proxy import LoopbackProxy  # noqa: E402
+from harness.proxy import LoopbackProxy  # noqa: E402
 
 
 def identical(store: Path, tree: Path, out: Path) -> bool:

@@ -4,8 +4,8 @@ What one simulated client does is what ``satchel sync`` does for a laptop holdin
 when version 2 is out (:mod:`satchel.sync.updater`), with the same sync/ code, over its own
 HTTP connection (asyncio + httpx, loopback only):
 
-1. ``GET /v1/index`` with the ETag of the index it holds; verify the signature against the
-   pinned key, the serial (no rollback) and the entry's version;
+1. ``GET /v1/index/BUNDLE/LOCALE`` with the ETag of the index it holds; verify the
+   signature against the pinned key, the serial (no rollback) and the entry's version;
 2. ``GET /v1/manifests/{v2}?from={v1}``; undo the manifest delta against the v1 envelope it
    holds and verify the manifest against the index and the key;
 3. the objects it lacks: the ready-made ``GET /v1/deltas/{v1}/{v2}`` when the index lists one
@@ -70,13 +70,13 @@ from satchel.sync.delta import FileReader  # noqa: E402
 from satchel.sync.local import LocalStore  # noqa: E402
 from satchel.sync.pack import PackReader  # noqa: E402
 from satchel.sync.plan import encode_want, missing  # noqa: E402
-from satchel.sync.receive import receive_frames, store_lookup  # noqa: E402
-from satchel.sync.store import MemoryChunkStore  # noqa: E402
+from satchel.sync.receive import receive_frames  # noqa: E402
+from satchel.sync.store import MemoryChunkStore, store_lookup  # noqa: E402
 from satchel.sync.trust import check_entry_version, verify_index, verify_manifest  # noqa: E402
 from satchel.sync.updater import Updater  # noqa: E402
 
-from bench._common import CORPUS, MemorySampler, cpu_seconds, proc_status, table  # noqa: E402
-from tests.e2e_support import SatchelServer, run_cli  # noqa: E402
+from harness.bench import CORPUS, MemorySampler, cpu_seconds, proc_status, table  # noqa: E402
+from harness.e2e import SatchelServer, run_cli  # noqa: E402
 
 BUNDLE = "course"
 LOCALE = "en"
@@ -135,8 +135,8 @@ def hold_first_version(url: str, root: Path) -> Held:
         Updater(store, http).sync(BUNDLE, LOCALE)
     ref = store.ref(BUNDLE, LOCALE)
     key = store.pinned_key()
-    raw = store.last_index()
-    etag, serial = store.index_meta()
+    raw = store.last_index(BUNDLE, LOCALE)
+    etag, serial = store.index_meta(BUNDLE, LOCALE)
     envelope = store.manifest_bytes(ref.manifest) if ref else None
     assert ref and key and raw and serial is not None and envelope
     objects = MemoryChunkStore()
@@ -172,6 +172,8 @@ def _verified_index(raw: bytes, held: Held) -> IndexEntry:
     if index is None:
         trusted = verify_index(
             raw,
+            bundle=BUNDLE,
+            locale=LOCALE,
             pinned=held.key,
             expected_fingerprint=None,
             now=datetime.now(UTC),
@@ -208,7 +210,7 @@ async def one_sync(http: httpx.AsyncClient, held: Held, route: str) -> Outcome:
     start = time.perf_counter()
     store = Overlay(held.objects)
     headers = {"If-None-Match": held.index_etag} if held.index_etag else {}
-    r = await http.get("/v1/index", headers=headers)
+    r = await http.get(f"/v1/index/{BUNDLE}/{LOCALE}", headers=headers)
     out.requests += 1
     _expect(r, 200, "index")
     out.bytes += len(r.content)

@@ -26,15 +26,15 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench._common import corpus, table, tar_zstd_size  # noqa: E402
-from tests.e2e_support import (  # noqa: E402
+from harness.bench import corpus, table, tar_zstd_size  # noqa: E402
+from harness.e2e import (  # noqa: E402
     SatchelRelay,
     SatchelServer,
     run_cli,
     sync_json,
     tree_differences,
 )
-from tests.support.proxy import LoopbackProxy  # noqa: E402
+from harness.proxy import LoopbackProxy  # noqa: E402
 
 PAIRS = [
     ("intro-stats", "intro-stats/v2", "intro-stats/v3"),
@@ -88,7 +88,7 @@ def measure(
                     assert got["version"] == 2, got
                 relay_new = to_relay.stats().bytes_down
                 origin_after = to_origin.stats().bytes_down
-            out = work / "check"
+            out = work / f"check-{name}"  # one folder per line: checkout replaces only its own
             must(run_cli("checkout", "--store", work / "laptop0", "--bundle", name, "--to", out))
             problems = tree_differences(new, out)
             if problems:

@@ -42,8 +42,8 @@ from satchel.content.manifest import parse_manifest  # noqa: E402
 from satchel.content.objects import decode_object  # noqa: E402
 from satchel.sync.plan import encode_want  # noqa: E402
 
-from bench._common import CORPUS, table  # noqa: E402
-from tests.e2e_support import SatchelServer, run_cli  # noqa: E402
+from harness.bench import CORPUS, table  # noqa: E402
+from harness.e2e import SatchelServer, run_cli  # noqa: E402
 
 BUNDLE = "big"
 
@@ -73,7 +73,7 @@ def synthetic(root: Path, megabytes: int) -> Path:
 
 def pack_request(url: str) -> tuple[bytes, int]:
     """The JSON body asking for every object of the bundle, and the number of objects."""
-    raw = httpx.get(f"{url}/v1/index", timeout=30).content
+    raw = httpx.get(f"{url}/v1/index/{BUNDLE}/en", timeout=30).content
     entry = parse_index(raw)[1].entry(BUNDLE, "en")
     assert entry is not None
     obj = httpx.get(f"{url}/v1/manifests/{entry.manifest}", timeout=30).content

@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from satchel.content.signing import SigningKey
+from satchel.server.repository import Repository
 from satchel.server.s3store import S3ChunkStore
-from satchel.server.service import Repository
 from satchel.sync.store import ChunkStore, FolderChunkStore
 
-from tests.support.repo import publish, sample_files, write_tree
-from tests.support.services import start_postgres, start_s3
+from harness.repo import publish, sample_files, write_tree
+from harness.services import start_postgres, start_s3
 
 
 def race(url: str, work: Path, versions: int) -> tuple[float, list[int]]:

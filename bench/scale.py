@@ -61,8 +61,6 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import _tools as tools  # noqa: E402
-from bench._common import CORPUS, table  # noqa: E402
 from bench._measure import Ran, StepTimeout, Usage, Watch, run_measured  # noqa: E402
 from bench._profile import MODES, Recorder, summary  # noqa: E402
 from bench._trees import (  # noqa: E402
@@ -74,7 +72,9 @@ from bench._trees import (  # noqa: E402
     tree_mismatch,
     tree_size,
 )
-from tests.e2e_support import SATCHEL, SatchelServer  # noqa: E402
+from harness import tools  # noqa: E402
+from harness.bench import CORPUS, table  # noqa: E402
+from harness.e2e import SATCHEL, SatchelServer  # noqa: E402
 
 BUNDLE = "course"
 

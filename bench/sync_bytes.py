@@ -30,9 +30,9 @@ if str(REPO) not in sys.path:
 
 import zstandard  # noqa: E402
 
-from bench._common import corpus, table, tar_zstd_size  # noqa: E402
-from tests.e2e_support import SatchelServer, run_cli, tree_differences  # noqa: E402
-from tests.support.proxy import LoopbackProxy, ProxyStats  # noqa: E402
+from harness.bench import corpus, table, tar_zstd_size  # noqa: E402
+from harness.e2e import SatchelServer, run_cli, tree_differences  # noqa: E402
+from harness.proxy import LoopbackProxy, ProxyStats  # noqa: E402
 
 
 @dataclass
@@ -69,7 +69,7 @@ def changed_paths(old: Path, new: Path) -> list[str]:
 
 
 def tar_zstd_files(root: Path, rels: list[str], level: int = 19) -> int:
-    """``tar --sort=name`` of just ``rels`` under ``root``, then ``zstd -LEVEL`` (as _common)."""
+    """``tar --sort=name`` of just ``rels`` under ``root``, then ``zstd -LEVEL`` (as in harness)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for rel in sorted(rels):

@@ -34,9 +34,9 @@ from satchel.sync.local import LocalStore  # noqa: E402
 from satchel.sync.publish import Publisher  # noqa: E402
 from satchel.sync.updater import Updater  # noqa: E402
 
-from bench._common import corpus, table  # noqa: E402
-from tests import e2e_support as e2e  # noqa: E402
-from tests.support.repo import RepoFetcher, admin_target, make_repository  # noqa: E402
+from harness import e2e  # noqa: E402
+from harness.bench import corpus, table  # noqa: E402
+from harness.repo import RepoFetcher, admin_target, make_repository  # noqa: E402
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

@@ -29,9 +29,9 @@ if str(REPO) not in sys.path:
 import zstandard  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from bench._common import corpus, table  # noqa: E402
-from tests.e2e_support import SatchelServer, publish  # noqa: E402
-from tests.support.proxy import LoopbackProxy  # noqa: E402
+from harness.bench import corpus, table  # noqa: E402
+from harness.e2e import SatchelServer, publish  # noqa: E402
+from harness.proxy import LoopbackProxy  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

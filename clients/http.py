@@ -3,6 +3,12 @@
 Every httpx error is mapped here, at the edge, to :class:`TransportError` (retry may help) or
 to the server's own verdict (not found, not allowed, bad data), so nothing above this module
 inspects HTTP.
+
+Every response is streamed and every body read is bounded before it happens: an error's
+message is read to 4 KiB at most, the release index and manifests to their documented limits
+(refused unread when ``Content-Length`` already says more), other JSON answers to 16 MiB, and
+packs are streamed to the updater a piece at a time. A hostile server's endless or 3 GiB body
+costs a few KiB of memory, never gigabytes.
 """
 
 from __future__ import annotations
@@ -11,26 +17,34 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from satchel.content.batch import SEALED_MEDIA_TYPE
 from satchel.content.errors import (
+    AuthError,
     ContentError,
     FormatError,
     NotFoundError,
     SatchelError,
+    TransportError,
     UsageError,
 )
 from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, encode_object
-from satchel.sync.errors import AuthError, TransportError
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.publish import BeginResponse
+from satchel.sync.records_exchange import MAX_REPLY_BYTES, RECORDS_PATH, RecordsReply, parse_reply
 
 USER_AGENT = "satchel/0.1"
+ERROR_BODY_LIMIT = 4 * 1024  # enough for an error's one-line message
+JSON_LIMIT = 16 * 1024 * 1024  # publish answers, history, tokens, translation reports
+OBJECT_LIMIT = 64 * 1024 * 1024 + 1  # one stored object: its format byte and at most 64 MiB
+MAX_REPORT_BYTES = 256 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -130,32 +144,57 @@ class HttpClient:
         self.close()
 
     # -- plumbing -----------------------------------------------------------------------
-    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; the response is streamed (its body not read). Error statuses
+        raise, with the message from at most the first 4 KiB of the body."""
         self.counters.requests += 1
         try:
-            response = self.http.send(request, stream=stream)
+            response = self.http.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise TransportError(f"{request.method} {request.url.path}: {_describe(exc)}") from None
         if response.status_code >= 400:
             try:
-                response.read()
-                message = response.json().get("error") or response.text
-            except (ValueError, AttributeError, httpx.HTTPError):
-                message = response.reason_phrase
-            finally:
-                response.close()
-            raise _status_error(response.status_code, str(message)[:300], request)
+                head = self._read_head(response, ERROR_BODY_LIMIT)
+            except httpx.HTTPError:
+                head = b""
+            raise _status_error(response.status_code, _message(head, response), request)
         return response
 
-    def _read_limited(self, response: httpx.Response, limit: int) -> bytes:
+    def _read_head(self, response: httpx.Response, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body, then the connection is closed unread."""
+        head = bytearray()
+        try:
+            for piece in _raw_pieces(response):
+                self.counters.bytes_downloaded += len(piece)
+                head += piece[: limit - len(head)]
+                if len(head) >= limit:
+                    break
+        finally:
+            response.close()
+        return bytes(head)
+
+    def _read_limited(self, response: httpx.Response, limit: int, what: str) -> bytes:
+        """The whole body if it is at most ``limit`` bytes; refused unread when its declared
+        length is over, and cut off the moment it passes the limit otherwise."""
+        where = f"{response.request.method} {response.request.url.path}"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise ContentError(
+                f"{where}: the {what} is {int(declared):,} bytes, over its {limit:,}-byte limit;"
+                " refused unread (a misbehaving server or proxy)"
+            )
         body = bytearray()
         try:
-            for piece in response.iter_raw():
+            for piece in _raw_pieces(response):
                 body += piece
                 self.counters.bytes_downloaded += len(piece)
                 self.throttle.wait(len(piece))
                 if len(body) > limit:
-                    raise ContentError(f"response is over the {limit:,}-byte limit")
+                    raise ContentError(
+                        f"{where}: the {what} is over its {limit:,}-byte limit; stopped reading"
+                        " (a misbehaving server or proxy)"
+                    )
         except httpx.HTTPError as exc:
             raise TransportError(f"download cut: {_describe(exc)}") from None
         finally:
@@ -163,27 +202,28 @@ class HttpClient:
         return bytes(body)
 
     def _get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        return self._send(self.http.build_request("GET", path, headers=headers), stream=True)
+        return self._send(self.http.build_request("GET", path, headers=headers))
 
     # -- Fetcher --------------------------------------------------------------------------
-    def fetch_index(self, etag: str | None) -> IndexResponse:
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
         headers = {"If-None-Match": etag} if etag else None
-        response = self._get("/v1/index", headers)
+        response = self._get(f"/v1/index/{bundle}/{locale}", headers)
         if response.status_code == 304:
             response.close()
             return IndexResponse(None, etag)
         return IndexResponse(
-            self._read_limited(response, MAX_INDEX_BYTES), response.headers.get("etag")
+            self._read_limited(response, MAX_INDEX_BYTES, "release index"),
+            response.headers.get("etag"),
         )
 
     def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:
         query = f"?from={base}" if base else ""
         response = self._get(f"/v1/manifests/{manifest_id}{query}")
-        return self._read_limited(response, MAX_MANIFEST_BYTES + 1)
+        return self._read_limited(response, MAX_MANIFEST_BYTES + 1, "manifest")
 
     def fetch_object(self, cid: str) -> bytes:
         response = self._get(f"/v1/chunks/{cid}")
-        return self._read_limited(response, 64 * 1024 * 1024 + 1)
+        return self._read_limited(response, OBJECT_LIMIT, "object")
 
     def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:
         body = {"manifest": manifest_id, "want": base64.b64encode(want).decode("ascii")}
@@ -191,11 +231,11 @@ class HttpClient:
             body["base"] = base
         request = self.http.build_request("POST", "/v1/pack", json=body)
         self.counters.bytes_uploaded += len(request.content)
-        return self._pack_response(self._send(request, stream=True))
+        return self._pack_response(self._send(request))
 
     def fetch_delta(self, base: str, manifest_id: str) -> PackResponse:
         request = self.http.build_request("GET", f"/v1/deltas/{base}/{manifest_id}")
-        return self._pack_response(self._send(request, stream=True))
+        return self._pack_response(self._send(request))
 
     def fetch_range(self, cid: str, start: int, end: int | None = None) -> RangeResponse:
         spec = f"bytes={start}-{'' if end is None else end}"
@@ -237,7 +277,7 @@ class HttpClient:
             body["base"] = base
         request = self.http.build_request("POST", "/v1/pack", json=body)
         self.counters.bytes_uploaded += len(request.content)
-        response = self._send(request, stream=True)
+        response = self._send(request)
         if not response.headers.get("content-type", "").startswith("application/json"):
             # A server that does not know dry runs would send the whole pack: do not read it.
             response.close()
@@ -255,7 +295,7 @@ class HttpClient:
 
     def _stream(self, response: httpx.Response) -> Iterator[bytes]:
         try:
-            for piece in response.iter_raw():
+            for piece in _raw_pieces(response):
                 self.counters.bytes_downloaded += len(piece)
                 self.throttle.wait(len(piece))
                 yield piece
@@ -263,6 +303,34 @@ class HttpClient:
             raise TransportError(f"pack download cut: {_describe(exc)}") from None
         finally:
             response.close()
+
+    # -- RecordsTransport (sync/records_sync.py) -------------------------------------------
+    def send_records(self, batches: Sequence[bytes], device: str | None) -> RecordsReply:
+        """POST /v1/records: the sealed batches back to back; the reply, read bounded."""
+        body = b"".join(batches)
+        self.counters.bytes_uploaded += len(body)
+        request = self.http.build_request(
+            "POST",
+            RECORDS_PATH,
+            params={"device": device} if device else None,
+            content=body,
+            headers={"Content-Type": SEALED_MEDIA_TYPE},
+        )
+        response = self._send(request)
+        return parse_reply(self._read_limited(response, MAX_REPLY_BYTES, "records reply"))
+
+    def class_line(self, code: str) -> tuple[str, str]:
+        """The bundle and locale of the class a join code names (NotFoundError if none)."""
+        data = self._json(self._get(f"/v1/join/{quote(code, safe='')}"))
+        bundle, locale = data.get("bundle"), data.get("locale")
+        if not isinstance(bundle, str) or not isinstance(locale, str):
+            raise ContentError("server sent a malformed class lookup")
+        return bundle, locale
+
+    def report(self, bundle: str, locale: str, fmt: str) -> bytes:
+        """A line's report as the server renders it (json, csv or xapi), read bounded."""
+        response = self._get(f"/v1/report/{bundle}/{locale}?format={quote(fmt)}")
+        return self._read_limited(response, MAX_REPORT_BYTES, "report")
 
     # -- PublishTarget ---------------------------------------------------------------------
     def begin(
@@ -324,6 +392,20 @@ class HttpClient:
             raise ContentError("server sent a malformed commit answer")
         return version
 
+    def withdraw(self, bundle: str, locale: str, version: int, notes: str) -> int:
+        """Take a version back; returns the version the line's index serves now."""
+        path = f"/v1/lines/{bundle}/{locale}/versions/{version}/withdraw"
+        data = self._json(self._send(self.http.build_request("POST", path, json={"notes": notes})))
+        serving = data.get("serving")
+        if type(serving) is not int:
+            raise ContentError("server sent a malformed answer to a withdrawal")
+        return serving
+
+    def remove(self, bundle: str, locale: str, notes: str) -> None:
+        """Take a whole line away (an admin token)."""
+        path = f"/v1/lines/{bundle}/{locale}/remove"
+        self._json(self._send(self.http.build_request("POST", path, json={"notes": notes})))
+
     # -- curators and admins -------------------------------------------------------------
     def translations(self, bundle: str, locale: str) -> dict[str, Any]:
         """The server's translation report for a locale variant (see docs/protocol.md)."""
@@ -360,13 +442,7 @@ class HttpClient:
         return self._json(self._send(self.http.build_request("DELETE", f"/v1/tokens/{token_id}")))
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
-        try:
-            raw = response.read()
-        except httpx.HTTPError as exc:
-            raise TransportError(f"answer cut: {_describe(exc)}") from None
-        finally:
-            response.close()
-        self.counters.bytes_downloaded += len(raw)
+        raw = self._read_limited(response, JSON_LIMIT, "answer")
         try:
             data = json.loads(raw)
         except ValueError:
@@ -389,6 +465,28 @@ def _status_error(status: int, message: str, request: httpx.Request) -> SatchelE
     if status == 416:
         return NotFoundError(f"range not satisfiable: {message} ({where})")
     return StatusError(f"{where}: HTTP {status} {message}", status)
+
+
+def _raw_pieces(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives, undecoded (a response a test transport built in memory is
+    already read: its bytes are all there is)."""
+    if response.is_stream_consumed:
+        yield response.content
+    else:
+        yield from response.iter_raw()
+
+
+def _message(head: bytes, response: httpx.Response) -> str:
+    """One printable line from the start of an error body (its JSON "error" if it has one)."""
+    text = head.decode("utf-8", "replace")
+    try:
+        doc = json.loads(text)
+        if isinstance(doc, dict) and doc.get("error"):
+            text = str(doc["error"])
+    except ValueError:
+        pass
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return line[:300] or response.reason_phrase or "(no message)"
 
 
 def _describe(exc: httpx.HTTPError) -> str:

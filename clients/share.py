@@ -1,33 +1,34 @@
 """``satchel share``: a laptop's store served read-only to the classroom, found by mDNS.
 
-The HTTP side speaks the server's read protocol (index, manifests, chunks with Range,
-ready-made and dynamic packs), so ``satchel sync --server http://PEER`` needs nothing new;
-the client verifies everything against the publisher's key, never trusting the peer. The
-store may be synced while it is shared: a sync writes objects before it switches a ref, and
-a relay reads refs and manifests afresh for every request.
+One route writes: ``POST /v1/records`` keeps the learning records laptops hand the relay (sealed:
+the relay cannot read them) in ``STORE/inbox``, to forward on the relay's next sync, and hands
+each laptop the receipt the relay holds for it.
+
+The HTTP side is the server's own read router (index, manifests, chunks with Range,
+ready-made and dynamic packs) over the store, so ``satchel sync --server http://PEER`` needs
+nothing new; the client verifies everything against the publisher's key, never trusting the
+peer. The store may be synced while it is shared: a sync writes objects before it switches a
+ref, and a relay reads refs and manifests afresh for every request.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
-from satchel.content.errors import FormatError, SatchelError
-from satchel.server.app import IMMUTABLE, MAX_PACK_REQUEST, error_status, object_response
+from fastapi import FastAPI
+from satchel.edge.hosts import LOCAL_NAMES, HostGuard
+from satchel.edge.http import install_error_handlers
+from satchel.edge.read_routes import read_router
+from satchel.edge.records_route import records_router
 from satchel.sync.local import LocalStore
-from satchel.sync.pack import PACK_MEDIA_TYPE
+from satchel.sync.records_exchange import InboxSink
 from satchel.sync.relay import StoreSource
-from satchel.sync.serving import parse_pack_request
 
 SERVICE_TYPE = "_satchel._tcp.local."
 DEFAULT_SHARE_PORT = 8001
-OCTETS = "application/octet-stream"
 
 
 def create_share_app(store: LocalStore) -> FastAPI:
@@ -37,81 +38,27 @@ def create_share_app(store: LocalStore) -> FastAPI:
         summary="A laptop's store, served read-only with the server's protocol.",
         version="1",
     )
-
-    @app.exception_handler(SatchelError)
-    async def _errors(_request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=error_status(exc))
+    install_error_handlers(app)
+    # DNS rebinding: answer only to this laptop's addresses (the one a connection came in on)
+    # and names (its host name, and that name on mDNS, as `satchel peers` shows it).
+    app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()), same_port=False)
+    app.include_router(read_router(source))
+    app.include_router(records_router(InboxSink(store)))  # records to forward on its next sync
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok", "role": "relay"}
 
-    @app.get("/v1/index")
-    def index(request: Request) -> Response:
-        body, etag = source.index()
-        headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if etag in _if_none_match(request):
-            return Response(status_code=304, headers=headers)
-        return Response(body, headers=headers, media_type="application/json")
-
     @app.get("/v1/catalog")
     def catalog() -> dict[str, object]:
         return {"bundles": source.catalog(), "relay": True}
 
-    @app.get("/v1/manifests/{manifest_id}")
-    def manifest(manifest_id: str, request: Request) -> Response:
-        body, etag = source.manifest_response(manifest_id, request.query_params.get("from"))
-        return object_response(request, body, etag)
-
-    @app.get("/v1/chunks/{chunk_id}")
-    def chunk(chunk_id: str, request: Request) -> Response:
-        return object_response(request, source.get_object(chunk_id), f'"{chunk_id}"')
-
-    @app.get("/v1/deltas/{from_manifest}/{to_manifest}")
-    def static_delta(from_manifest: str, to_manifest: str, request: Request) -> Response:
-        body = source.static_delta(from_manifest, to_manifest)
-        return object_response(request, body, f'"{from_manifest}-to-{to_manifest}"')
-
-    @app.head("/v1/deltas/{from_manifest}/{to_manifest}", include_in_schema=False)
-    def static_delta_head(from_manifest: str, to_manifest: str) -> Response:
-        size = len(source.static_delta(from_manifest, to_manifest))
-        headers = {
-            "ETag": f'"{from_manifest}-to-{to_manifest}"',
-            "Cache-Control": IMMUTABLE,
-            "Accept-Ranges": "bytes",
-            "Content-Length": str(size),
-        }
-        return Response(headers=headers, media_type=OCTETS)
-
-    @app.post("/v1/pack")
-    async def pack(request: Request) -> Response:
-        body = await request.body() if _small(request) else b""
-        if not body or len(body) > MAX_PACK_REQUEST:
-            raise FormatError(f"pack request must be JSON of at most {MAX_PACK_REQUEST:,} bytes")
-        try:
-            parsed = parse_pack_request(json.loads(body))
-        except (ValueError, RecursionError):
-            raise FormatError("pack request is not valid JSON") from None
-        if parsed.dry_run:
-            size = await run_in_threadpool(source.pack_size, parsed)
-            return JSONResponse({"bytes": size}, headers={"Cache-Control": "no-store"})
-        answer = await run_in_threadpool(source.pack, parsed)
-        headers = {"Cache-Control": "no-store"}
-        if answer.length is not None:
-            headers["Content-Length"] = str(answer.length)
-        return StreamingResponse(answer.pieces, media_type=PACK_MEDIA_TYPE, headers=headers)
-
     return app
 
 
-def _small(request: Request) -> bool:
-    declared = request.headers.get("content-length")
-    return declared is None or not declared.isdigit() or int(declared) <= MAX_PACK_REQUEST
-
-
-def _if_none_match(request: Request) -> list[str]:
-    header = request.headers.get("if-none-match", "")
-    return [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+def own_names() -> tuple[str, ...]:
+    name = socket.gethostname().lower()
+    return (name, f"{name}.local") if name else ()
 
 
 # -- mDNS --------------------------------------------------------------------------------------

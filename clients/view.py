@@ -11,25 +11,34 @@ URLs::
 
     /                                    catalog: bundles, locales, titles, versions
     /b/BUNDLE/LOCALE/                    table of contents of the current version
-    /b/BUNDLE/LOCALE/REV/page/PATH       a lesson rendered (Markdown, CNXML) or shown (media)
+    /b/BUNDLE/LOCALE/REV/page/PATH       a lesson rendered (Markdown, CNXML), framed (HTML)
+                                         or shown (media)
     /b/BUNDLE/LOCALE/REV/file/PATH       the file's bytes (Content-Type, ETag, Range)
                                          REV is "current" or a version number
+    /_lesson/TOKEN/BUNDLE/LOCALE/N/PATH  the same bytes for an HTML lesson's sandboxed frame
 
 A path from a URL is only ever compared with the manifest's file list (never joined onto a
-folder), so ``..``, absolute or encoded traversal simply is not found. Every response carries
-a Content-Security-Policy that allows only this origin: a lesson cannot make the browser
-reach outside the laptop; external links are shown and marked, never loaded.
+folder), so ``..``, absolute or encoded traversal simply is not found.
+
+Lessons are other people's files, so none of them runs in the viewer's origin. Every file of
+a bundle is served with ``LESSON_CSP``: ``sandbox`` (no scripts, no same origin: an opaque
+origin that can reach neither the viewer, the catalogue nor another bundle; no forms, popups
+or navigation of the page around it; in Chromium no meta refresh either), ``default-src
+'none'`` with images, media, styles and fonts from the viewer alone, ``form-action 'none'``,
+and ``nosniff``. An HTML lesson is shown inside the viewer's own page (breadcrumbs, lessons
+before and after) in an ``<iframe sandbox>``, loaded from ``/_lesson/``: an opaque origin's
+requests are cross-origin, so those bytes go without the viewer's ``Cross-Origin-Resource-
+Policy: same-origin``, and instead behind a token per bundle and locale that only the
+viewer's own page knows, so no web site can probe what the laptop holds. The viewer's own
+pages allow no script at all. Requests whose ``Host`` is not the viewer's own address get 421
+and nothing else (DNS rebinding).
 """
 
 from __future__ import annotations
 
-import html
+import hmac
 import posixpath
-import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -41,41 +50,41 @@ from satchel.content.errors import (
     SatchelError,
     StoreError,
     UsageError,
+    http_status,
 )
-from satchel.content.lessons import Lesson
-from satchel.content.manifest import FileEntry, Manifest
-from satchel.content.names import check_bundle, check_locale
-from satchel.content.render_cnxml import (
-    Kind,
-    Rendered,
-    Resolver,
-    Target,
-    TocNode,
-    document_title,
-    parse_collection,
-    render_cnxml,
-)
+from satchel.content.render_cnxml import Kind, Rendered, Resolver, Target, render_cnxml
+from satchel.edge.hosts import LOCAL_NAMES, HostGuard
+from satchel.edge.http import IMMUTABLE, not_modified, public_error, ranged
 from satchel.sync.local import LocalStore, Ref
-from satchel.sync.reader import (
-    NotOnLaptopError,
-    StoredFile,
-    file_etag,
-    find_file,
-    missing_chunks,
-)
+from satchel.sync.reader import NotOnLaptopError, StoredFile, file_etag, find_file, missing_chunks
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .markdown import markdown_title, render_markdown
+from .markdown import render_markdown
+from .view_html import STYLE, crumbs, error_page, h, page, shown, tracks
+from .view_model import DOCUMENTS, HTML_DOCS, PAGE_LIMIT, RENDERED, Line, TocItem, Viewer
 
+# The viewer's own pages: no script at all, frames and everything else from the viewer only.
 CSP = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self' "
-    "'unsafe-inline'; script-src 'self'; connect-src 'self'; font-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    "'unsafe-inline'; script-src 'none'; connect-src 'none'; font-src 'self'; "
+    "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+# Every file of a bundle (HTML, SVG, XML, anything a browser may render or run).
+LESSON_CSP = (
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; font-src 'self' data:; form-action 'none'; "
+    "base-uri 'none'; frame-ancestors 'self'"
 )
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
@@ -83,30 +92,12 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-IMMUTABLE = "public, max-age=31536000, immutable"
-PAGE_LIMIT = 16 * 1024 * 1024  # larger documents are offered as files, not rendered
 VERIFY_BEFORE_SENDING = 4 * 1024 * 1024  # up to this, a bad chunk still gets an error page
-RENDERED = (".md", ".markdown", ".cnxml")
-DOCUMENTS = (*RENDERED, ".html", ".htm")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_ENTITY = re.compile(r"&(#[0-9]{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
-
-
-def h(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def shown(title: str) -> str:
-    """A lesson title for display: derived titles may still carry XML entities (``&amp;``)."""
-    return html.unescape(title) if _ENTITY.search(title) else title
-
-
-def url_path(path: str) -> str:
-    return quote(path, safe="/")
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: the same CSP and hardening headers on every response."""
+    """Pure ASGI middleware: every response gets the hardening headers, and the page CSP
+    unless the route set a CSP of its own (lesson files)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -118,348 +109,15 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One bundle/locale at one version, as a request sees it."""
-
-    ref: Ref
-    version: int
-    manifest: Manifest
-
-    @property
-    def base(self) -> str:
-        return f"/b/{self.ref.bundle}/{self.ref.locale}"
-
-    def page_url(self, path: str, rev: str = "current") -> str:
-        return f"{self.base}/{rev}/page/{url_path(path)}"
-
-    def doc_url(self, path: str) -> str:
-        """Where a lesson is read: rendered, or an HTML page as it is."""
-        if path.lower().endswith((".html", ".htm")):
-            return f"{self.base}/current/file/{url_path(path)}"
-        return self.page_url(path)
-
-    def file_url(self, path: str) -> str:
-        # Pinned to the version: a page's images come from the version of its text.
-        return f"{self.base}/{self.version}/file/{url_path(path)}"
-
-
-@dataclass(frozen=True, slots=True)
-class TocItem:
-    title: str
-    path: str | None  # None: a chapter heading
-    present: bool
-    children: tuple[TocItem, ...] = ()
-
-
-class Viewer:
-    """The store side of the viewer: refs, manifests, titles; no HTTP here."""
-
-    def __init__(self, store: LocalStore) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._manifests: OrderedDict[str, Manifest] = OrderedDict()
-        self._titles: OrderedDict[str, str | None] = OrderedDict()
-
-    def manifest(self, manifest_id: str) -> Manifest:
-        # Manifests are content-addressed: verified once, a cached copy cannot go stale.
-        with self._lock:
-            cached = self._manifests.get(manifest_id)
-            if cached is not None:
-                self._manifests.move_to_end(manifest_id)
-                return cached
-        manifest = self.store.load_manifest(manifest_id)
-        with self._lock:
-            self._manifests[manifest_id] = manifest
-            while len(self._manifests) > 16:
-                self._manifests.popitem(last=False)
-        return manifest
-
-    def refs(self) -> list[Ref]:
-        return self.store.refs()
-
-    def line(self, bundle: str, locale: str, rev: str = "current") -> Line:
-        try:
-            check_bundle(bundle)
-            check_locale(locale)
-        except UsageError:
-            raise NotFoundError(f"there is no bundle {bundle[:80]!r} in {locale[:20]!r}") from None
-        ref = self.store.ref(bundle, locale)
-        if ref is None:
-            raise NotFoundError(f"{bundle}/{locale} is not on this laptop; sync it first")
-        if rev == "current":
-            version = ref.version
-        elif rev.isdigit() and len(rev) < 10 and int(rev) in ref.versions:
-            version = int(rev)
-        else:
-            raise NotFoundError(f"{bundle}/{locale} has no version {rev[:20]!r} on this laptop")
-        return Line(ref, version, self.manifest(ref.versions.get(version, ref.manifest)))
-
-    def file(self, line: Line, path: str) -> StoredFile:
-        entry = find_file(line.manifest, path)
-        if entry is None:
-            raise NotFoundError(
-                f"{path[:200]!r} is not in {line.ref.bundle}/{line.ref.locale}"
-                f" version {line.version}"
-            )
-        return StoredFile(entry, self.store.objects, line.manifest)
-
-    def title(self, line: Line, entry: FileEntry) -> str | None:
-        """A document's title from its first chunk (cached by content), None if unknown."""
-        key = file_etag(entry)
-        with self._lock:
-            if key in self._titles:
-                return self._titles[key]
-        sf = StoredFile(entry, self.store.objects, line.manifest)
-        if not sf.is_complete():
-            return None
-        head = b"".join(sf.iter_range(0, 8192))
-        if entry.path.endswith(".cnxml"):
-            title = document_title(head)
-        elif entry.path.endswith((".md", ".markdown")):
-            title = markdown_title(head.decode("utf-8", "replace"))
-        else:
-            m = re.search(rb"<title[^>]*>(.*?)</title>", head, re.S | re.I)
-            title = (
-                html.unescape(" ".join(m.group(1).decode("utf-8", "replace").split()))[:300]
-                if m
-                else None
-            )
-        with self._lock:
-            self._titles[key] = title
-            while len(self._titles) > 20000:
-                self._titles.popitem(last=False)
-        return title
-
-    # -- table of contents -----------------------------------------------------------------
-    def toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
-        """Sections of (heading, items), then every other document under "Other pages".
-
-        The signed lesson structure comes first when the manifest has one (the publisher's
-        ``satchel.toml`` or its layout rule), grouped under the chapters of an OpenStax
-        collection when there is one. Manifests without it fall back to the collection's
-        chapters and a Carpentries ``config.yaml`` episode list.
-        """
-        store = self.store.objects
-        docs = [f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)]
-        by_path = {f.path: f for f in docs}
-        used: set[str] = set()
-
-        def item(path: str, fallback: str) -> TocItem:
-            entry = by_path[path]
-            used.add(path)
-            present = missing_chunks(entry, store) == 0
-            return TocItem(self.title(line, entry) or fallback, path, present)
-
-        sections: list[tuple[str, list[TocItem]]] = []
-        collections = self._collections(line)
-        if line.manifest.lessons:
-            heading = collections[0][1] if collections and collections[0][1] else "Lessons"
-            sections.append((heading, self._lessons(line, collections, used)))
-        for folder, book, nodes in collections if not line.manifest.lessons else ():
-
-            def convert(node: TocNode, folder: str) -> TocItem | None:
-                if node.module is not None:
-                    path = posixpath.join(folder, "modules", node.module, "index.cnxml")
-                    return item(path, node.module) if path in by_path else None
-                kids = tuple(
-                    k for k in (convert(c, folder) for c in node.children) if k is not None
-                )
-                return TocItem(node.title or "Chapter", None, all(k.present for k in kids), kids)
-
-            items = [i for i in (convert(n, folder) for n in nodes) if i is not None]
-            sections.append((book or "Book", items))
-        config = find_file(line.manifest, "config.yaml")
-        if not line.manifest.lessons and config is not None and config.size < 256 * 1024:
-            sf = StoredFile(config, store, line.manifest)
-            if sf.is_complete():
-                episodes = _episodes(sf.read().decode("utf-8", "replace"))
-                items = [
-                    item(f"episodes/{name}", name)
-                    for name in episodes
-                    if f"episodes/{name}" in by_path and f"episodes/{name}" not in used
-                ]
-                if items:
-                    sections.append(("Episodes", items))
-        rest = [item(f.path, f.path) for f in docs if f.path not in used]
-        rest.sort(key=lambda i: (i.path not in ("index.md", "README.md"), i.path or ""))
-        if rest:
-            sections.append(("Other pages" if sections else "Pages", rest))
-        return sections
-
-    def _collections(self, line: Line) -> list[tuple[str, str, tuple[TocNode, ...]]]:
-        """(bundle folder, book title, chapters) of each readable ``*.collection.xml``."""
-        out = []
-        for coll in [f for f in line.manifest.files if f.path.endswith(".collection.xml")][:4]:
-            sf = StoredFile(coll, self.store.objects, line.manifest)
-            if not sf.is_complete() or coll.size > PAGE_LIMIT:
-                continue
-            try:
-                book, nodes = parse_collection(sf.read())
-            except ContentError:
-                continue  # a broken collection only costs the chapter headings
-            out.append((posixpath.dirname(posixpath.dirname(coll.path)), book, nodes))
-        return out
-
-    def _lessons(
-        self,
-        line: Line,
-        collections: list[tuple[str, str, tuple[TocNode, ...]]],
-        used: set[str],
-    ) -> list[TocItem]:
-        """The signed lessons in order; a lesson is on the laptop when every file it needs is."""
-        chapter_of: dict[str, str] = {}
-        for folder, _book, nodes in collections:
-            for node in nodes:
-                if node.module is None:
-                    for module in node.modules():
-                        path = posixpath.join(folder, "modules", module, "index.cnxml")
-                        chapter_of.setdefault(path, node.title or "Chapter")
-        items: list[TocItem] = []
-        group: list[TocItem] = []
-        chapter: str | None = None
-
-        def flush() -> None:
-            if chapter is not None and group:
-                kids = tuple(group)
-                items.append(TocItem(chapter, None, all(k.present for k in kids), kids))
-            group.clear()
-
-        for lesson in line.manifest.lessons:
-            used.add(lesson.entry)
-            present = True
-            for path in lesson.paths:
-                entry = find_file(line.manifest, path)
-                if entry is None or missing_chunks(entry, self.store.objects):
-                    present = False
-                    break
-            # Titles derived from XML/HTML may arrive with their entities still escaped.
-            it = TocItem(shown(lesson.title), lesson.entry, present)
-            where = chapter_of.get(lesson.entry)
-            if where != chapter:
-                flush()
-                chapter = where
-            if chapter is None:
-                items.append(it)
-            else:
-                group.append(it)
-        flush()
-        return items
-
-    def neighbours(self, line: Line, path: str) -> tuple[Lesson | None, Lesson | None]:
-        """The lessons before and after ``path`` in the signed order (None at the ends)."""
-        lessons = line.manifest.lessons
-        for i, lesson in enumerate(lessons):
-            if lesson.entry == path:
-                before = lessons[i - 1] if i > 0 else None
-                after = lessons[i + 1] if i + 1 < len(lessons) else None
-                return before, after
-        return None, None
-
-
-def _episodes(config: str) -> list[str]:
-    """The ``episodes:`` list of a Carpentries config.yaml (a list of plain file names)."""
-    out: list[str] = []
-    inside = False
-    for line in config.splitlines():
-        if re.match(r"episodes:\s*$", line):
-            inside = True
-        elif inside:
-            m = re.match(r"\s*-\s*['\"]?([A-Za-z0-9._-]+\.md)['\"]?\s*$", line)
-            if m:
-                out.append(m.group(1))
-            elif line.strip() and not line.lstrip().startswith("#"):
-                break
-    return out[:1000]
-
-
-# -- HTML ----------------------------------------------------------------------------------------
-STYLE = """
-:root { color-scheme: light; --fg: #1b1b1b; --muted: #555; --accent: #0b57a4; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 17px/1.55 system-ui, sans-serif; color: var(--fg); background: #fff; }
-header { background: #f1f4f8; border-bottom: 1px solid #d0d7e0; padding: .5rem 1rem; }
-header nav { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center; }
-main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
-a { color: var(--accent); }
-a:focus, button:focus, summary:focus, main:focus-visible { outline: 3px solid #f5a623;
-  outline-offset: 2px; }
-a.external::after { content: " ↗ (external)"; font-size: .8em; color: var(--muted); }
-.skip { position: absolute; left: -999px; }
-.skip:focus { left: 1rem; top: .5rem; background: #fff; padding: .5rem; z-index: 9; }
-.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden;
-  clip: rect(0 0 0 0); white-space: nowrap; }
-img, video { max-width: 100%; height: auto; }
-figure { margin: 1rem 0; }
-figcaption { color: var(--muted); font-size: .95em; }
-.table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #c4ccd6; padding: .25rem .5rem; vertical-align: top; }
-.note, .example, .exercise { border-left: 4px solid #9db7d9; padding: .25rem 1rem;
-  margin: 1rem 0; background: #f7f9fc; }
-.para { margin: .75rem 0; }
-pre { overflow-x: auto; background: #f4f4f4; padding: .5rem; }
-.missing, .absent { color: #8a4b00; }
-.absent::after { content: " — not on this laptop"; }
-.error { border: 2px solid #b00020; padding: 1rem; }
-ol.toc ol { padding-left: 1.25rem; }
-.pager { display: flex; justify-content: space-between; gap: 1rem; margin: 2rem 0 1rem;
-  border-top: 1px solid #d0d7e0; padding-top: 1rem; }
-.meta { color: var(--muted); font-size: .9em; }
-@media (max-width: 700px) { body { font-size: 16px; } main { padding: .5rem; } }
-"""
-
-
-def page(
-    title: str, body: str, *, lang: str = "en", crumbs: str = "", status: int = 200
-) -> Response:
-    doc = (
-        f'<!doctype html>\n<html lang="{h(lang)}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{h(title)} · Satchel</title><link rel="stylesheet" href="/_/style.css">'
-        '</head><body><a class="skip" href="#main">Skip to content</a>'
-        f'<header><nav aria-label="Breadcrumb" lang="en"><a href="/">Library</a>{crumbs}</nav>'
-        f'</header><main id="main" tabindex="-1">{body}</main></body></html>'
-    )
-    return HTMLResponse(doc, status_code=status, headers={"Cache-Control": "no-cache"})
-
-
-def error_page(status: int, heading: str, message: str) -> Response:
-    body = f'<div class="error" role="alert"><h1>{h(heading)}</h1><p>{h(message)}</p></div>'
-    return page(heading, body, status=status)
-
-
-def tracks(line: Line, video: str) -> str:
-    """<track> elements for the video's subtitle files beside it: ``clip.vtt`` (the line's
-    own locale) or ``clip.LANG.vtt`` (a locale variant can add tracks and share the video)."""
-    stem = posixpath.splitext(video)[0]
-    out = []
-    for f in line.manifest.files:
-        if not (f.path.startswith(stem + ".") and f.path.endswith(".vtt")):
-            continue
-        middle = f.path[len(stem) + 1 : -len(".vtt")]
-        lang = middle if re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?", middle) else ""
-        lang = lang or line.ref.locale
-        default = " default" if lang == line.ref.locale else ""
-        out.append(
-            f'<track kind="subtitles" src="{h(line.file_url(f.path))}" srclang="{h(lang)}"'
-            f' label="{h(lang)}"{default}>'
-        )
-    return "".join(out)
-
-
-def _crumbs(line: Line, extra: str = "") -> str:
-    title = line.manifest.title or line.ref.bundle
-    return f' › <a href="{line.base}/">{h(title)} ({h(line.ref.locale)})</a>{extra}'
-
-
-# -- app -----------------------------------------------------------------------------------------
 def create_app(store: LocalStore) -> ASGIApp:
     viewer = Viewer(store)
 
@@ -563,7 +221,7 @@ def create_app(store: LocalStore) -> ASGIApp:
             line.manifest.title or line.ref.bundle,
             "".join(out),
             lang=line.ref.locale,
-            crumbs=_crumbs(line),
+            crumbs=crumbs(line),
         )
 
     def resolver(line: Line, doc_path: str) -> Resolver:
@@ -625,11 +283,19 @@ def create_app(store: LocalStore) -> ASGIApp:
                     f'</h1><p>{h(exc)}</p><p><a href="{h(raw)}">Open the file as it is</a>'
                     "</p></div>"
                 )
-                return page(path, body, lang=line.ref.locale, crumbs=_crumbs(line), status=422)
+                return page(path, body, lang=line.ref.locale, crumbs=crumbs(line), status=422)
         if rendered is None:
             mt = sf.entry.media_type
-            if lower.endswith((".html", ".htm")):
-                body = f'<h1>{h(path)}</h1><p><a href="{h(raw)}">Open the page</a></p>'
+            if lower.endswith(HTML_DOCS):
+                # Someone else's page, framed in an opaque origin: it keeps its own layout and
+                # the viewer keeps its way around it; nothing in it can reach the viewer.
+                title = viewer.title(line, sf.entry) or path
+                body = (
+                    f'<h1 class="visually-hidden">{h(title)}</h1>'
+                    f'<iframe class="lesson" sandbox="" src="{h(viewer.lesson_url(line, path))}"'
+                    f' title="{h(title)}" referrerpolicy="no-referrer"></iframe>'
+                )
+                rendered = Rendered(title, body)
             elif mt.startswith("image/"):
                 body = f'<h1>{h(path)}</h1><img src="{h(raw)}" alt="{h(posixpath.basename(path))}">'
             elif mt.startswith("video/"):
@@ -646,7 +312,8 @@ def create_app(store: LocalStore) -> ASGIApp:
                     f'<h1>{h(path)}</h1><p><a href="{h(raw)}">Open the file</a>'
                     f" ({sf.size:,} bytes, {h(mt)})</p>"
                 )
-            rendered = Rendered(path, body)
+            if rendered is None:
+                rendered = Rendered(path, body)
         before, after = viewer.neighbours(line, path)
         steps = []
         if before is not None:
@@ -661,16 +328,40 @@ def create_app(store: LocalStore) -> ASGIApp:
             rendered.title or path,
             body,
             lang=line.ref.locale,
-            crumbs=_crumbs(line, f" › <span>{h(rendered.title or path)}</span>"),
+            crumbs=crumbs(line, f" › <span>{h(rendered.title or path)}</span>"),
         )
 
     def raw_file(request: Request) -> Response:
         p = request.path_params
         line = viewer.line(p["bundle"], p["locale"], p["rev"])
-        sf = viewer.file(line, p["path"])
+        return lesson_file(request, line, p["path"], pinned=p["rev"] != "current", framed=False)
+
+    def framed_file(request: Request) -> Response:
+        """An HTML lesson's frame and what it loads: the token must be this line's."""
+        p = request.path_params
+        token = viewer.lesson_token(p["bundle"], p["locale"])
+        if not hmac.compare_digest(token, str(p["token"])):
+            raise NotFoundError("no such lesson file")
+        line = viewer.line(p["bundle"], p["locale"], p["rev"])
+        return lesson_file(request, line, p["path"], pinned=True, framed=True)
+
+    def lesson_file(
+        request: Request, line: Line, path: str, *, pinned: bool, framed: bool
+    ) -> Response:
+        sf = viewer.file(line, path)
         if not sf.is_complete():
-            raise NotOnLaptopError(f"{p['path']} is not on this laptop yet; sync to get it")
-        return send_file(request, sf, pinned=p["rev"] != "current")
+            raise NotOnLaptopError(f"{path} is not on this laptop yet; sync to get it")
+        if path.lower().endswith(HTML_DOCS) and request.headers.get("sec-fetch-dest") in (
+            "document",
+            "frame",
+        ):
+            # Opened as a page of its own: show it in the viewer's frame instead.
+            return RedirectResponse(line.page_url(path, str(line.version)), status_code=303)
+        response = send_file(request, sf, pinned=pinned)
+        response.headers["Content-Security-Policy"] = LESSON_CSP
+        if framed:  # loaded by an opaque origin: cross-origin by definition, token-guarded
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return response
 
     def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -679,19 +370,22 @@ def create_app(store: LocalStore) -> ASGIApp:
         return Response(STYLE, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
     async def satchel_error(request: Request, exc: Exception) -> Response:
+        # The status is the error's own (content/errors.py); the heading says it for people.
+        shown_exc = public_error(exc)
+        status = http_status(shown_exc)
         if isinstance(exc, NotOnLaptopError):
-            return error_page(404, "Not on this laptop", str(exc))
-        if isinstance(exc, (NotFoundError, UsageError)):
-            return error_page(404, "Not found", str(exc))
+            return error_page(status, "Not on this laptop", str(exc))
+        if isinstance(exc, NotFoundError | UsageError):
+            return error_page(status, "Not found", str(exc))
         if isinstance(exc, ContentError):
             return error_page(
-                500,
+                status,
                 "This file failed verification",
                 f"{exc}. Nothing from it was shown. Run 'satchel fsck' and sync again.",
             )
-        if isinstance(exc, StoreError):
-            return error_page(500, "The store cannot be read", str(exc))
-        return error_page(500, "Error", str(exc))
+        if isinstance(shown_exc, StoreError):
+            return error_page(status, "The store cannot be read", str(shown_exc))
+        return error_page(status, "Error", str(shown_exc))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -705,37 +399,11 @@ def create_app(store: LocalStore) -> ASGIApp:
             Route("/b/{bundle}/{locale}/", contents),
             Route("/b/{bundle}/{locale}/{rev}/page/{path:path}", lesson),
             Route("/b/{bundle}/{locale}/{rev}/file/{path:path}", raw_file),
+            Route("/_lesson/{token}/{bundle}/{locale}/{rev}/{path:path}", framed_file),
         ],
         exception_handlers={SatchelError: satchel_error, HTTPException: http_error},
     )
-    return SecurityHeaders(app)
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
-    """(start, end exclusive) for one satisfiable byte range; None: ignore the header (serve
-    the whole file); False: unsatisfiable (416)."""
-    if not header:
-        return None
-    m = _RANGE.fullmatch(header.strip())
-    if m is None:
-        return None  # malformed or several ranges: RFC 9110 lets us send the whole file
-    first, last = m.group(1), m.group(2)
-    if not first and not last:
-        return None
-    if len(first) > 18 or len(last) > 18:
-        return False
-    if not first:  # suffix: the last N bytes
-        n = int(last)
-        if n == 0 or size == 0:
-            return False
-        return max(0, size - n), size
-    start = int(first)
-    end = size if not last else min(int(last) + 1, size)
-    if last and int(last) < start:
-        return None
-    if start >= size:
-        return False
-    return start, end
+    return HostGuard(SecurityHeaders(app), LOCAL_NAMES)
 
 
 def send_file(request: Request, sf: StoredFile, *, pinned: bool) -> Response:
@@ -746,22 +414,12 @@ def send_file(request: Request, sf: StoredFile, *, pinned: bool) -> Response:
         "Cache-Control": IMMUTABLE if pinned else "no-cache",
     }
     media_type = sf.entry.media_type
-    inm = request.headers.get("if-none-match")
-    if inm is not None and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+    if not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    rng = parse_range(request.headers.get("range"), sf.size)
-    if_range = request.headers.get("if-range")
-    if if_range is not None and if_range.strip() != etag:
-        rng = None
-    if rng is False:
-        headers["Content-Range"] = f"bytes */{sf.size}"
+    answer = ranged(request, sf.size, etag, headers)
+    if answer is None:
         return Response(status_code=416, headers=headers)
-    status = 200
-    start, end = 0, sf.size
-    if isinstance(rng, tuple):
-        start, end = rng
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{sf.size}"
+    status, start, end = answer
     headers["Content-Length"] = str(end - start)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type=media_type)

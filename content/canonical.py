@@ -19,6 +19,10 @@ JsonValue = Any
 def encode(value: JsonValue) -> bytes:
     """Encode ``value`` canonically; refuses floats, which have no single spelling."""
     _reject_floats(value)
+    return _dumps(value)
+
+
+def _dumps(value: JsonValue) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )
@@ -30,7 +34,12 @@ def decode(data: bytes, *, what: str, max_bytes: int) -> JsonValue:
         raise FormatError(f"{what} is {len(data):,} bytes, over the {max_bytes:,}-byte limit")
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_no_float)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_no_float,
+            parse_constant=_no_float,  # NaN, Infinity, -Infinity
+        )
     except UnicodeDecodeError as exc:
         raise FormatError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
@@ -42,7 +51,7 @@ def decode(data: bytes, *, what: str, max_bytes: int) -> JsonValue:
     except ValueError as exc:  # e.g. an integer of thousands of digits
         raise FormatError(f"{what} has an invalid value ({str(exc)[:80]})") from None
     try:
-        again = encode(value)
+        again = _dumps(value)  # no float can be in it: the parser refused every one
     except UnicodeEncodeError:
         raise FormatError(f"{what} contains an unpaired surrogate escape") from None
     if again != data:

@@ -17,10 +17,10 @@ make a reader allocate more than the manifest allows (python-zstandard does not 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 import zstandard
+from cachetools import LRUCache
 
 from .chunking import chunk_id
 from .errors import FormatError, IntegrityError
@@ -44,7 +44,7 @@ DictLookup = Callable[[str], bytes]
 
 _local = threading.local()
 _dict_lock = threading.Lock()
-_dicts: OrderedDict[tuple[str, int], zstandard.ZstdCompressionDict] = OrderedDict()
+_dicts: LRUCache[tuple[str, int], zstandard.ZstdCompressionDict] = LRUCache(16)
 
 
 def _compressor(
@@ -77,9 +77,8 @@ def _zdict(dict_id: str, data: bytes, level: int) -> zstandard.ZstdCompressionDi
     key = (dict_id, level)
     with _dict_lock:
         zd = _dicts.get(key)
-        if zd is not None:
-            _dicts.move_to_end(key)
-            return zd
+    if zd is not None:
+        return zd
     if chunk_id(data) != dict_id:
         raise IntegrityError(f"dictionary {dict_id[:16]}... does not match its id")
     try:
@@ -89,8 +88,6 @@ def _zdict(dict_id: str, data: bytes, level: int) -> zstandard.ZstdCompressionDi
         raise FormatError(f"object {dict_id[:16]}... is not a valid zstd dictionary") from None
     with _dict_lock:
         _dicts[key] = zd
-        while len(_dicts) > 16:
-            _dicts.popitem(last=False)
     return zd
 
 

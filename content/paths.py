@@ -9,6 +9,13 @@ Every path in a manifest passes :func:`check_path`, and a whole file list passes
 - at most 1,024 UTF-8 bytes in all and 255 per component;
 - within one tree no two paths that differ only by case (they clash on Windows and macOS),
   and no file that is also the parent folder of another file.
+
+What is *published* must also fit on FAT/exFAT (USB sticks) and NTFS (Windows laptops):
+:func:`check_portable` refuses ``? : " | < > *``, names Windows reserves for devices (``CON``,
+``PRN``, ``AUX``, ``NUL``, ``COM1``-``COM9``, ``LPT1``-``LPT9``, with or without an extension,
+in any case) and names ending in a dot or a space. Only publishing applies it
+(:func:`check_publish_tree`): manifests signed before the rule still parse and sync, so a
+laptop is never cut off from a version it could read before (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -18,8 +25,15 @@ from collections.abc import Iterable
 
 from .errors import UnsafePathError
 
+# A checkout's marker (see satchel.sync.checkout): a publisher skips it, a draft may not hold it.
+CHECKOUT_MARKER = ".satchel-checkout.json"
 MAX_PATH_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
+NOT_ON_FAT = frozenset('?:"|<>*')  # backslash and control characters: check_path refuses them
+_DIGITS = "123456789\u00b9\u00b2\u00b3"  # Windows also reserves COM¹..COM³, LPT¹..LPT³
+RESERVED_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{dev}{d}" for dev in ("COM", "LPT") for d in _DIGITS]
+)
 
 
 def check_path(path: str) -> str:
@@ -71,3 +85,40 @@ def check_tree(paths: Iterable[str]) -> None:
 def to_bundle_path(relative_parts: Iterable[str]) -> str:
     """Join OS path components into a normalized bundle path (NFC), checked."""
     return check_path(unicodedata.normalize("NFC", "/".join(relative_parts)))
+
+
+def portable_problem(path: str) -> str | None:
+    """Why FAT/exFAT/NTFS cannot hold ``path`` (a path :func:`check_path` accepts), or None."""
+    for part in path.split("/"):
+        bad = sorted(set(part) & NOT_ON_FAT)
+        if bad:
+            return f"{part[:80]!r} contains {' '.join(bad)}"
+        if part.endswith((".", " ")):
+            return f"{part[:80]!r} ends with a dot or a space"
+        # "CON", "con.txt", "Aux.tar.gz": the device name is what comes before the first dot,
+        # with trailing spaces ignored (Windows strips them).
+        if part.split(".", 1)[0].rstrip(" ").upper() in RESERVED_NAMES:
+            return f"{part[:80]!r} is a name Windows reserves for a device"
+    return None
+
+
+def check_portable(path: str) -> str:
+    """Return ``path`` if USB sticks (FAT/exFAT) and Windows (NTFS) can hold it, else raise."""
+    check_path(path)
+    why = portable_problem(path)
+    if why is not None:
+        raise UnsafePathError(
+            f"path {path[:200]!r}: {why}, which USB sticks (FAT/exFAT) and Windows laptops"
+            " (NTFS) cannot hold; rename it"
+        )
+    return path
+
+
+def check_publish_tree(paths: Iterable[str]) -> None:
+    """:func:`check_tree` plus :func:`check_portable` on each path: the rule for a new version."""
+    listed = list(paths)
+    check_tree(listed)
+    for path in listed:
+        check_portable(path)
+        if path == CHECKOUT_MARKER:
+            raise UnsafePathError(f"{path!r} is the name checkout keeps for its marker; rename it")

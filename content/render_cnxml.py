@@ -58,6 +58,23 @@ class Rendered:
     html: str
 
 
+@dataclass(frozen=True, slots=True)
+class Exercise:
+    """An ``<exercise>`` of a module: the viewer shows the problem, and the solution on demand.
+
+    ``id`` is the exercise's own ``id`` (a valid, first-seen one), else ``exercise-<n>``, its
+    1-based position in the module: unique within the module, stable while the module is.
+    """
+
+    id: str
+    problem_html: str  # everything in the exercise but its solutions
+    solution_html: str | None  # the solutions' content, or None when it has none
+
+
+ExerciseHook = Callable[[Exercise], str]
+"""Renders an exercise in place of the default (problem, then a folded solution)."""
+
+
 def _esc(text: str | None) -> str:
     return html.escape(text or "", quote=True)
 
@@ -133,6 +150,8 @@ _ID = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,120}")
 class _Renderer:
     resolve: Resolver
     out: list[str] = field(default_factory=list)
+    exercise_ids: dict[ET.Element, str] = field(default_factory=dict)
+    exercise_hook: ExerciseHook | None = None
 
     def id_attr(self, el: ET.Element) -> str:
         value = el.get("id", "")
@@ -198,6 +217,8 @@ class _Renderer:
             self.image(el, el.get("alt", ""))
         elif name == "note":
             self.wrap("aside", el, depth, level + 1, ' class="note" role="note"')
+        elif name == "exercise" and self.exercise_hook is not None and el in self.exercise_ids:
+            self.out.append(self.exercise_hook(self.exercise(el, depth, level)))
         elif name == "solution":
             self.out.append(f"<details{self.id_attr(el)}><summary>Solution</summary>")
             self.children(el, depth, level + 1)
@@ -216,6 +237,25 @@ class _Renderer:
             self.wrap(_SIMPLE[name], el, depth, level)
         else:  # content, document, div and vocabulary we do not style: keep the text
             self.children(el, depth, level)
+
+    def fragment(self, els: list[ET.Element], depth: int, level: int) -> str:
+        """The HTML of ``els`` in a renderer of their own (same rules, separate output)."""
+        inner = _Renderer(self.resolve, exercise_ids=self.exercise_ids)
+        for child in els:
+            inner.element(child, depth + 1, level)
+            inner.out.append(_esc(child.tail))
+        return "".join(inner.out)
+
+    def exercise(self, el: ET.Element, depth: int, level: int) -> Exercise:
+        solutions = [c for c in el if c.tag == f"{CNXML}solution"]
+        rest = [c for c in el if c.tag != f"{CNXML}solution"]
+        problem = _esc(el.text) + self.fragment(rest, depth, level + 1)
+        solution = None
+        if solutions:
+            solution = "".join(
+                _esc(s.text) + self.fragment(list(s), depth + 1, level + 1) for s in solutions
+            )
+        return Exercise(self.exercise_ids[el], problem, solution)
 
     def figure(self, el: ET.Element, depth: int, level: int) -> None:
         self.out.append(f'<figure{self.id_attr(el)} class="figure">')
@@ -318,14 +358,41 @@ class _Renderer:
             self.out.append("</a>")
 
 
-def render_cnxml(data: bytes, resolve: Resolver) -> Rendered:
-    """Render one CNXML module as an HTML fragment (title first, as an h1)."""
+def _exercise_ids(root: ET.Element) -> dict[ET.Element, str]:
+    ids: dict[ET.Element, str] = {}
+    used: set[str] = set()
+    for n, el in enumerate(root.iter(f"{CNXML}exercise"), 1):
+        own = el.get("id", "")
+        chosen = own if _ID.fullmatch(own) and own not in used else f"exercise-{n}"
+        while chosen in used:  # an own id that looks like a positional one
+            chosen += "-"
+        used.add(chosen)
+        ids[el] = chosen
+    return ids
+
+
+def exercises_in_cnxml(data: bytes, resolve: Resolver) -> list[Exercise]:
+    """Every ``<exercise>`` of a CNXML module in document order, with its problem and
+    solution rendered as the module itself is (same element rules, same ``resolve``)."""
+    root = parse_xml(data, "CNXML module")
+    if local(root.tag) != "document":
+        raise FormatError("CNXML module does not start with <document>")
+    r = _Renderer(resolve, exercise_ids=_exercise_ids(root))
+    return [r.exercise(el, 1, 3) for el in r.exercise_ids]
+
+
+def render_cnxml(data: bytes, resolve: Resolver, exercise: ExerciseHook | None = None) -> Rendered:
+    """Render one CNXML module as an HTML fragment (title first, as an h1).
+
+    With ``exercise``, each ``<exercise>`` is rendered by it (the viewer's "check your
+    answer" form) with the same :class:`Exercise` that :func:`exercises_in_cnxml` gives.
+    """
     root = parse_xml(data, "CNXML module")
     if local(root.tag) != "document":
         raise FormatError("CNXML module does not start with <document>")
     title_el = root.find(f"{CNXML}title")
     title = " ".join("".join(title_el.itertext()).split()) if title_el is not None else ""
-    r = _Renderer(resolve)
+    r = _Renderer(resolve, exercise_ids=_exercise_ids(root), exercise_hook=exercise)
     if title:
         r.out.append(f"<h1>{_esc(title)}</h1>")
     content = root.find(f"{CNXML}content")

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import canonical
 from .errors import FormatError, TrustError
@@ -115,13 +116,27 @@ class SigningKey:
             raise FormatError(f"{path.name} holds a key that is not Ed25519")
         return cls(key)
 
-    def save(self, path: Path) -> None:
-        """Write the key with mode 0600, never replacing an existing key file."""
-        pem = self._private.private_bytes(
+    def pem(self) -> bytes:
+        """The key as an unencrypted PKCS#8 PEM (for a file only its owner may read)."""
+        return self._private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+
+    def derive_secret(self, info: bytes, length: int = 32) -> bytes:
+        """A secret for another purpose, derived from this key with HKDF-SHA256 (RFC 5869).
+
+        The input is the 32-byte Ed25519 seed; ``info`` names the purpose, so every purpose
+        gets an independent secret and whoever holds the signing key can derive it again
+        (replicas sharing one key share every derived secret, with no new file).
+        """
+        seed = self._private.private_bytes_raw()
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(seed)
+
+    def save(self, path: Path) -> None:
+        """Write the key with mode 0600, never replacing an existing key file."""
+        pem = self.pem()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
@@ -177,12 +192,17 @@ def open_envelope(data: bytes, *, what: str, max_bytes: int) -> Envelope:
     return Envelope(signed=signed, signatures=tuple(parsed), raw=data)
 
 
-def verify_envelope(env: Envelope, key: PublicKey, *, what: str) -> None:
-    """Raise TrustError unless ``env`` carries a valid signature by ``key``."""
+def verify_envelope(
+    env: Envelope, key: PublicKey, *, what: str, signer: str = "the pinned publisher key"
+) -> None:
+    """Raise TrustError unless ``env`` carries a valid signature by ``key``.
+
+    ``signer`` names the key in the message (a device key signs learning records).
+    """
     message = canonical.encode(env.signed)
     for keyid, sig in env.signatures:
         if keyid == key.keyid:
             if key.verify(sig, message):
                 return
             raise TrustError(f"{what} has a bad signature from key {key.fingerprint}")
-    raise TrustError(f"{what} is not signed by the pinned publisher key {key.fingerprint}")
+    raise TrustError(f"{what} is not signed by {signer} {key.fingerprint}")

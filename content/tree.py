@@ -16,7 +16,7 @@ from pathlib import Path
 from .chunking import Chunker
 from .errors import FormatError, UnsafePathError
 from .manifest import FileEntry, ManifestDraft
-from .paths import check_tree, to_bundle_path
+from .paths import CHECKOUT_MARKER, check_publish_tree, to_bundle_path
 
 # Built-in types only (a MimeTypes() instance ignores /etc/mime.types), so the same tree gets
 # the same manifest on every machine.
@@ -78,6 +78,8 @@ def _walk(root: Path) -> list[tuple[str, Path]]:
                 raise UnsafePathError(f"{'/'.join((*rel_dir, name))!r} is a link to a folder")
         dirnames.sort()
         for name in sorted(filenames):
+            if not rel_dir and name == CHECKOUT_MARKER:
+                continue  # a checkout's marker: publishing a checked-out folder leaves it out
             full = here / name
             rel = to_bundle_path((*rel_dir, name))
             if full.is_symlink():
@@ -102,7 +104,10 @@ def scan_tree(root: Path, *, title: str, chunker: Chunker) -> ScannedTree:
         raise FormatError(f"{root} is not a folder")
     files: list[FileEntry] = []
     sources: dict[str, ChunkSource] = {}
-    for rel, full in _walk(root):
+    walked = _walk(root)
+    # Refused before any file is read: a name a USB stick or Windows cannot hold, a clash.
+    check_publish_tree(rel for rel, _ in walked)
+    for rel, full in walked:
         executable = bool(full.stat().st_mode & 0o111)
         cuts = list(chunker.cut_file(full))
         for cut in cuts:
@@ -116,6 +121,5 @@ def scan_tree(root: Path, *, title: str, chunker: Chunker) -> ScannedTree:
                 chunks=tuple((c.chunk_id, c.length) for c in cuts),
             )
         )
-    check_tree(f.path for f in files)
     draft = ManifestDraft(title=title, chunker=chunker.params, files=tuple(files))
     return ScannedTree(draft=draft, sources=sources)

@@ -1,1 +1,1 @@
-"""Satchel's server: a thin FastAPI adapter over :mod:`satchel.server.service`."""
+"""Satchel's server: FastAPI and SQLModel adapters over :mod:`satchel.server.repository`."""

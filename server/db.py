@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from satchel.content.errors import StoreError, UsageError
-from sqlalchemy import event, inspect, text
+from sqlalchemy import BigInteger, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Field, SQLModel, create_engine
@@ -56,6 +56,11 @@ class Line(SQLModel, table=True):
     grade: str = ""
     description: str = ""
     lessons: int = 0
+    # An admin took the line away: its signed index says so, and laptops drop it.
+    removed: bool = False
+    removed_at: datetime | None = None
+    removed_by: str = ""  # "label (role)" as it was then
+    removed_notes: str = ""
 
 
 class Version(SQLModel, table=True):
@@ -76,6 +81,11 @@ class Version(SQLModel, table=True):
     # For a locale variant: the base line's locale and the base version it was made from.
     base_locale: str | None = None
     base_version: int | None = None
+    # A teacher took the version back: laptops that have not switched skip it.
+    withdrawn: bool = False
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str = ""  # "label (role)" as it was then
+    withdrawn_notes: str = ""
 
 
 class Chunk(SQLModel, table=True):
@@ -110,13 +120,95 @@ class StaticDelta(SQLModel, table=True):
     objects: int
 
 
-class IndexState(SQLModel, table=True):
-    id: int = Field(default=1, primary_key=True)
+class LineIndex(SQLModel, table=True):
+    """The signed release index of one line, as served (re-signed on every change of the
+    line and when half its validity is gone); the serial grows per line."""
+
+    bundle: str = Field(primary_key=True)
+    locale: str = Field(primary_key=True)
     serial: int = 0
     body: bytes = b""
     etag: str = ""
     issued: datetime = Field(default_factory=utcnow)
     expires: datetime = Field(default_factory=utcnow)
+
+
+# -- learning records (server/records.py, server/classes.py, server/reports.py) ----------------
+class SchoolClass(SQLModel, table=True):
+    """A class that learners join with its code; its records are reported to its line's
+    teachers."""
+
+    code: str = Field(primary_key=True)  # shown form, e.g. 7KQ2-M9X7
+    bundle: str = Field(index=True)
+    locale: str
+    name: str
+    created_by: str = ""  # the token's label and role, as they were then
+    created_by_token: int | None = None
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Device(SQLModel, table=True):
+    """A laptop's device key (id = key id), as first and last seen in a delivery. Its row is
+    locked while a batch of its records is decided and stored."""
+
+    id: str = Field(primary_key=True)
+    first_seen: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+    revoked: bool = False
+    revoked_reason: str = ""
+    revoked_at: datetime | None = None
+    refused_batches: int = 0  # batches refused since it was revoked
+    last_refused: datetime | None = None
+
+
+class RecordAck(SQLModel, table=True):
+    """A device's highest contiguous stored seq: what its receipts say."""
+
+    device: str = Field(primary_key=True)
+    acked_through: int = Field(default=0, sa_type=BigInteger)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class LearnerRow(SQLModel, table=True):
+    """A learner as its device first reported it (the device owns the learner id)."""
+
+    __tablename__ = "learner"
+    id: str = Field(primary_key=True)
+    device: str = Field(index=True)
+    name: str
+    class_code: str = Field(index=True)
+    bundle: str
+    locale: str
+    joined: datetime
+    first_seen: datetime = Field(default_factory=utcnow)
+    revoked: bool = False
+    revoked_reason: str = ""
+    revoked_at: datetime | None = None
+
+
+class RecordRow(SQLModel, table=True):
+    """One learning record, stored once by (device, seq). ``quarantine`` says why a record
+    is kept but not reported (unknown class code, learner revoked)."""
+
+    __tablename__ = "record"
+    __table_args__ = (UniqueConstraint("device", "seq", name="uq_record_device_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device: str
+    seq: int = Field(sa_type=BigInteger)
+    learner: str = Field(index=True)
+    class_code: str = Field(index=True)
+    bundle: str
+    locale: str
+    lesson: str
+    kind: str
+    question: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    score_milli: int | None = None
+    time: datetime
+    received: datetime = Field(default_factory=utcnow)
+    batch: str
+    quarantine: str | None = None
 
 
 def make_engine(url: str, *, upgrade: bool = True) -> Engine:

@@ -7,7 +7,8 @@ visible. This says whether it holds:
   its id and length;
 - every version's manifest is stored, hashes to its id and parses, and every object it lists
   is a stored, sound object;
-- each line's latest version exists, and the signed index names exactly those versions;
+- each line's latest version exists, and each line's signed index names the version it
+  should (the newest one not withdrawn) and says whether the line was removed;
 - every ready-made delta's object is stored.
 
 Objects in the store that no row lists are *orphans*: an upload or a commit killed between
@@ -26,8 +27,9 @@ from satchel.content.manifest import parse_manifest
 from satchel.content.objects import MAX_DICTIONARY, decode_object, verify_object
 from sqlmodel import Session, select
 
-from .db import Chunk, IndexState, Line, StaticDelta, Version
-from .service import Repository
+from .db import Chunk, Line, LineIndex, StaticDelta, Version
+from .indexing import served_entry
+from .repository import Repository
 
 
 @dataclass
@@ -50,7 +52,7 @@ def fsck_server(repo: Repository) -> ServerFsckReport:
         versions = s.exec(select(Version)).all()
         lines = s.exec(select(Line)).all()
         deltas = s.exec(select(StaticDelta)).all()
-        state = s.get(IndexState, 1)
+        indexes = {(i.bundle, i.locale): i for i in s.exec(select(LineIndex)).all()}
 
     def lookup(dict_id: str) -> bytes:
         row = chunks.get(dict_id)
@@ -94,24 +96,29 @@ def fsck_server(repo: Repository) -> ServerFsckReport:
             report.problems.append(f"{where}: {len(lacking)} objects missing or corrupt")
 
     have = {(v.bundle, v.locale, v.version): v.manifest_id for v in versions}
-    latest = {}
     for line in lines:
         if line.latest_version == 0:
             continue
-        key = (line.bundle, line.locale, line.latest_version)
-        if key not in have:
-            report.problems.append(f"{line.bundle}/{line.locale}: latest v{key[2]} does not exist")
-        else:
-            latest[(line.bundle, line.locale)] = (line.latest_version, have[key])
-    if state is not None and state.body:
+        where = f"{line.bundle}/{line.locale}"
+        if (line.bundle, line.locale, line.latest_version) not in have:
+            report.problems.append(f"{where}: latest v{line.latest_version} does not exist")
+            continue
+        state = indexes.get((line.bundle, line.locale))
+        if state is None:
+            continue  # signed at the first request for it
+        with Session(repo.engine) as s:
+            should = served_entry(s, line.bundle, line.locale)
         try:
-            entries = parse_index(state.body)[1].entries
+            signed = parse_index(state.body)[1].line
         except SatchelError as exc:
-            report.problems.append(f"the signed index is unusable ({exc})")
-        else:
-            listed = {(e.bundle, e.locale): (e.version, e.manifest) for e in entries}
-            if listed != latest:
-                report.problems.append("the signed index does not list exactly the latest versions")
+            report.problems.append(f"{where}: its signed index is unusable ({exc})")
+            continue
+        if should is None or (signed.version, signed.manifest, signed.removed) != (
+            should.version,
+            should.manifest,
+            should.removed,
+        ):
+            report.problems.append(f"{where}: its signed index does not name the version it should")
     for d in deltas:
         if not store.has(d.object_id):
             report.problems.append(f"ready-made delta {d.object_id[:16]}... is not stored")

@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from .db import Version
-from .service import Repository
+from .repository import Repository
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

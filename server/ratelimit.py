@@ -12,20 +12,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
-from satchel.content.errors import SatchelError
-
-
-class RateLimited(SatchelError):
-    """Too many failed authentications from one address; try again after ``retry_after``."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"too many failed authentications from this address; retry in {retry_after} s"
-        )
-        self.retry_after = retry_after
+from cachetools import LRUCache
+from satchel.content.errors import RateLimitedError
 
 
 class FailureLimiter:
@@ -43,7 +33,8 @@ class FailureLimiter:
         self.rate = burst / period  # failures forgiven per second
         self.max_addresses = max_addresses
         self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, when
+        # address -> (failures left, when): the least recently failing address goes first.
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(max_addresses)
         self._lock = threading.Lock()
 
     def _level(self, address: str, now: float) -> float:
@@ -51,12 +42,15 @@ class FailureLimiter:
         return min(float(self.burst), tokens + (now - then) * self.rate)
 
     def check(self, address: str) -> None:
-        """Raise RateLimited when ``address`` has no failures left to spend."""
+        """Raise RateLimitedError when ``address`` has no failures left to spend."""
         with self._lock:
             now = self.clock()
             level = self._level(address, now)
         if level < 1:
-            raise RateLimited(max(1, math.ceil((1 - level) / self.rate)))
+            wait = max(1, math.ceil((1 - level) / self.rate))
+            raise RateLimitedError(
+                f"too many failed authentications from this address; retry in {wait} s", wait
+            )
 
     def failure(self, address: str) -> None:
         """Record one failed authentication from ``address``."""
@@ -64,6 +58,3 @@ class FailureLimiter:
             now = self.clock()
             level = self._level(address, now)
             self._buckets[address] = (max(0.0, level - 1), now)
-            self._buckets.move_to_end(address)
-            while len(self._buckets) > self.max_addresses:
-                self._buckets.popitem(last=False)

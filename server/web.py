@@ -1,9 +1,10 @@
 """The web page for teachers and curators, under ``/web/``: server-rendered Jinja2 templates.
 
-A thin adapter like :mod:`satchel.server.app`: pages read the catalog and manifests through
-:class:`~satchel.server.service.Repository`, and a browser upload is published through the same
-:class:`~satchel.sync.publish.Publisher` path as ``satchel publish`` (a :class:`LocalTarget`),
-so only chunks the server lacks are stored. Data work lives in :mod:`satchel.server.webdata`.
+A thin adapter like :mod:`satchel.server.app`: pages read the server's read models and
+manifests, and a browser upload is published through the same
+:class:`~satchel.sync.publish.Publisher` path as ``satchel publish`` (a
+:class:`~satchel.server.publishing.LocalTarget`), so only chunks the server lacks are stored.
+Data work lives in :mod:`satchel.server.webdata`.
 
 Security:
 
@@ -38,22 +39,30 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from satchel.content.chunking import Chunker
 from satchel.content.errors import (
+    AuthError,
+    ForbiddenError,
     NotFoundError,
+    RateLimitedError,
     SatchelError,
-    UnsafePathError,
+    TooLargeError,
     UsageError,
+    http_status,
 )
-from satchel.content.lessons import Lesson, structure
+from satchel.content.lessons import structure
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
-from satchel.content.paths import check_path
-from satchel.sync.errors import AuthError
+from satchel.content.toc import Lesson
+from satchel.edge.http import stream_body
 from satchel.sync.publish import Publisher, PublishResult
-from satchel.sync.receive import store_lookup
+from satchel.sync.store import store_lookup
 
-from .ratelimit import FailureLimiter, RateLimited
-from .service import LocalTarget, Principal, Repository
+from .authz import authorize_publish
+from .publishing import LocalTarget
+from .ratelimit import FailureLimiter
+from .readmodels import LineInfo
+from .repository import Repository
+from .tokens import Principal
 from .webdata import (
     FileHashes,
     UploadHeader,
@@ -105,8 +114,8 @@ class WebSession:
         return f"{self.who.label}, {role}" if self.who.label else role
 
 
-class SignInNeeded(SatchelError):
-    pass
+class SignInNeeded(AuthError):
+    """A page that needs a signed-in person (answered by a redirect to sign in)."""
 
 
 def safe_next(target: str | None) -> str:
@@ -186,7 +195,7 @@ class Web:
         address = client_address(request)
         self.limiter.check(address)
         try:
-            who = self.repo.authenticate(token)
+            who = self.repo.tokens.authenticate(token)
         except AuthError:
             self.limiter.failure(address)
             return None
@@ -216,8 +225,8 @@ class Web:
         """A signed-in page: redirect to sign in, or render errors as a page with a status."""
         try:
             sess = self.session(request)
-        except RateLimited as exc:
-            return self.render(request, "error.html", None, status=429, message=str(exc))
+        except RateLimitedError as exc:
+            return self.render(request, "error.html", None, status=exc.status, message=str(exc))
         if sess is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             query = urllib.parse.urlencode({"next": safe_next(target)})
@@ -227,45 +236,34 @@ class Web:
             return response
         try:
             return build(sess)
-        except (SatchelError, PermissionError) as exc:
+        except SatchelError as exc:
             return self.render(
-                request, "error.html", sess, status=error_status(exc), message=str(exc)
+                request, "error.html", sess, status=http_status(exc), message=str(exc)
             )
 
     # -- data --------------------------------------------------------------------------------
-    def lines(self) -> list[dict[str, Any]]:
-        return self.repo.catalog()
-
-    def line(self, bundle: str, locale: str) -> dict[str, Any]:
-        check_bundle(bundle)
-        check_locale(locale)
-        for line in self.lines():
-            if line["bundle"] == bundle and line["locale"] == locale:
-                return line
-        raise NotFoundError(f"there is no bundle {bundle!r} in locale {locale!r}")
+    def line(self, bundle: str, locale: str) -> LineInfo:
+        return self.repo.reads.line(bundle, locale)
 
     def version_manifest(self, bundle: str, locale: str, version: str | int) -> Manifest:
-        number = parse_version(version)
-        for v in self.line(bundle, locale)["versions"]:
-            if v["version"] == number:
-                return self.repo.manifest(v["manifest"])
-        raise NotFoundError(f"{bundle}/{locale} has no version {number}")
+        line = self.line(bundle, locale)
+        return self.repo.source.manifest(line.version_manifest_id(parse_version(version)))
 
     def latest_manifest(self, bundle: str, locale: str) -> Manifest | None:
         try:
             line = self.line(bundle, locale)
         except NotFoundError:
             return None
-        if not line["latest_version"]:
+        if not line.latest_version:
             return None
-        return self.version_manifest(bundle, locale, line["latest_version"])
+        return self.repo.source.manifest(line.version_manifest_id(line.latest_version))
 
     def can_publish(
         self, who: Principal, bundle: str, locale: str, from_locale: str | None
     ) -> bool:
         try:
-            self.repo.authorize_publish(who, bundle, locale, from_locale)
-        except (PermissionError, SatchelError):
+            authorize_publish(self.repo.db, who, bundle, locale, from_locale)
+        except SatchelError:
             return False
         return True
 
@@ -325,7 +323,7 @@ class Web:
         # The same chunker as the line so far, so unchanged files cut into the same chunks.
         chunker = Chunker(base.chunker) if base is not None else Chunker()
         title = header.title or (base.title if base is not None else "") or bundle
-        return Publisher(LocalTarget(self.repo, who), chunker=chunker).publish(
+        return Publisher(LocalTarget(self.repo.publishing, who), chunker=chunker).publish(
             tree,
             bundle=bundle,
             locale=locale,
@@ -336,7 +334,8 @@ class Web:
         )
 
     def file_entry(self, manifest: Manifest, path: str) -> FileEntry:
-        check_path(path)
+        # A path from an address is only compared with the manifest's paths, never joined
+        # onto a folder: anything else, traversal included, simply names no file.
         for entry in manifest.files:
             if entry.path == path:
                 return entry
@@ -357,32 +356,8 @@ def page_headers() -> dict[str, str]:
     }
 
 
-def error_status(exc: Exception) -> int:
-    if isinstance(exc, SignInNeeded | AuthError):
-        return 401
-    if isinstance(exc, PermissionError):
-        return 403
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, UsageError | UnsafePathError):  # a bad address typed or crafted
-        return 400
-    if isinstance(exc, SatchelError):
-        return 422
-    return 500
-
-
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def who_label(entry: dict[str, Any]) -> str:
-    """'Ana (teacher)' from a history entry; the role and token number when unlabelled."""
-    role = entry.get("role") or "?"
-    label = entry.get("token_label") or ""
-    if label:
-        return f"{label} ({role})"
-    token = entry.get("token_id")
-    return f"{role} token #{token}" if token is not None else role
 
 
 def parse_version(raw: str | int) -> int:
@@ -395,18 +370,18 @@ def parse_version(raw: str | int) -> int:
 def check_same_origin(request: Request) -> None:
     """Refuse a POST another site made the browser send (CSRF), before anything else."""
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        raise PermissionError("refused: this request came from another site")
+        raise ForbiddenError("refused: this request came from another site")
     origin = request.headers.get("origin")
     if origin is not None:
         host = request.headers.get("host", "")
         if origin == "null" or urllib.parse.urlsplit(origin).netloc != host:
-            raise PermissionError("refused: this request came from another site")
+            raise ForbiddenError("refused: this request came from another site")
 
 
 def check_csrf(request: Request, sess: WebSession, supplied: str | None) -> None:
     check_same_origin(request)
     if not supplied or not hmac.compare_digest(supplied, sess.csrf):
-        raise PermissionError("refused: the form is stale or came from another site; reload")
+        raise ForbiddenError("refused: the form is stale or came from another site; reload")
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -441,18 +416,20 @@ def web_router(
         try:
             check_same_origin(request)
             form = await read_form(request)
-        except (UsageError, PermissionError) as exc:
+        except (UsageError, ForbiddenError) as exc:
             return web.render(
-                request, "signin.html", None, status=error_status(exc), next="/web/", error=str(exc)
+                request, "signin.html", None, status=exc.status, next="/web/", error=str(exc)
             )
         token = form.get("token", "").strip()
         target = safe_next(form.get("next"))
         address = client_address(request)
         try:
             web.limiter.check(address)
-            await run_in_threadpool(repo.authenticate, token)
-        except RateLimited as exc:
-            return web.render(request, "signin.html", None, status=429, next=target, error=str(exc))
+            await run_in_threadpool(repo.tokens.authenticate, token)
+        except RateLimitedError as exc:
+            return web.render(
+                request, "signin.html", None, status=exc.status, next=target, error=str(exc)
+            )
         except AuthError:
             web.limiter.failure(address)
             return web.render(
@@ -501,9 +478,9 @@ def web_router(
     @router.get("/")
     def home(request: Request) -> Response:
         def build(sess: WebSession) -> Response:
-            bundles: dict[str, list[dict[str, Any]]] = {}
-            for line in web.lines():
-                bundles.setdefault(line["bundle"], []).append(line)
+            bundles: dict[str, list[LineInfo]] = {}
+            for line in repo.reads.catalog():
+                bundles.setdefault(line.bundle, []).append(line)
             return web.render(request, "index.html", sess, bundles=bundles)
 
         return web.page(request, build)
@@ -512,18 +489,15 @@ def web_router(
     def line_page(bundle: str, locale: str, request: Request) -> Response:
         def build(sess: WebSession) -> Response:
             line = web.line(bundle, locale)
-            others = [x["locale"] for x in web.lines() if x["bundle"] == bundle]
-            history = repo.history(bundle, locale)
-            for entry in history:
-                entry["by"] = who_label(entry)
+            others = [x.locale for x in repo.reads.catalog(bundle)]
             return web.render(
                 request,
                 "line.html",
                 sess,
                 line=line,
-                versions=history,
+                versions=repo.reads.history(bundle, locale),
                 locales=others,
-                can_publish=web.can_publish(sess.who, bundle, locale, line["base_locale"]),
+                can_publish=web.can_publish(sess.who, bundle, locale, line.base_locale),
             )
 
         return web.page(request, build)
@@ -568,8 +542,8 @@ def web_router(
         try:
             manifest = web.version_manifest(bundle, locale, version)
             entry = web.file_entry(manifest, file_path)
-        except (SatchelError, PermissionError) as exc:
-            return Response(str(exc), status_code=error_status(exc), media_type="text/plain")
+        except SatchelError as exc:
+            return Response(str(exc), status_code=exc.status, media_type="text/plain")
         media = entry.media_type
         if media in AS_TEXT:
             media = "text/plain"
@@ -591,7 +565,7 @@ def web_router(
     def diff_page(bundle: str, locale: str, request: Request) -> Response:
         def build(sess: WebSession) -> Response:
             line = web.line(bundle, locale)
-            numbers = [v["version"] for v in line["versions"]]
+            numbers = [v.version for v in line.versions]
             if not numbers:
                 raise NotFoundError(f"{bundle}/{locale} has no versions yet")
             new = parse_version(request.query_params.get("to") or numbers[-1])
@@ -615,10 +589,10 @@ def web_router(
     @router.get("/b/{bundle}/{locale}/translations")
     def translations_page(bundle: str, locale: str, request: Request) -> Response:
         def build(sess: WebSession) -> Response:
-            report = repo.translation_report(bundle, locale)
+            report = repo.reads.translation_report(bundle, locale)
             # The work first: stale, then missing, then the rest (each by path).
             order = {"stale": 0, "missing": 1, "extra": 2, "up-to-date": 3}
-            files = sorted(report["files"], key=lambda f: (order.get(f["state"], 9), f["path"]))
+            files = sorted(report.files, key=lambda f: (order.get(f.state, 9), f.path))
             return web.render(
                 request,
                 "translations.html",
@@ -638,11 +612,11 @@ def web_router(
             if bundle:
                 check_bundle(bundle)
             check_locale(locale)
-            lines = {x["locale"]: x for x in web.lines() if x["bundle"] == bundle}
+            lines = {x.locale: x for x in repo.reads.catalog(bundle)} if bundle else {}
             current = lines.get(locale)
             # A variant stays one; a curator's new line is one of the bundle's base lines.
-            base_locale = current["base_locale"] if current else None
-            bases = sorted(k for k, x in lines.items() if not x["base_locale"] and k != locale)
+            base_locale = current.base_locale if current else None
+            bases = sorted(k for k, x in lines.items() if not x.base_locale and k != locale)
             if base_locale is None and sess.who.role == "curator" and bases:
                 base_locale = "en" if "en" in bases else bases[0]
             return web.render(
@@ -676,7 +650,7 @@ def web_router(
         base_version = parse_version(raw_base) if raw_base is not None else None
         if base_version is not None and from_locale is None:
             raise UsageError("a base version goes with a base locale (a variant)")
-        repo.authorize_publish(sess.who, bundle, locale, from_locale)
+        authorize_publish(repo.db, sess.who, bundle, locale, from_locale)
         return sess, (from_locale, base_version)
 
     @router.post("/api/unchanged/{bundle}/{locale}")
@@ -703,30 +677,28 @@ def web_router(
         declared = request.headers.get("content-length")
         ceiling = 4 + web.limits.max_header_bytes + web.limits.max_upload_bytes
         if declared is not None and declared.isdigit() and int(declared) > ceiling:
-            raise UsageError(f"the upload is over this server's {ceiling:,}-byte limit")
+            raise TooLargeError(f"the upload is over this server's {ceiling:,}-byte limit")
         root = Path(tempfile.mkdtemp(dir=web.uploads, prefix="up-"))
         stream = UploadStream(root, web.limits)
         try:
             refused: SatchelError | None = None
             buf = bytearray()
-            seen = 0
-            async for piece in request.stream():
-                seen += len(piece)
-                if seen > ceiling:  # a body with no Content-Length is bounded all the same
-                    raise refused or UsageError(
-                        f"the upload is over this server's {ceiling:,}-byte limit"
-                    )
-                if refused is not None:
-                    # Read the rest before answering: a browser that is still sending when the
-                    # connection closes shows "connection reset" instead of our reason.
-                    continue
-                buf += piece
-                if len(buf) >= FEED_BYTES:
-                    try:
-                        await run_in_threadpool(stream.feed, bytes(buf))
-                    except SatchelError as exc:
-                        refused = exc
-                    buf.clear()
+            try:
+                # Bounded in size (with or without Content-Length) and in idle time.
+                async for piece in stream_body(request, web.limits.idle_seconds, ceiling):
+                    if refused is not None:
+                        # Read the rest before answering: a browser that is still sending
+                        # when the connection closes shows "connection reset", not our reason.
+                        continue
+                    buf += piece
+                    if len(buf) >= FEED_BYTES:
+                        try:
+                            await run_in_threadpool(stream.feed, bytes(buf))
+                        except SatchelError as exc:
+                            refused = exc
+                        buf.clear()
+            except TooLargeError as exc:
+                raise refused or exc from None  # the first reason is the one worth reading
             if refused is not None:
                 raise refused
             await run_in_threadpool(stream.feed, bytes(buf))
@@ -750,6 +722,9 @@ def web_router(
             headers={"Cache-Control": "no-store"},
         )
 
+    from .classweb import add_class_pages  # here: it builds on this module's Web
+
+    add_class_pages(router, web)
     return router
 
 

@@ -23,18 +23,17 @@ import threading
 import unicodedata
 import zipfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cachetools import LRUCache
 from satchel.content.errors import FormatError, IntegrityError, UnsafePathError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
-from satchel.content.paths import check_path, check_tree
-from satchel.sync.receive import store_lookup
-from satchel.sync.store import ChunkStore
+from satchel.content.paths import check_path, check_publish_tree
+from satchel.sync.store import ChunkStore, store_lookup
 
 GiB = 1024**3
 MiB = 1024**2
@@ -50,11 +49,17 @@ class WebLimits:
     max_upload_bytes: int = 4 * GiB  # file bytes in one upload request (folder or zip)
     max_files: int = 50_000  # files in one version sent from the browser
     max_header_bytes: int = 16 * MiB  # the JSON file list
-    max_zip_uncompressed: int = 4 * GiB  # total extracted size of a zip
+    # Total extracted size of a zip: what one version sent from the browser may hold (the
+    # same as max_upload_bytes unless an operator sets it apart).
+    max_zip_uncompressed: int = 4 * GiB
     # Deflate tops out near 1032:1; real lessons (text, images, video) stay far below this.
-    # A bigger ratio on a big entry is a zip bomb, refused before it fills the disk.
+    # A bigger ratio is a zip bomb, refused before it fills the disk: on each big entry, and
+    # over the whole archive (1,000 entries each under the floor are still one bomb).
     max_zip_ratio: int = 200
-    zip_ratio_floor: int = 1 * MiB  # entries smaller than this are not ratio-checked
+    zip_ratio_floor: int = 1 * MiB  # entries (and archives) expanding to less are not checked
+    # An upload that sends nothing for this long is dropped, as on the API: a stalled browser
+    # must not hold a connection, a temp folder and a principal open.
+    idle_seconds: float = 60.0
 
 
 # -- diffs ----------------------------------------------------------------------------------
@@ -113,7 +118,7 @@ class FileHashes:
     def __init__(self, store: ChunkStore, capacity: int = 200_000) -> None:
         self.store = store
         self.capacity = capacity
-        self._known: OrderedDict[tuple[tuple[str, int], ...], str] = OrderedDict()
+        self._known: LRUCache[tuple[tuple[str, int], ...], str] = LRUCache(capacity)
         self._lock = threading.Lock()
 
     def sha256(self, manifest: Manifest, entry: FileEntry) -> str:
@@ -123,9 +128,8 @@ class FileHashes:
             return entry.chunks[0][0]
         with self._lock:
             hit = self._known.get(entry.chunks)
-            if hit is not None:
-                self._known.move_to_end(entry.chunks)
-                return hit
+        if hit is not None:
+            return hit
         lookup = store_lookup(self.store, dict(manifest.dictionaries))
         h = hashlib.sha256()
         for cid, length in entry.chunks:
@@ -133,8 +137,6 @@ class FileHashes:
         digest = h.hexdigest()
         with self._lock:
             self._known[entry.chunks] = digest
-            while len(self._known) > self.capacity:
-                self._known.popitem(last=False)
         return digest
 
 
@@ -290,7 +292,7 @@ def parse_upload_header(raw: bytes, limits: WebLimits) -> UploadHeader:
             if gz and (digest is None or not send):
                 raise FormatError(f"{path[:120]!r} is sent compressed, so it needs its sha256")
             files.append(UploadFile(path, size, digest, send, gz, wire))
-        check_tree(f.path for f in files)
+        check_publish_tree(f.path for f in files)
         sent = max(sum(f.size for f in files if f.send), sum(f.body_size for f in files if f.send))
         if sent > limits.max_upload_bytes:
             raise UsageError(
@@ -447,7 +449,11 @@ def extract_zip(archive: Path, dest: Path, limits: WebLimits) -> int:
     Refused with a clear error: not a zip, encrypted entries, absolute or climbing paths
     (zip slip), links and other non-regular entries, unsafe or clashing names, too many
     files, a total over ``max_zip_uncompressed``, an entry bigger than it declared, and
-    entries compressed beyond ``max_zip_ratio`` (zip bombs). One folder wrapping everything
+    an archive or an entry compressed beyond ``max_zip_ratio`` (zip bombs: the ratio is
+    checked over the whole archive too, since every entry may stay under the per-entry floor
+    while together they expand a thousandfold). Nothing is written before these checks pass,
+    and no entry writes more than it declared, so the disk holds at most the declared total.
+    One folder wrapping everything
     (what "compress this folder" makes) is dropped; macOS ``__MACOSX/`` metadata is skipped.
     """
     try:
@@ -466,12 +472,19 @@ def extract_zip(archive: Path, dest: Path, limits: WebLimits) -> int:
         names = [_zip_name(i) for i in infos]
         prefix = _common_folder(names)
         paths = [n[len(prefix) :] for n in names]
-        check_tree(paths)
+        check_publish_tree(paths)
         declared = sum(i.file_size for i in infos)
         if declared > limits.max_zip_uncompressed:
             raise UsageError(
                 f"the zip expands to {declared:,} bytes, over this server's"
                 f" {limits.max_zip_uncompressed:,}-byte limit"
+            )
+        packed = archive.stat().st_size
+        if declared >= limits.zip_ratio_floor and declared > limits.max_zip_ratio * max(packed, 1):
+            raise UsageError(
+                f"the zip ({packed:,} bytes) expands to {declared:,} bytes,"
+                f" {declared // max(packed, 1):,} times its size (over {limits.max_zip_ratio}:1"
+                " for the whole archive): refused as a zip bomb"
             )
         for info in infos:
             if (

@@ -1,7 +1,7 @@
 """The small interface between the updater and wherever bytes come from.
 
 An HTTP implementation lives in ``satchel.clients.http``; tests use an in-memory one. Any
-fetcher error must be a :class:`~satchel.sync.errors.TransportError` or ``NotFoundError``.
+fetcher error must be a :class:`~satchel.content.errors.TransportError` or ``NotFoundError``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ class RangeResponse:
 
 
 class Fetcher(Protocol):
-    def fetch_index(self, etag: str | None) -> IndexResponse:
-        """The signed release index, or ``body=None`` if it still has ``etag``."""
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
+        """A line's signed release index, or ``body=None`` if it still has ``etag``.
+        NotFoundError if the source has no such line."""
         ...
 
     def fetch_manifest(self, manifest_id: str, base: str | None = None) -> bytes:

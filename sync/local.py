@@ -6,13 +6,18 @@ Layout of ``STORE/``::
     objects/ab/abcd...            stored objects (FolderChunkStore)
     manifests/<id>                verified manifest envelopes, named by their SHA-256
     trust.json                    the pinned publisher key
-    index.json, index.meta.json   the last accepted release index and its ETag/serial
-    index.held.json               that index as of the last sync that completed (a relay
-                                  serves it: every version it names for a synced line is here)
+    index/<bundle>/<locale>.json  the last accepted release index of each line followed
+    index/<bundle>/<locale>.meta.json   its ETag and serial
+    index/<bundle>/<locale>.held.json   that index as of the line's last sync that completed
+                                  (a relay serves it: the version it names is whole here)
     refs/<bundle>/<locale>.json   {"version": N, "manifest": ID, "versions": {"N": ID, ...},
                                   "only": [selectors] after a selective sync}
     partial/<chunk id>            partly received objects, finished later with a Range request
                                   (at most 8; see :mod:`satchel.sync.resume`)
+    search.sqlite                 the search index, derived from the kept versions
+                                  (:mod:`satchel.sync.search`)
+    checkouts.json                where checkouts from this store went, so gc can remove the
+                                  temp folders a killed one left (see :mod:`satchel.sync.care`)
 
 A ref is replaced with one ``os.replace``, and only after every object of the new version is
 stored, so the current version switches atomically and the old one stays whole until then.
@@ -111,37 +116,65 @@ class LocalStore:
         doc["retired"] = [k.to_json() for k in retired if k.keyid != key.keyid]
         self._write_json(self.root / "trust.json", doc)
 
-    # -- index -------------------------------------------------------------------------
-    def index_meta(self) -> tuple[str | None, int | None]:
-        """(ETag, serial) of the last accepted index."""
-        path = self.root / "index.meta.json"
-        if not path.exists() or not (self.root / "index.json").exists():
+    # -- line indexes -----------------------------------------------------------------
+    def _index_path(self, bundle: str, locale: str, suffix: str = ".json") -> Path:
+        return self.root / "index" / check_bundle(bundle) / f"{check_locale(locale)}{suffix}"
+
+    def index_meta(self, bundle: str, locale: str) -> tuple[str | None, int | None]:
+        """(ETag, serial) of the last accepted index of a line."""
+        path = self._index_path(bundle, locale, ".meta.json")
+        if not path.exists() or not self._index_path(bundle, locale).exists():
             return None, None
         meta = self._json(path)
         return meta.get("etag"), meta.get("serial")
 
-    def last_index(self) -> bytes | None:
-        path = self.root / "index.json"
+    def last_index(self, bundle: str, locale: str) -> bytes | None:
+        path = self._index_path(bundle, locale)
         return path.read_bytes() if path.exists() else None
 
-    def save_index(self, raw: bytes, etag: str | None, serial: int) -> None:
-        write_atomic(self.root / "index.json", raw, durable=self.durable)
-        self._write_json(self.root / "index.meta.json", {"etag": etag, "serial": serial})
+    def save_index(
+        self, bundle: str, locale: str, raw: bytes, etag: str | None, serial: int
+    ) -> None:
+        write_atomic(self._index_path(bundle, locale), raw, durable=self.durable)
+        self._write_json(
+            self._index_path(bundle, locale, ".meta.json"), {"etag": etag, "serial": serial}
+        )
 
-    def mark_index_held(self) -> None:
+    def mark_index_held(self, bundle: str, locale: str) -> None:
         """Record that the accepted index's version of a line is now whole here.
 
-        A relay serves this copy, not ``index.json``: a sync saves the new index before its
+        A relay serves this copy, not the accepted one: a sync saves the new index before its
         objects arrive, and peers must not be sent to a version the relay does not hold yet.
         """
-        raw = self.last_index()
+        raw = self.last_index(bundle, locale)
         if raw is not None:
-            write_atomic(self.root / "index.held.json", raw, durable=self.durable)
+            write_atomic(self._index_path(bundle, locale, ".held.json"), raw, durable=self.durable)
 
-    def held_index(self) -> bytes | None:
-        """The index as of the last sync or import that completed (what a relay offers)."""
-        path = self.root / "index.held.json"
+    def held_index(self, bundle: str, locale: str) -> bytes | None:
+        """A line's index as of its last sync or import that completed (what a relay offers)."""
+        path = self._index_path(bundle, locale, ".held.json")
         return path.read_bytes() if path.exists() else None
+
+    def indexed_lines(self) -> list[tuple[str, str]]:
+        """Every line with an accepted index here, by bundle and locale."""
+        base = self.root / "index"
+        out = []
+        if base.is_dir():
+            for bundle_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+                for f in sorted(bundle_dir.glob("*.meta.json")):
+                    locale = f.name.removesuffix(".meta.json")
+                    if (bundle_dir / f"{locale}.json").exists():
+                        out.append((bundle_dir.name, locale))
+        return out
+
+    def forget_line(self, bundle: str, locale: str) -> None:
+        """Drop a line's ref and held index (its publisher removed it); what was held goes
+        at the next collection. Its accepted index stays, so the removal is remembered."""
+        for path in (
+            self._ref_path(bundle, locale),
+            self._index_path(bundle, locale, ".held.json"),
+        ):
+            path.unlink(missing_ok=True)
 
     # -- manifests ---------------------------------------------------------------------
     def manifest_bytes(self, manifest_id: str) -> bytes | None:

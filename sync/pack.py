@@ -9,7 +9,9 @@ Byte format (all integers big-endian)::
 
 A reader never needs more than one frame in memory; it knows a pack was cut short because
 the trailer is missing, and a frame is refused before it is buffered if its length exceeds
-the limit. :class:`PackReader` is sans-IO: feed it bytes, take complete frames out.
+the limit. :class:`PackReader` is sans-IO: feed it bytes, take complete frames out; or, for a
+reader that can seek (a pack file on a USB stick), take only the frame heads with where each
+object lies, and skip the objects' bytes.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from satchel.content.errors import FormatError
+from satchel.content.errors import FormatError, TruncatedError
 from satchel.content.objects import MAX_OBJECT_LENGTH
-
-from .errors import TruncatedError
 
 MAGIC = b"SATPACK\x01"
 _HEAD = struct.Struct(">32sI")
@@ -35,6 +35,15 @@ PACK_MEDIA_TYPE = "application/vnd.satchel.pack"
 class PackFrame:
     chunk_id: str
     obj: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHead:
+    """A frame's head: its id, and where its object lies (counted from the pack's first byte)."""
+
+    chunk_id: str
+    offset: int
+    length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,29 +100,60 @@ class PackReader:
         self._max = max_frame
         self._magic_seen = False
         self._count = 0
+        self._skip = 0  # object bytes still to pass over (heads only)
         self.done = False
-        self.bytes_read = 0
+        self.bytes_read = 0  # fed or skipped
 
     def feed(self, data: bytes) -> list[PackFrame]:
+        """The frames completed by ``data`` (each whole, never a partial one)."""
+        frames, _heads = self._parse(data, objects=True)
+        return frames
+
+    def feed_heads(self, data: bytes) -> list[FrameHead]:
+        """Like :meth:`feed`, keeping only frame heads: objects' bytes are dropped as they are
+        fed, and the caller may instead pass over the next :attr:`to_skip` bytes unread and
+        say so with :meth:`skip`. Use one of ``feed`` and ``feed_heads`` per reader."""
+        _frames, heads = self._parse(data, objects=False)
+        return heads
+
+    @property
+    def to_skip(self) -> int:
+        """Object bytes :meth:`feed_heads` does not need to see before the next head."""
+        return self._skip
+
+    def skip(self, n: int) -> None:
+        """The caller passed over ``n`` bytes of the current object without feeding them."""
+        if not 0 <= n <= self._skip:
+            raise ValueError(f"cannot skip {n} bytes; only {self._skip} may be skipped")
+        self._skip -= n
+        self.bytes_read += n
+
+    def _parse(self, data: bytes, *, objects: bool) -> tuple[list[PackFrame], list[FrameHead]]:
+        frames: list[PackFrame] = []
+        heads: list[FrameHead] = []
         if self.done:
             if data:
                 raise FormatError("pack has data after its trailer")
-            return []
+            return frames, heads
         self.bytes_read += len(data)
+        if self._skip:
+            dropped = min(self._skip, len(data))
+            self._skip -= dropped
+            data = data[dropped:]
         self._buf += data
-        out: list[PackFrame] = []
         if not self._magic_seen:
             if len(self._buf) < len(MAGIC):
                 if not MAGIC.startswith(bytes(self._buf)):
                     raise FormatError("not a Satchel pack (bad magic bytes)")
-                return out
+                return frames, heads
             if bytes(self._buf[: len(MAGIC)]) != MAGIC:
                 raise FormatError("not a Satchel pack (bad magic bytes)")
             del self._buf[: len(MAGIC)]
             self._magic_seen = True
         pos = 0
         buf = self._buf
-        while len(buf) - pos >= HEAD_SIZE:
+        base = self.bytes_read - len(buf)  # where buf[0] lies in the pack
+        while not self._skip and len(buf) - pos >= HEAD_SIZE:
             raw_id, length = _HEAD.unpack_from(buf, pos)
             if raw_id == END_ID:
                 if length != self._count:
@@ -127,14 +167,18 @@ class PackReader:
                 break
             if length > self._max:
                 raise FormatError(f"pack frame of {length:,} bytes exceeds the {self._max:,} limit")
-            if len(buf) - pos - HEAD_SIZE < length:
-                break
             start = pos + HEAD_SIZE
-            out.append(PackFrame(raw_id.hex(), bytes(buf[start : start + length])))
+            if objects:
+                if len(buf) - start < length:
+                    break
+                frames.append(PackFrame(raw_id.hex(), bytes(buf[start : start + length])))
+            else:
+                heads.append(FrameHead(raw_id.hex(), base + start, length))
+                self._skip = max(0, start + length - len(buf))
             self._count += 1
-            pos = start + length
+            pos = min(start + length, len(buf))
         del buf[:pos]
-        return out
+        return frames, heads
 
     def close(self) -> None:
         """Raise TruncatedError if the pack ended before its trailer (a cut connection)."""

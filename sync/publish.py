@@ -1,11 +1,10 @@
-"""Publishing, both sides: the teacher's upload workflow and the server's version assembly.
+"""Publishing, the teacher's side: chunk, learn what the server lacks, upload only that.
 
-Teacher side (:class:`Publisher`): chunk and hash the folder, send the draft, learn which
-objects the server lacks, then compress and upload only those, as one pack stream, and commit.
+:class:`Publisher` chunks and hashes the folder, refuses a malformed exercise block in a
+Markdown lesson (:func:`check_exercises`), sends the draft, learns which objects the server
+lacks, then compresses and uploads only those, as one pack stream, and commits.
 Compression runs on every core while memory stays bounded by a window of in-flight chunks.
-
-Server side (:func:`assemble_manifest`, :func:`sign_index`): pure functions that turn a
-draft into the signed manifest of a new version and the entries into a signed index.
+The server's half (assembling and signing the version) is :mod:`satchel.sync.release`.
 """
 
 from __future__ import annotations
@@ -15,16 +14,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.errors import IntegrityError
-from satchel.content.index import IndexEntry, ReleaseIndex
+from satchel.content.exercises import LESSON_SUFFIXES, MAX_MARKDOWN_BYTES, check_lesson_exercises
 from satchel.content.lessons import load as load_structure
-from satchel.content.manifest import BaseRef, Manifest, ManifestDraft
+from satchel.content.manifest import FileEntry
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import (
     DEFAULT_LEVEL,
@@ -33,65 +31,14 @@ from satchel.content.objects import (
     looks_compressible,
     train_dictionary,
 )
-from satchel.content.signing import SigningKey
 from satchel.content.tree import ScannedTree, scan_tree
 
 from .pack import write_pack
 from .plan import decode_want
 
-INDEX_VALIDITY = timedelta(days=60)
 # Training needs a few times the dictionary's size in samples to pay for itself.
 DICT_MIN_SAMPLES = 512 * 1024
 DICT_MAX_SAMPLES = 16 * 1024 * 1024
-
-
-# -- server side ---------------------------------------------------------------------------
-def assemble_manifest(
-    draft: ManifestDraft,
-    *,
-    bundle: str,
-    locale: str,
-    version: int,
-    parent_version: int | None,
-    created: datetime,
-    dictionaries: tuple[tuple[str, int], ...],
-    base: BaseRef | None = None,
-) -> Manifest:
-    meta = draft.meta
-    if meta is not None and meta.locale != locale:
-        # The signed metadata names the line it was published to, whatever the folder said.
-        meta = replace(meta, locale=locale)
-    return Manifest(
-        bundle=check_bundle(bundle),
-        locale=check_locale(locale),
-        version=version,
-        parent_version=parent_version,
-        created=created,
-        title=draft.title,
-        chunker=draft.chunker,
-        files=draft.files,
-        dictionaries=dictionaries,
-        meta=meta,
-        lessons=draft.lessons,
-        base=base,
-    )
-
-
-def sign_manifest(manifest: Manifest, key: SigningKey) -> bytes:
-    return key.sign(manifest.to_signed())
-
-
-def sign_index(
-    entries: Iterable[IndexEntry], *, serial: int, key: SigningKey, now: datetime
-) -> bytes:
-    index = ReleaseIndex(
-        serial=serial,
-        issued=now,
-        expires=now + INDEX_VALIDITY,
-        publisher=key.public,
-        entries=tuple(entries),
-    )
-    return key.sign(index.to_signed())
 
 
 # -- teacher side --------------------------------------------------------------------------
@@ -187,6 +134,16 @@ def encode_many(
             yield pending.popleft().result()
 
 
+def check_exercises(source: Path, files: Iterable[FileEntry]) -> None:
+    """Refuse a malformed ```gift block in a Markdown lesson before anything is sent: the
+    FormatError names the file, the line and what is wrong. Lessons over the size bound hold
+    no exercises (satchel.content.exercises), so they are not read."""
+    for entry in files:
+        if entry.path.lower().endswith(LESSON_SUFFIXES) and entry.size <= MAX_MARKDOWN_BYTES:
+            with (source / entry.path).open("rb") as f:
+                check_lesson_exercises(entry.path, f.read(MAX_MARKDOWN_BYTES + 1))
+
+
 class Publisher:
     """Publishes a folder as a new version, sending only what the server lacks."""
 
@@ -214,6 +171,7 @@ class Publisher:
         if from_locale is not None:
             check_locale(from_locale)
         scan = scan_tree(source, title=title, chunker=self.chunker)
+        check_exercises(source, scan.draft.files)
         # The table of contents travels in the signed manifest (satchel.toml or derived).
         found = load_structure(
             source, [f.path for f in scan.draft.files], title=title, locale=locale

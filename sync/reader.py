@@ -22,8 +22,7 @@ from satchel.content.errors import NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 
-from .receive import store_lookup
-from .store import ChunkStore
+from .store import ChunkStore, store_lookup
 
 
 class NotOnLaptopError(NotFoundError):

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable, Mapping
 
 from satchel.content.chunking import chunk_id
 from satchel.content.errors import FormatError, IntegrityError
-from satchel.content.objects import decode_object, encode_object, object_dictionary, verify_object
+from satchel.content.objects import encode_object, object_dictionary, verify_object
 
 from .delta import FileReader, is_range_delta, undo_range_delta
 from .pack import PackFrame
-from .store import ChunkStore
+from .store import ChunkStore, store_lookup
 
 Progress = Callable[[int, int], None]
 """Called with (objects stored so far, bytes of stored objects so far)."""
@@ -18,19 +18,6 @@ Progress = Callable[[int, int], None]
 # A chunk that arrived as a delta is re-encoded for the disk; a fast level keeps a laptop's
 # CPU free, and disk matters less than the link.
 STORE_LEVEL = 3
-
-
-def store_lookup(store: ChunkStore, expected: Mapping[str, int]) -> Callable[[str], bytes]:
-    """A dictionary lookup that only serves dictionaries the signed manifest lists."""
-
-    def lookup(dict_id: str) -> bytes:
-        if dict_id not in expected:
-            raise FormatError(
-                f"object needs dictionary {dict_id[:16]}..., which the manifest lacks"
-            )
-        return decode_object(store.get(dict_id), expected[dict_id])
-
-    return lookup
 
 
 def receive_frames(

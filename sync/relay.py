@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
+from cachetools import LRUCache
 from satchel.content.delta import encode_object_delta
 from satchel.content.errors import NotFoundError, SatchelError
 from satchel.content.index import parse_index
@@ -30,47 +29,11 @@ from .delta import delta_objects, static_pack
 from .local import LocalStore
 from .pack import write_pack
 from .plan import decode_want, missing
-from .receive import store_lookup
-from .serving import PackRequest, batched, pack_length, stored_pack
+from .serving import PackAnswer, PackRequest, PackSize, batched, pack_length, stored_pack
+from .store import store_lookup
 
 CACHE_BYTES = 64 * 1024 * 1024  # made packs and encoded manifests kept in memory
 MAX_CACHED_ITEM = 16 * 1024 * 1024
-
-
-class _Cache:
-    """A byte-bounded LRU of made responses (a classroom asks for the same update many times)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[str, ...]) -> bytes | None:
-        with self.lock:
-            value = self.items.get(key)
-            if value is not None:
-                self.items.move_to_end(key)
-            return value
-
-    def put(self, key: tuple[str, ...], value: bytes) -> None:
-        if len(value) > MAX_CACHED_ITEM:
-            return
-        with self.lock:
-            if key in self.items:
-                return
-            self.items[key] = value
-            self.size += len(value)
-            while self.size > self.limit:
-                _, old = self.items.popitem(last=False)
-                self.size -= len(old)
-
-
-@dataclass(frozen=True, slots=True)
-class PackAnswer:
-    pieces: Iterator[bytes]
-    length: int | None
-    objects: int
 
 
 class StoreSource:
@@ -78,13 +41,15 @@ class StoreSource:
 
     def __init__(self, store: LocalStore, *, cache_bytes: int = CACHE_BYTES) -> None:
         self.store = store
-        self._cache = _Cache(cache_bytes)
+        # A classroom asks for the same update many times: keep made answers, bounded in bytes.
+        self._cache: LRUCache[tuple[str, ...], bytes] = LRUCache(cache_bytes, getsizeof=len)
+        self._lock = threading.Lock()
 
     # -- index and catalog -------------------------------------------------------------------
-    def index(self) -> tuple[bytes, str]:
-        raw = self.store.held_index()
+    def index(self, bundle: str, locale: str) -> tuple[bytes, str]:
+        raw = self.store.held_index(bundle, locale)
         if raw is None:
-            raise NotFoundError("this relay has not completed a sync yet")
+            raise NotFoundError(f"this relay holds no whole version of {bundle}/{locale}")
         return raw, f'"{hashlib.sha256(raw).hexdigest()}"'
 
     def catalog(self) -> list[dict[str, object]]:
@@ -107,14 +72,19 @@ class StoreSource:
         return out
 
     def offered(self) -> list[dict[str, object]]:
-        """The signed index's entries, as a peer list shows them."""
-        raw = self.store.held_index()
-        if raw is None:
-            return []
-        return [
-            {"bundle": e.bundle, "locale": e.locale, "version": e.version}
-            for e in parse_index(raw)[1].entries
-        ]
+        """The lines this relay serves, as a peer list shows them."""
+        out: list[dict[str, object]] = []
+        for bundle, locale in self.store.indexed_lines():
+            raw = self.store.held_index(bundle, locale)
+            if raw is None:
+                continue
+            try:
+                entry = parse_index(raw)[1].line
+            except SatchelError:
+                continue  # a damaged copy only costs this line's mention
+            if not entry.removed:
+                out.append({"bundle": bundle, "locale": locale, "version": entry.version})
+        return out
 
     # -- manifests and objects ---------------------------------------------------------------
     def manifest(self, manifest_id: str) -> Manifest:
@@ -185,19 +155,20 @@ class StoreSource:
             return PackAnswer(stored_pack(ids, objects.get), length, len(ids))
         assert request.manifest is not None and request.base is not None
         key = ("pack", request.manifest, request.base, _digest(request.want or b""))
-        made = self._cache.get(key)
+        made = self._get(key)
         if made is not None:
-            return PackAnswer(batched([made]), len(made), len(selected))
+            return PackAnswer(iter([made]), len(made), len(selected))
         lookup = store_lookup(objects, {**dict(base.dictionaries), **dict(manifest.dictionaries)})
         pieces = write_pack(delta_objects(manifest, base, selected, objects, lookup))
         return PackAnswer(batched(self._keeping(key, pieces)), None, len(selected))
 
-    def pack_size(self, request: PackRequest) -> int:
+    def pack_size(self, request: PackRequest) -> PackSize:
         """The exact length :meth:`pack` would send (a pack of deltas is made to know it)."""
         answer = self.pack(request)
         if answer.length is not None:
-            return answer.length  # nothing was read yet: the generator is simply dropped
-        return sum(len(piece) for piece in answer.pieces)
+            # Nothing was read yet: the generator is simply dropped.
+            return PackSize(answer.objects, answer.length)
+        return PackSize(answer.objects, sum(len(piece) for piece in answer.pieces))
 
     def _keeping(self, key: tuple[str, ...], pieces: Iterable[bytes]) -> Iterator[bytes]:
         """Pass ``pieces`` on, and cache them whole when the stream ends and was small."""
@@ -211,12 +182,12 @@ class StoreSource:
                     kept = None
             yield piece
         if kept is not None:
-            self._cache.put(key, b"".join(kept))
+            self._put(key, b"".join(kept))
 
     def static_delta(self, from_id: str, to_id: str) -> bytes:
         """The ready-made pack from one held version to another, made once and cached."""
         key = ("delta", check_chunk_id(from_id), check_chunk_id(to_id))
-        made = self._cache.get(key)
+        made = self._get(key)
         if made is not None:
             return made
         new = self.manifest(to_id)
@@ -227,14 +198,26 @@ class StoreSource:
             self.store.objects, {**dict(base.dictionaries), **dict(new.dictionaries)}
         )
         made = static_pack(new, base, self.store.objects, lookup)[0]
-        self._cache.put(key, made)
+        self._put(key, made)
         return made
 
+    def static_delta_size(self, from_id: str, to_id: str) -> int:
+        return len(self.static_delta(from_id, to_id))
+
+    def _get(self, key: tuple[str, ...]) -> bytes | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def _put(self, key: tuple[str, ...], value: bytes) -> None:
+        if len(value) <= min(MAX_CACHED_ITEM, self._cache.maxsize):
+            with self._lock:
+                self._cache[key] = value
+
     def _cached(self, key: tuple[str, ...], make: Callable[[], bytes]) -> bytes:
-        value = self._cache.get(key)
+        value = self._get(key)
         if value is None:
             value = make()
-            self._cache.put(key, value)
+            self._put(key, value)
         return value
 
 

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from satchel.content.errors import FormatError
+from satchel.content.errors import FormatError, StalledError, TransportError
 from satchel.content.manifest import check_chunk_id
 from satchel.content.objects import RAW, ZSTD, ZSTD_DICT
 
-from .errors import TransportError
 from .fsutil import write_atomic
 from .pack import MAX_FRAME
 
@@ -178,3 +177,46 @@ class Budget:
     @property
     def spent(self) -> bool:
         return self.limit is not None and self.used >= self.limit
+
+
+# -- a source that stalls --------------------------------------------------------------------
+MIN_BYTES_PER_MINUTE = 4 * 1024  # far under a 2G link's ~1.9 MB a minute, far over a trickle
+
+
+class ProgressDeadline:
+    """Ends a transfer whose source sends less than ``min_bytes`` in a ``window`` of seconds.
+
+    A hostile server or relay can send one byte every 20 s and keep a sync open for ever (each
+    byte resets a read timeout). :meth:`arrived` is called with each piece as it arrives; once
+    a whole window has passed with fewer than ``min_bytes`` in it, it raises
+    :class:`~satchel.content.errors.StalledError`, a link failure: everything verified so far
+    is kept, and the next sync resumes. Silence itself is the read timeout's job.
+    """
+
+    def __init__(
+        self,
+        min_bytes: int = MIN_BYTES_PER_MINUTE,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.min_bytes = min_bytes
+        self.window = window
+        self.clock = clock
+        self._start = clock()
+        self._bytes = 0
+
+    def restart(self) -> None:
+        self._start = self.clock()
+        self._bytes = 0
+
+    def arrived(self, n: int) -> None:
+        self._bytes += n
+        elapsed = self.clock() - self._start
+        if elapsed < self.window:
+            return
+        if self._bytes < self.min_bytes * elapsed / self.window:
+            raise StalledError(
+                f"the source sent {self._bytes:,} bytes in {elapsed:.0f} s, under"
+                f" {self.min_bytes:,} a minute; stopped, keeping what arrived"
+            )
+        self.restart()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from satchel.content.errors import UsageError
-from satchel.content.lessons import Lesson, structure
+from satchel.content.lessons import structure
 from satchel.content.manifest import FileEntry, Manifest
+from satchel.content.toc import Lesson
 
 
 def _lesson_paths(

@@ -1,34 +1,95 @@
-"""The read side of the protocol, shared by the server and by a relay (``satchel share``).
+"""The read side of the protocol, declared once: what a server and a relay answer.
 
-A pack request is a small JSON object (docs/protocol.md §7): ``{"manifest": ID, "want":
-base64 bitmap over the manifest's distinct objects}`` or ``{"chunks": [ID, ...]}``, with an
-optional ``"base"`` (a manifest the client holds, for deltas) and ``"dry_run"``. Parsing it,
-and writing the pack it selects, needs no web framework and no database.
+Six reads (docs/protocol.md §9-§11): the signed release index; a manifest, as a delta against
+one the client holds where that is smaller (``?from=``); one stored object; a ready-made delta
+pack between two versions (and its length alone); a pack of the objects a want list selects,
+as deltas against the client's ``base`` where smaller; and that pack's exact length without
+its bytes (``dry_run``). :class:`ReadSource` is the interface. The server's database-backed
+source and a relay's store source implement it, and one HTTP router serves either.
+
+Parsing a pack request and writing a pack of stored objects need no web framework, so they
+live here, with the one limit on how many ids a request may name. A request that names an
+object twice gets it once: a pack is never larger than the distinct objects asked for.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from satchel.content.errors import FormatError
 from satchel.content.manifest import check_chunk_id
 
-from .pack import HEAD_SIZE, MAGIC, frame, trailer
+from .pack import HEAD_SIZE, MAGIC, frame_head, trailer
 
-MAX_PACK_IDS = 100_000
-PACK_BATCH_BYTES = 256 * 1024
+MAX_PACK_IDS = 100_000  # ids one "chunks" request may name (8 MiB of JSON holds ~120,000)
+MAX_PACK_REQUEST = 8 * 1024 * 1024  # bytes of JSON in one pack request
+# A pack streams in pieces of about this size: each piece is one thread hop and one socket
+# write, and 1 MiB keeps both rare at Gbit/s while a response holds ~1 MiB at a time
+# (bench/pack_throughput.py).
+PACK_PIECE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class PackRequest:
     manifest: str | None  # with ``want``: objects selected from this manifest
     want: bytes | None
-    chunks: tuple[str, ...] | None  # or: objects named one by one
+    chunks: tuple[str, ...] | None  # or: objects named one by one, each once
     base: str | None  # the manifest the client holds (deltas against it where smaller)
     dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PackAnswer:
+    """A pack on its way: its pieces, its length when known before it is made, its count."""
+
+    pieces: Iterator[bytes]
+    length: int | None
+    objects: int
+
+
+@dataclass(frozen=True, slots=True)
+class PackSize:
+    """What a pack would send, unsent (a dry run)."""
+
+    objects: int
+    bytes: int
+
+
+class ReadSource(Protocol):
+    """Where the read protocol's answers come from: a server's database and store, or a
+    relay's local store. Every method raises ``NotFoundError`` for what it does not hold and
+    ``FormatError`` for a malformed id; ETags are quoted strong validators."""
+
+    def index(self, bundle: str, locale: str) -> tuple[bytes, str]:
+        """A line's signed release index as published, and its ETag."""
+        ...
+
+    def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
+        """A manifest as a stored object, or as a delta against ``base_id`` when smaller."""
+        ...
+
+    def get_object(self, cid: str) -> bytes:
+        """One stored object, as stored."""
+        ...
+
+    def static_delta(self, from_id: str, to_id: str) -> bytes:
+        """The ready-made pack that updates a holder of ``from_id`` to ``to_id``."""
+        ...
+
+    def static_delta_size(self, from_id: str, to_id: str) -> int:
+        """That pack's length (for HEAD and dry runs)."""
+        ...
+
+    def pack(self, request: PackRequest) -> PackAnswer:
+        """The pack a request selects."""
+        ...
+
+    def pack_size(self, request: PackRequest) -> PackSize:
+        """What :meth:`pack` would send, exactly, without sending it."""
+        ...
 
 
 def parse_pack_request(request: object) -> PackRequest:
@@ -53,7 +114,7 @@ def parse_pack_request(request: object) -> PackRequest:
             raise FormatError("pack request 'want' must be a base64 bitmap")
         try:
             bitmap = base64.b64decode(want, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str that is not ASCII
             raise FormatError("pack request 'want' is not valid base64") from None
         return PackRequest(manifest, bitmap, None, base, dry_run)
     if "chunks" in request:
@@ -62,11 +123,11 @@ def parse_pack_request(request: object) -> PackRequest:
             raise FormatError(
                 f"pack request 'chunks' must be a list of at most {MAX_PACK_IDS:,} ids"
             )
-        ids = []
+        ids: dict[str, None] = {}  # each id once, in the order first asked
         for cid in raw:
             if not isinstance(cid, str):
                 raise FormatError("pack request 'chunks' must hold chunk ids")
-            ids.append(check_chunk_id(cid))
+            ids[check_chunk_id(cid)] = None
         return PackRequest(None, None, tuple(ids), base, dry_run)
     raise FormatError("pack request needs 'manifest' and 'want', or 'chunks'")
 
@@ -76,7 +137,7 @@ def pack_length(sizes: Iterable[int]) -> int:
     return len(MAGIC) + sum(HEAD_SIZE + size for size in sizes) + HEAD_SIZE
 
 
-def batched(pieces: Iterable[bytes], size: int = PACK_BATCH_BYTES) -> Iterator[bytes]:
+def batched(pieces: Iterable[bytes], size: int = PACK_PIECE) -> Iterator[bytes]:
     """Join small pieces so a streaming response makes few thread hops."""
     buf: list[bytes] = []
     total = 0
@@ -91,12 +152,19 @@ def batched(pieces: Iterable[bytes], size: int = PACK_BATCH_BYTES) -> Iterator[b
 
 
 def stored_pack(ids: Sequence[str], get: Callable[[str], bytes]) -> Iterator[bytes]:
-    """A pack of stored objects, read one at a time (bounded memory), in ~256 KiB pieces."""
+    """A pack of stored objects, read one at a time, in pieces of about :data:`PACK_PIECE`.
 
-    def pieces() -> Iterator[bytes]:
-        yield MAGIC
-        for cid in ids:
-            yield frame(cid, get(cid))
-        yield trailer(len(ids))
-
-    return batched(pieces())
+    Each object is copied once, into the joined piece (not first into its frame).
+    """
+    buf = [MAGIC]
+    size = len(MAGIC)
+    for cid in ids:
+        obj = get(cid)
+        buf.append(frame_head(cid, len(obj)))
+        buf.append(obj)
+        size += HEAD_SIZE + len(obj)
+        if size >= PACK_PIECE:
+            yield b"".join(buf)
+            buf, size = [], 0
+    buf.append(trailer(len(ids)))
+    yield b"".join(buf)

@@ -72,13 +72,13 @@ def _presence(store: LocalStore, manifest: Manifest) -> tuple[int, int]:
 
 def store_status(store: LocalStore) -> StoreStatus:
     latest: dict[tuple[str, str], IndexEntry] = {}
-    raw = store.last_index()
-    if raw is not None:
+    for bundle, locale in store.indexed_lines():
+        raw = store.last_index(bundle, locale)
         try:
-            for entry in parse_index(raw)[1].entries:
-                latest[(entry.bundle, entry.locale)] = entry
+            if raw is not None:
+                latest[(bundle, locale)] = parse_index(raw)[1].line
         except SatchelError:
-            latest = {}  # a damaged index file only loses the "pending" column
+            continue  # a damaged index file only loses that line's "pending" column
     lines = []
     for ref in store.refs():
         manifest = store.load_manifest(ref.manifest)

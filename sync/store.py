@@ -12,12 +12,13 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from satchel.content.errors import FormatError, NotFoundError, StoreError
 from satchel.content.manifest import check_chunk_id
+from satchel.content.objects import decode_object
 
 from .fsutil import fsync_dir, write_atomic
 
@@ -170,3 +171,16 @@ class FolderChunkStore:
                             yield check_chunk_id(f.name)
                         except FormatError:
                             continue
+
+
+def store_lookup(store: ChunkStore, expected: Mapping[str, int]) -> Callable[[str], bytes]:
+    """A dictionary lookup that only serves dictionaries the signed manifest lists."""
+
+    def lookup(dict_id: str) -> bytes:
+        if dict_id not in expected:
+            raise FormatError(
+                f"object needs dictionary {dict_id[:16]}..., which the manifest lacks"
+            )
+        return decode_object(store.get(dict_id), expected[dict_id])
+
+    return lookup

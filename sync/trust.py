@@ -4,9 +4,12 @@ Modelled on python-tuf's ``TrustedMetadataSet``: no I/O, raises on anything wron
 
 - the publisher key is pinned on first use (or given up front as a fingerprint); an index
   signed by any other key is refused, whoever serves it (server, relay, USB stick);
-- an index must be unexpired (freeze) and its serial may not go backwards (rollback);
-- a bundle/locale's version may not go below the version the client already has, and the
-  same version number may not come back with different content (equivocation);
+- each line (bundle/locale) has its own index: it must be about that line, unexpired
+  (freeze), and its serial may not go backwards from the last one seen for the line
+  (rollback);
+- a line's version may not go below the version the client already has (unless the signed
+  index says that version was withdrawn), and the same version number may not come back with
+  different content (equivocation);
 - a manifest must hash to the id the index names, be signed by the pinned key, and say the
   same bundle, locale and version as the index entry.
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from satchel.content.errors import TrustError
-from satchel.content.index import IndexEntry, ReleaseIndex, parse_index
+from satchel.content.index import IndexEntry, ReleaseIndex, parse_line_index
 from satchel.content.manifest import Manifest, parse_manifest
 from satchel.content.signing import PublicKey, normalize_fingerprint, verify_envelope
 
@@ -33,14 +36,16 @@ class TrustedIndex:
 def verify_index(
     data: bytes,
     *,
+    bundle: str,
+    locale: str,
     pinned: PublicKey | None,
     expected_fingerprint: str | None,
     now: datetime,
     last_serial: int | None,
     last_raw: bytes | None = None,
 ) -> TrustedIndex:
-    """Check a release index; returns it and, on first use, the key to pin."""
-    env, index = parse_index(data)
+    """Check the release index of one line; returns it and, on first use, the key to pin."""
+    env, index = parse_line_index(data, bundle, locale)
     key = index.publisher
     newly: PublicKey | None = None
     if expected_fingerprint is not None:
@@ -81,8 +86,14 @@ def verify_index(
 def check_entry_version(
     entry: IndexEntry, current_version: int | None, current_manifest: str | None
 ) -> None:
-    """Refuse a version lower than the one held, or the same number with other content."""
+    """Refuse a version lower than the one held, or the same number with other content.
+
+    A lower version is no rollback when the signed index says the held one was withdrawn:
+    the laptop keeps it until a newer one comes (the updater does not switch back).
+    """
     if current_version is None:
+        return
+    if entry.version < current_version and current_version in entry.withdrawn:
         return
     if entry.version < current_version:
         raise TrustError(

@@ -14,7 +14,7 @@ exactly how many bytes an update will cost before any of them is spent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
@@ -25,6 +25,7 @@ from satchel.content.errors import (
     IntegrityError,
     NotFoundError,
     SatchelError,
+    TransportError,
 )
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
@@ -34,14 +35,23 @@ from satchel.content.signing import PublicKey
 
 from .care import check_free_space
 from .delta import FileReader, first_places, path_index
-from .errors import TransportError
 from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
-from .pack import HEAD_SIZE, PackReader
+from .pack import HEAD_SIZE, PackFrame, PackReader
 from .plan import encode_want, missing
-from .receive import receive_frames, store_lookup
-from .resume import Budget, Partial, PartialStore, RetryPolicy, is_transient, keepable
+from .receive import receive_frames
+from .resume import (
+    Budget,
+    Partial,
+    PartialStore,
+    ProgressDeadline,
+    RetryPolicy,
+    is_transient,
+    keepable,
+)
 from .select import needed_objects, normalize, selected_files
+from .serving import pack_length
+from .store import store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]
@@ -70,6 +80,8 @@ class SyncResult:
     range_bytes: int = 0  # bytes received to finish partly received objects
     ranges: int = 0  # objects finished with a Range request
     retries: int = 0
+    removed: bool = False  # the publisher removed the line: this laptop dropped it
+    withdrawn: bool = False  # the held version was withdrawn: kept until a newer one comes
 
     @property
     def changed(self) -> bool:
@@ -131,8 +143,10 @@ class Updater:
         retry: RetryPolicy | None = None,
         on_retry: RetryNotice | None = None,
         reserve: int | None = None,
+        deadline: Callable[[], ProgressDeadline] = ProgressDeadline,
     ) -> None:
         self.store = store
+        self.deadline = deadline  # a fresh watch for each transfer: a stalling source ends
         self.reserve = reserve  # bytes to leave free on the store's disk (None: no check)
         self.fetcher = fetcher
         self.trust = trust
@@ -143,17 +157,17 @@ class Updater:
         self.partials = PartialStore(store.root / "partial", durable=store.durable)
         self.newly_pinned_fingerprint: str | None = None
         self.meta_bytes = 0  # index and manifest bytes received by the last sync or plan
-        self._pending_pin: tuple[PublicKey, bytes, str | None, int] | None = None
+        self._pending_pin: tuple[PublicKey, str, str, bytes, str | None, int] | None = None
 
-    def refresh_index(self) -> ReleaseIndex:
-        """Fetch and verify the release index (one exchange); pins the key on first use."""
-        etag, serial = self.store.index_meta()
-        resp = self.fetcher.fetch_index(etag)
+    def refresh_index(self, bundle: str, locale: str) -> ReleaseIndex:
+        """Fetch and verify a line's release index (one exchange); pins the key on first use."""
+        etag, serial = self.store.index_meta(bundle, locale)
+        resp = self.fetcher.fetch_index(bundle, locale, etag)
         raw = resp.body
         if raw is None:
-            raw = self.store.last_index()
+            raw = self.store.last_index(bundle, locale)
             if raw is None:  # a source that answers 304 to an etag we never had
-                resp = self.fetcher.fetch_index(None)
+                resp = self.fetcher.fetch_index(bundle, locale, None)
                 raw = resp.body
             if raw is None:
                 raise IntegrityError("source answered 'not modified' but sent no index")
@@ -161,22 +175,25 @@ class Updater:
             self.meta_bytes += len(resp.body)
         trusted = verify_index(
             raw,
+            bundle=bundle,
+            locale=locale,
             pinned=self.store.pinned_key(),
             expected_fingerprint=self.trust,
             now=self.clock(),
             last_serial=serial,
-            last_raw=self.store.last_index(),
+            last_raw=self.store.last_index(bundle, locale),
         )
         self._pending_pin = None
+        serial_now = trusted.index.serial
         if trusted.newly_pinned is not None and self.store.pinned_key() is not None:
             # --trust named a new key for a store that trusts another one: switch only once
             # a manifest signed by the new key has verified (see _commit_pin).
-            self._pending_pin = (trusted.newly_pinned, raw, resp.etag, trusted.index.serial)
+            self._pending_pin = (trusted.newly_pinned, bundle, locale, raw, resp.etag, serial_now)
             return trusted.index
         if trusted.newly_pinned is not None:
             self._pin(trusted.newly_pinned)
         if resp.body is not None:
-            self.store.save_index(raw, resp.etag, trusted.index.serial)
+            self.store.save_index(bundle, locale, raw, resp.etag, serial_now)
         return trusted.index
 
     def _pin(self, key: PublicKey) -> None:
@@ -195,9 +212,9 @@ class Updater:
 
     def _commit_pin(self) -> None:
         if self._pending_pin is not None:
-            key, raw, etag, serial = self._pending_pin
+            key, bundle, locale, raw, etag, serial = self._pending_pin
             self._pin(key)
-            self.store.save_index(raw, etag, serial)
+            self.store.save_index(bundle, locale, raw, etag, serial)
             self._pending_pin = None
 
     def _manifest(self, entry: IndexEntry, base: str | None) -> tuple[Manifest, bool]:
@@ -287,12 +304,10 @@ class Updater:
                 self.retry.sleep(delay)
 
     def _target(self, bundle: str, locale: str) -> tuple[IndexEntry, Ref | None]:
-        index = self.refresh_index()
-        entry = index.entry(bundle, locale)
-        if entry is None:
-            offered = ", ".join(f"{e.bundle}/{e.locale}" for e in index.entries) or "nothing"
-            raise NotFoundError(f"{bundle}/{locale} is not published here (offered: {offered})")
+        entry = self.refresh_index(bundle, locale).line
         current = self.store.ref(bundle, locale)
+        if entry.removed and current is None:
+            raise NotFoundError(f"{bundle}/{locale} was removed by its publisher")
         check_entry_version(
             entry, current.version if current else None, current.manifest if current else None
         )
@@ -361,8 +376,17 @@ class Updater:
                 run.retries,
             )
 
+        if entry.removed:
+            # Signed by the publisher: the line is gone; its objects go at the next collection.
+            self._commit_pin()
+            self.store.forget_line(bundle, locale)
+            return replace(result(), version=previous or entry.version, removed=True)
+        if current is not None and entry.version < current.version:
+            # The held version was withdrawn (check_entry_version allowed nothing else): keep
+            # it until a newer one comes, rather than step back.
+            return replace(result(), version=current.version, withdrawn=True)
         if self._held_and_whole(entry, current, selection, strict, commit=True):
-            self.store.mark_index_held()
+            self.store.mark_index_held(bundle, locale)
             return result()
         manifest, fetched = self._manifest(entry, self._held_manifest_id(current))
         run.manifest_fetched = run.manifest_fetched or fetched
@@ -386,7 +410,7 @@ class Updater:
             raise IntegrityError(f"source did not send {len(still)} of the chunks asked for")
         self._commit_pin()
         self.store.switch(bundle, locale, entry.version, entry.manifest, only=selection)
-        self.store.mark_index_held()
+        self.store.mark_index_held(bundle, locale)
         return result()
 
     def plan(self, bundle: str, locale: str, *, only: Only = "keep") -> SyncPlan:
@@ -424,6 +448,8 @@ class Updater:
             )
 
         # A dry run changes no trust.
+        if entry.removed or (current is not None and entry.version < current.version):
+            return plan("none")  # removed, or the held version withdrawn: nothing to fetch
         if self._held_and_whole(entry, current, selection, strict, commit=False):
             return plan("none")
         manifest, fetched = self._manifest(entry, self._held_manifest_id(current))
@@ -508,9 +534,11 @@ class Updater:
             return
         data = bytearray(partial.data if response.start else b"")
         received = 0
+        watch = self.deadline()
         try:
             for piece in response.pieces:
                 received += len(piece)
+                watch.arrived(len(piece))
                 data += piece
                 if progress is not None:
                     progress(len(data), partial.length)
@@ -604,16 +632,42 @@ class Updater:
         )
         dictionaries = dict(manifest.dictionaries)
         reader = PackReader()
+        # A pack carries each object asked for once, none larger than its raw bytes and a
+        # format byte (a delta is sent only when smaller than that): more is a flooding source.
+        most = pack_length(1 + n for _, n in need)
+        if response.length is not None and response.length > most:
+            response.close()
+            raise IntegrityError(
+                f"the source announces a pack of {response.length:,} bytes for objects that"
+                f" need at most {most:,}; refusing it"
+            )
+        most = min(most, response.length if response.length is not None else most)
         cap = run.budget.left  # pack bytes this sync may still take (None: no budget)
         total = response.length if cap is None else min(response.length or cap, cap)
         received = count = 0
         stopped = False
+        seen: set[str] = set()
+        watch = self.deadline()
+
+        def once(frames: list[PackFrame]) -> list[PackFrame]:
+            for fr in frames:
+                if fr.chunk_id in seen:
+                    raise IntegrityError(f"the pack sent chunk {fr.chunk_id[:16]}... twice")
+                seen.add(fr.chunk_id)
+            return frames
+
         try:
             for piece in response.pieces:
                 # Bytes that arrived are paid for: all of them are used, even past the budget.
                 received += len(piece)
+                if received > most:
+                    raise IntegrityError(
+                        f"the source sent more than the {most:,} bytes this pack can need;"
+                        " what arrived before is kept"
+                    )
+                watch.arrived(len(piece))
                 got = receive_frames(
-                    reader.feed(piece),
+                    once(reader.feed(piece)),
                     expected,
                     objects,
                     dictionaries=dictionaries,

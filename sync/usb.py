@@ -2,20 +2,27 @@
 
 Layout of ``STICK/``::
 
-    satchel-usb.json          {"format": 1}
-    index.json                the exporting store's last accepted signed release index
+    satchel-usb.json          {"format": 2}
+    index/<bundle>/<locale>.json   the exporting store's signed release index of each line
+                              it carries
     manifests/<id>            signed manifest envelopes, named by their SHA-256
     packs/NNNNNN.pack         ordinary Satchel packs of stored objects, each at most 1 GiB
     have.json                 {"objects": [ids on the stick], "packs": [complete pack files]}
 
 Nothing on a stick is trusted: :class:`UsbFetcher` is an ordinary :class:`Fetcher`, so an
 import is a sync (index, manifest, one pack) through :class:`~satchel.sync.updater.Updater`,
-which checks the publisher's key, every hash and switches atomically.
+which checks the publisher's key, every hash and switches atomically. A stick is read as
+regular files only, each bounded before it is read: a link (to ``/dev/zero``, say), a FIFO, a
+device or an oversized file in its place is refused unread (:func:`~satchel.sync.fsutil.
+read_regular`). Pack files are walked with :class:`~satchel.sync.pack.PackReader`, reading
+only the frame heads and seeking past the objects.
 
 A pack file is written under a temp name and renamed once complete; ``have.json`` is then
 replaced atomically. A stick pulled out mid-write holds no broken pack and its have-list names
-only objects in complete packs; the next export removes leftovers and continues. ``index.json``
-is replaced last, so it never names a version whose objects are not all on the stick.
+only objects in complete packs; the next export removes leftovers and continues. A line's
+index is replaced last, so it never names a version whose objects are not all on the stick.
+Format 1 sticks (one index of every line, before per-line indexes) are upgraded by the next
+export onto them and refused by readers with a reason.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +41,38 @@ from satchel.content.errors import (
     IntegrityError,
     NotFoundError,
     StoreError,
+    TruncatedError,
     UsageError,
 )
-from satchel.content.index import IndexEntry, parse_index
-from satchel.content.manifest import check_chunk_id, parse_manifest
+from satchel.content.index import MAX_INDEX_BYTES, IndexEntry, parse_index
+from satchel.content.manifest import MAX_MANIFEST_BYTES, check_chunk_id, parse_manifest
 from satchel.content.names import check_bundle, check_locale
 
 from .fetcher import IndexResponse, PackResponse, RangeResponse
-from .fsutil import fsync_dir, write_atomic
+from .fsutil import check_regular, fsync_dir, open_regular, read_regular, write_atomic
 from .local import LocalStore
-from .pack import END_ID, HEAD_SIZE, MAGIC, MAX_FRAME, write_pack
+from .pack import HEAD_SIZE, MAGIC, PackReader, write_pack
 from .plan import decode_want
 
-USB_FORMAT = 1
+USB_FORMAT = 2
+OLD_USB_FORMATS = (1,)  # an export onto one upgrades it
 MAX_PACK_FILE = 1 << 30  # 1 GiB: far under FAT32's 4 GB file limit
-_HEAD = struct.Struct(">32sI")
+MAX_META = 64 * 1024  # satchel-usb.json
+MAX_HAVE = 128 * 1024 * 1024  # have.json: ~70 bytes an object, ~1.8 million objects
+MAX_STICK_LINES = 10_000  # lines one stick's index folder is read for
 _PACK_SUFFIX = ".pack"
 _TMP_PREFIX = ".tmp-"
 
 
 # -- the stick's small files ---------------------------------------------------------------------
-def _load_json(path: Path, what: str) -> dict[str, Any]:
+def _read(path: Path, limit: int, what: str) -> bytes:
+    """A file of the stick, if it is a regular file within ``limit`` (FileNotFoundError passes)."""
+    return read_regular(path, limit, f"{what} on the stick")
+
+
+def _load_json(path: Path, what: str, limit: int) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_bytes())
+        value = json.loads(_read(path, limit, what))
     except (OSError, ValueError) as exc:
         raise FormatError(f"{what} on the stick is unreadable ({exc})") from None
     if not isinstance(value, dict):
@@ -64,14 +80,54 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def check_stick(path: Path) -> None:
-    """Raise unless ``path`` is a Satchel USB folder this version reads."""
+def check_stick(path: Path, *, upgradable: bool = False) -> None:
+    """Raise unless ``path`` is a Satchel USB folder this version reads (or, with
+    ``upgradable``, one an export may upgrade)."""
     meta = path / "satchel-usb.json"
-    if not meta.is_file():
+    if not os.path.lexists(meta):
         raise UsageError(f"{path} is not a Satchel USB folder (no satchel-usb.json)")
-    fmt = _load_json(meta, "satchel-usb.json").get("format")
-    if fmt != USB_FORMAT:
-        raise FormatError(f"USB folder format {fmt!r} is not {USB_FORMAT}; update satchel")
+    fmt = _load_json(meta, "satchel-usb.json", MAX_META).get("format")
+    if fmt == USB_FORMAT or (upgradable and fmt in OLD_USB_FORMATS):
+        return
+    if fmt in OLD_USB_FORMATS:
+        raise FormatError(
+            f"{path} was written by an older satchel (USB format {fmt}); export to it again"
+        )
+    raise FormatError(f"USB folder format {fmt!r} is not {USB_FORMAT}; update satchel")
+
+
+def _index_file(path: Path, bundle: str, locale: str) -> Path:
+    return path / "index" / check_bundle(bundle) / f"{check_locale(locale)}.json"
+
+
+def stick_lines(path: Path) -> list[tuple[str, str]]:
+    """The (bundle, locale) lines whose index the stick carries (names checked, bounded)."""
+    base = path / "index"
+    if not base.is_dir() or base.is_symlink():
+        return []
+    out = []
+    for bundle_dir in sorted(base.iterdir())[:MAX_STICK_LINES]:
+        if bundle_dir.is_symlink() or not bundle_dir.is_dir():
+            continue
+        for f in sorted(bundle_dir.iterdir())[:MAX_STICK_LINES]:
+            if f.suffix != ".json":
+                continue
+            try:
+                out.append((check_bundle(bundle_dir.name), check_locale(f.stem)))
+            except UsageError:
+                continue  # not a name we write: nothing to read
+    return out[:MAX_STICK_LINES]
+
+
+def read_line_index(path: Path, bundle: str, locale: str) -> bytes:
+    file = _index_file(path, bundle, locale)
+    what = f"the index of {bundle}/{locale}"
+    try:
+        return _read(file, MAX_INDEX_BYTES, what)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} carries no {bundle}/{locale}") from None
+    except OSError as exc:
+        raise FormatError(f"{what} on the stick is unreadable: {exc.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +139,9 @@ class HaveList:
 def read_have(path: Path) -> HaveList:
     """The stick's have-list (empty if it has none yet)."""
     file = path / "have.json"
-    if not file.exists():
+    if not os.path.lexists(file):
         return HaveList([], [])
-    raw = _load_json(file, "have.json")
+    raw = _load_json(file, "have.json", MAX_HAVE)
     objects, packs = raw.get("objects"), raw.get("packs")
     if not isinstance(objects, list) or not isinstance(packs, list):
         raise FormatError("have.json on the stick is malformed (objects and packs must be lists)")
@@ -130,12 +186,14 @@ def export_stick(
     """Write (or refresh) ``dest`` with the store's current version of ``bundle``/``locale``."""
     check_bundle(bundle)
     check_locale(locale)
-    raw_index = store.last_index()
-    if raw_index is None:
+    if not store.indexed_lines():
         raise StoreError(f"{store.root} holds no release index; run satchel sync first")
     ref = store.ref(bundle, locale)
     if ref is None:
         raise UsageError(f"{bundle}/{locale} is not in {store.root}; run satchel sync first")
+    raw_index = store.last_index(bundle, locale)
+    if raw_index is None:
+        raise StoreError(f"{store.root} holds no release index of {bundle}/{locale}; sync first")
     _env, index = parse_index(raw_index)
     entry = index.entry(bundle, locale)
     if entry is None or entry.manifest != ref.manifest:
@@ -163,15 +221,16 @@ def export_stick(
         raise StoreError(f"cannot write to {dest}: {exc.strerror}") from None
     meta = dest / "satchel-usb.json"
     if meta.exists():
-        check_stick(dest)
-    else:
-        write_atomic(meta, json.dumps({"format": USB_FORMAT}).encode(), durable=durable)
-    old_index = dest / "index.json"
-    if old_index.exists():
+        check_stick(dest, upgradable=True)
+    write_atomic(meta, json.dumps({"format": USB_FORMAT}).encode(), durable=durable)
+    if os.path.lexists(dest / "index.json"):  # format 1's index of every line
+        (dest / "index.json").unlink()
+    old_index = _index_file(dest, bundle, locale)
+    if os.path.lexists(old_index):
         try:
-            old_serial = parse_index(old_index.read_bytes())[1].serial
-        except FormatError:
-            old_serial = None  # a damaged index on the stick is simply replaced
+            old_serial = parse_index(_read(old_index, MAX_INDEX_BYTES, "a line index"))[1].serial
+        except (FormatError, OSError):
+            old_serial = None  # a damaged index (or a link, a pipe) is simply replaced
         if old_serial is not None and old_serial > index.serial:
             raise UsageError(
                 f"the stick holds a newer release index (serial {old_serial}) than the store"
@@ -200,7 +259,8 @@ def export_stick(
         have = HaveList(have.objects + group, [*have.packs, name])
         _write_have(dest, have, durable)
         written.append(name)
-    write_atomic(dest / "index.json", raw_index, durable=durable)
+    _index_file(dest, bundle, locale).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(_index_file(dest, bundle, locale), raw_index, durable=durable)
     return ExportResult(
         bundle, locale, ref.version, len(todo), total, written, len(set(have.objects))
     )
@@ -269,42 +329,44 @@ def index_pack_file(file: Path) -> dict[str, _Loc]:
     """Where each object of a pack file is, found by reading only the frame heads."""
     out: dict[str, _Loc] = {}
     name = file.name
+    reader = PackReader()
     try:
-        size = file.stat().st_size
-        with open(file, "rb") as f:
-            if f.read(len(MAGIC)) != MAGIC:
-                raise FormatError(f"pack file {name} on the stick is not a Satchel pack")
-            pos = len(MAGIC)
-            count = 0
+        # Unbuffered: a buffer would read ahead into the objects the walk seeks past.
+        with open_regular(file, f"pack file {name} on the stick", buffered=False) as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(len(MAGIC) + HEAD_SIZE)
             while True:
-                head = f.read(HEAD_SIZE)
-                if len(head) < HEAD_SIZE:
-                    raise FormatError(
-                        f"pack file {name} on the stick is cut short after {count} objects"
-                        f" ({size:,} bytes); the stick is damaged, export again"
-                    )
-                raw_id, length = _HEAD.unpack(head)
-                pos += HEAD_SIZE
-                if raw_id == END_ID:
-                    if length != count:
+                for head in reader.feed_heads(data):
+                    out.setdefault(head.chunk_id, _Loc(file, head.offset, head.length))
+                if reader.done:
+                    break
+                if reader.to_skip:
+                    if reader.bytes_read + reader.to_skip > size:
                         raise FormatError(
-                            f"pack file {name} on the stick counts {length} objects but holds"
-                            f" {count}; the stick is damaged, export again"
+                            f"pack file {name} on the stick is cut short or damaged at byte"
+                            f" {reader.bytes_read:,}; export again"
                         )
-                    if pos != size:
-                        raise FormatError(f"pack file {name} on the stick has data after its end")
-                    return out
-                if length > MAX_FRAME or pos + length > size:
-                    raise FormatError(
-                        f"pack file {name} on the stick is cut short or damaged at byte {pos:,};"
-                        " export again"
-                    )
-                out.setdefault(raw_id.hex(), _Loc(file, pos, length))
-                count += 1
-                pos += length
-                f.seek(pos)
+                    f.seek(reader.to_skip, os.SEEK_CUR)
+                    reader.skip(reader.to_skip)
+                data = f.read(HEAD_SIZE)
+                if not data:
+                    reader.close()  # raises: the trailer is missing
+            if f.read(1):
+                raise FormatError(f"pack file {name} on the stick has data after its end")
+    except TruncatedError:
+        raise FormatError(
+            f"pack file {name} on the stick is cut short after {reader.frames} objects"
+            f" ({reader.bytes_read:,} bytes); the stick is damaged, export again"
+        ) from None
+    except FormatError as exc:
+        if str(exc).startswith(f"pack file {name} "):
+            raise
+        raise FormatError(
+            f"pack file {name} on the stick: {exc}; the stick is damaged, export again"
+        ) from None
     except OSError as exc:
         raise FormatError(f"pack file {name} on the stick is unreadable: {exc.strerror}") from None
+    return out
 
 
 class UsbFetcher:
@@ -324,19 +386,13 @@ class UsbFetcher:
             self._objects = objects
         return self._objects
 
-    def fetch_index(self, etag: str | None) -> IndexResponse:
-        try:
-            body = (self.path / "index.json").read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"{self.path} holds no index.json") from None
-        except OSError as exc:
-            raise FormatError(f"index.json on the stick is unreadable: {exc.strerror}") from None
-        return IndexResponse(body, None)
+    def fetch_index(self, bundle: str, locale: str, etag: str | None) -> IndexResponse:
+        return IndexResponse(read_line_index(self.path, bundle, locale), None)
 
     def _manifest_data(self, manifest_id: str) -> bytes:
         file = self.path / "manifests" / check_chunk_id(manifest_id)
         try:
-            return file.read_bytes()
+            return _read(file, MAX_MANIFEST_BYTES, f"manifest {manifest_id[:16]}...")
         except FileNotFoundError:
             raise NotFoundError(f"manifest {manifest_id[:16]}... is not on the stick") from None
         except OSError as exc:
@@ -385,7 +441,7 @@ class UsbFetcher:
 def _read_objects(plan: list[tuple[str, _Loc]]) -> Iterator[tuple[str, bytes]]:
     for cid, loc in plan:
         try:
-            with open(loc.file, "rb") as f:
+            with open_regular(loc.file, f"pack file {loc.file.name} on the stick") as f:
                 f.seek(loc.offset)
                 obj = f.read(loc.length)
         except OSError as exc:
@@ -414,16 +470,23 @@ class StickListing:
 
 
 def stick_entries(path: Path) -> list[IndexEntry]:
-    """The index entries of ``path``'s index.json whose manifest is on the stick."""
+    """The index entries of the lines on the stick whose manifest is there too."""
     check_stick(path)
-    try:
-        raw = (path / "index.json").read_bytes()
-    except FileNotFoundError:
-        raise FormatError(f"{path} holds no index.json; export to it again") from None
-    except OSError as exc:
-        raise FormatError(f"index.json on the stick is unreadable: {exc.strerror}") from None
-    _env, index = parse_index(raw)
-    return [e for e in index.entries if (path / "manifests" / e.manifest).is_file()]
+    found = []
+    for bundle, locale in stick_lines(path):
+        entry = parse_index(read_line_index(path, bundle, locale))[1].line
+        if (entry.bundle, entry.locale) != (bundle, locale):
+            raise FormatError(f"the index of {bundle}/{locale} on the stick is about another line")
+        manifest = path / "manifests" / entry.manifest
+        try:
+            st = os.lstat(manifest)
+        except FileNotFoundError:
+            continue  # a line the stick does not carry
+        except OSError as exc:
+            raise FormatError(f"a manifest on the stick is unreadable: {exc.strerror}") from None
+        check_regular(st, MAX_MANIFEST_BYTES, f"manifest {entry.manifest[:16]}... on the stick")
+        found.append(entry)
+    return found
 
 
 def list_stick(path: Path) -> StickListing:
@@ -433,13 +496,16 @@ def list_stick(path: Path) -> StickListing:
     held = set(have.objects)
     lines = []
     for entry in entries:
-        data = (path / "manifests" / entry.manifest).read_bytes()
+        data = _read(path / "manifests" / entry.manifest, MAX_MANIFEST_BYTES, "a manifest")
         distinct = [cid for cid, _ in parse_manifest(data)[1].distinct_chunks()]
         lines.append(StickLine(entry, len(distinct), sum(1 for c in distinct if c in held)))
     size = 0
     for name in have.packs:
         try:
-            size += (path / "packs" / name).stat().st_size
+            st = os.lstat(path / "packs" / name)
         except OSError:
             raise FormatError(f"pack file {name} listed in have.json is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"pack file {name} on the stick is not a regular file")
+        size += st.st_size
     return StickListing(lines, len(held), len(have.packs), size)

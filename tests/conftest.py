@@ -1,4 +1,4 @@
-"""Shared fixtures. Helpers live in tests/support/repo.py; keep this file small."""
+"""Shared fixtures; helpers live in harness/ (repo.py: in-process servers). Keep this small."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from satchel.server.app import create_app
-from satchel.server.service import Repository
+from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.store import FolderChunkStore
 
-from tests.support.http import TestClient
-from tests.support.repo import make_repository
-from tests.support.services import (
+from harness.http import TestClient
+from harness.repo import make_repository
+from harness.services import (
     PostgresCluster,
     S3Server,
     pg_ctl_path,

@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bench import _tools as tools
-from bench._common import MemorySampler, cpu_times, process_tree
 from bench._profile import summary
 from bench._trees import (
     PAGE_BYTES,
@@ -35,6 +33,8 @@ from bench._trees import (
     tree_mismatch,
 )
 from bench.scale import _counts
+from harness import tools
+from harness.bench import MemorySampler, cpu_times, process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,134 @@
+"""``satchel publish`` and ``satchel translations``: a teacher's and a curator's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
+from satchel.edge.cli import err, fail, run
+from satchel.sync.publish import Publisher
+
+from ..http import HttpClient
+from .common import Locale, transfer_bar
+
+commands = typer.Typer()
+
+
+@commands.command()
+def publish(
+    src: Annotated[Path, typer.Argument(help="Folder with the course files.")],
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[
+        str, typer.Option(help="Teacher, curator or admin token.", envvar="SATCHEL_TOKEN")
+    ],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Locale = DEFAULT_LOCALE,
+    title: Annotated[str, typer.Option(help="Title shown in catalogs.")] = "",
+    notes: Annotated[str, typer.Option(help="What changed, for the history.")] = "",
+    from_locale: Annotated[
+        str | None,
+        typer.Option(help="Publish a locale variant of this locale's line (shares its files)."),
+    ] = None,
+    base_version: Annotated[
+        int | None,
+        typer.Option(
+            help="With --from-locale: the base version this translation is now up to date"
+            " with (default: what the variant said before; a new variant: the latest)."
+        ),
+    ] = None,
+) -> None:
+    """Publish a folder as a new version; uploads only chunks the server lacks."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    if from_locale is not None:
+        run(lambda: check_locale(from_locale))
+    if not src.is_dir():
+        fail(f"{src} is not a folder", 2)
+    client = run(lambda: HttpClient(server, token=token))
+    with client, transfer_bar("upload", True) as bar:
+        result = run(
+            lambda: Publisher(client).publish(
+                src,
+                bundle=bundle,
+                locale=locale,
+                title=title or src.name,
+                notes=notes,
+                progress=bar,
+                from_locale=from_locale,
+                base_version=base_version,
+            )
+        )
+    err.print(
+        f"{bundle}/{locale} version {result.version}: {result.files} files, {result.size:,} bytes;"
+        f" uploaded {result.objects_uploaded} of {result.objects_total} chunks"
+        f" ({result.pack_bytes:,} bytes)"
+    )
+    typer.echo(result.version)
+
+
+@commands.command()
+def translations(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Annotated[str, typer.Option("--locale", help="The variant's locale.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
+) -> None:
+    """Each file of a locale variant: up to date, stale, missing or extra against its base."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server))
+    with client:
+        report = run(lambda: client.translations(bundle, locale))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(
+        f"{bundle}/{locale} v{report.get('version')} made from {report.get('base_locale')}"
+        f" v{report.get('base_version')}; latest {report.get('base_locale')}"
+        f" v{report.get('latest_base_version')}"
+    )
+    for item in report["files"]:
+        typer.echo(f"{item['state']:<10} {item['path']}")
+    counts: dict[str, int] = {}
+    for item in report["files"]:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    err.print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no files")
+
+
+@commands.command()
+def withdraw(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[
+        str, typer.Option(help="Teacher, curator or admin token.", envvar="SATCHEL_TOKEN")
+    ],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    version: Annotated[int, typer.Option(help="The version to take back.")],
+    locale: Locale = DEFAULT_LOCALE,
+    notes: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Take a version back: laptops that have not switched to it skip it; those that hold it
+    keep it until a newer one comes."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server, token=token))
+    with client:
+        serving = run(lambda: client.withdraw(bundle, locale, version, notes))
+    err.print(
+        f"{bundle}/{locale} version {version} withdrawn; laptops are offered version {serving}"
+    )
+
+
+@commands.command()
+def remove(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000.")],
+    token: Annotated[str, typer.Option(help="An admin token.", envvar="SATCHEL_TOKEN")],
+    bundle: Annotated[str, typer.Option(help="Bundle name.")],
+    locale: Locale = DEFAULT_LOCALE,
+    notes: Annotated[str, typer.Option(help="Why, for the history.")] = "",
+) -> None:
+    """Take a whole bundle line away (a test bundle, say): laptops that follow it drop it."""
+    run(lambda: (check_bundle(bundle), check_locale(locale)))
+    client = run(lambda: HttpClient(server, token=token))
+    with client:
+        run(lambda: client.remove(bundle, locale, notes))
+    err.print(f"{bundle}/{locale} removed; laptops drop it at their next sync")

@@ -1,0 +1,16 @@
+"""tests/sync/test_updater.py, every test of it, with the server's metadata on PostgreSQL:
+the client updater against an in-process repository (sync).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.on_postgres import (  # noqa: F401 - fixtures and a check, collected here
+    _drop_this_tests_databases,
+    _on_postgres,
+    test_this_module_really_runs_on_postgresql,
+)
+from tests.sync.test_updater import *  # noqa: F403
+
+pytestmark = pytest.mark.postgres
