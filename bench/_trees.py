@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from satchel.content.paths import CHECKOUT_MARKER
 
 from harness import tools
 
@@ -196,9 +197,14 @@ def tree_size(root: Path) -> tuple[int, int]:
 
 
 def tree_mismatch(expected: Path, actual: Path) -> str:
-    """First difference between two trees, streamed (no tree held in memory); "" if none."""
+    """First difference between two trees, streamed (no tree held in memory); "" if none.
+    A checkout's own marker file is not part of the tree."""
     want = sorted(p.relative_to(expected) for p in expected.rglob("*") if p.is_file())
-    have = sorted(p.relative_to(actual) for p in actual.rglob("*") if p.is_file())
+    have = sorted(
+        p.relative_to(actual)
+        for p in actual.rglob("*")
+        if p.is_file() and p.relative_to(actual) != Path(CHECKOUT_MARKER)
+    )
     if want != have:
         extra = sorted(set(have) - set(want))[:1]
         lost = sorted(set(want) - set(have))[:1]

@@ -110,6 +110,8 @@ def test_one_sentence_edit_and_tree_comparison(tmp_path: Path) -> None:
     make_pages(tmp_path / "a", 20, seed=1)
     make_pages(tmp_path / "b", 20, seed=1)
     assert tree_mismatch(tmp_path / "a", tmp_path / "b") == ""
+    (tmp_path / "b" / ".satchel-checkout.json").write_text("{}", "utf-8")  # a checkout's marker
+    assert tree_mismatch(tmp_path / "a", tmp_path / "b") == ""
     target = tmp_path / "b" / page_path(10)
     before = target.read_bytes()
     insert_sentence(target)
