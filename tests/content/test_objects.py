@@ -116,6 +116,61 @@ def test_looks_compressible() -> None:
     assert not looks_compressible(b"a" * 63)  # too short to judge
 
 
+# -- the probe: which chunks meet which level ---------------------------------------------
+def compressor_levels(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the level of every compressor encode_object asks for."""
+    asked: list[int] = []
+    real = objects._compressor
+
+    def spy(level: int, dict_id: str | None, dict_bytes: bytes | None) -> zstandard.ZstdCompressor:
+        asked.append(level)
+        return real(level, dict_id, dict_bytes)
+
+    monkeypatch.setattr(objects, "_compressor", spy)
+    return asked
+
+
+def slightly_compressible(rng: random.Random, n: int) -> bytes:
+    """Like PNG data: noise with a few short repeats that level 1 misses and higher levels find
+    (about 2% saved)."""
+    out = bytearray()
+    while len(out) < n:
+        out += rng.randbytes(1000)
+        start = rng.randrange(len(out) - 32)
+        out += out[start : start + 32]
+    return bytes(out[:n])
+
+
+def test_media_chunks_never_meet_the_high_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    noise = random.Random(5).randbytes(128 * 1024)  # video, JPEG
+    asked = compressor_levels(monkeypatch)
+    assert encode_object(noise) == bytes([RAW]) + noise
+    assert asked == [objects.PROBE_LEVEL, objects.MEDIA_LEVEL]
+
+
+def test_slightly_compressible_chunks_get_the_media_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = slightly_compressible(random.Random(6), 64 * 1024)
+    assert len(plain_zstd(data, 1)) >= len(data) * (1 - objects.MEDIA_SAVING)  # the case meant
+    asked = compressor_levels(monkeypatch)
+    obj = encode_object(data)
+    assert asked == [objects.PROBE_LEVEL, objects.MEDIA_LEVEL]
+    assert object_format(obj) == ZSTD and len(obj) < len(data) * 0.99  # the repeats were found
+    assert verify_object(obj, chunk_id(data), len(data)) == data
+
+
+def test_text_still_gets_the_high_level_bytes(dictionary: tuple[str, bytes]) -> None:
+    """The probe changes nothing for text: the same bytes as level 19 (small updates and first
+    downloads of lessons stay as small as before)."""
+    assert encode_object(TEXT) == bytes([ZSTD]) + objects._compressor(19, None, None).compress(TEXT)
+    did, dbytes = dictionary
+    with_dict = objects._compressor(19, did, dbytes).compress(TEXT)
+    assert encode_object(TEXT, dictionary=dictionary) == (
+        bytes([ZSTD_DICT]) + bytes.fromhex(did) + with_dict
+    )
+
+
 def test_train_dictionary_needs_enough_samples() -> None:
     assert train_dictionary([TEXT] * 7) is None
     assert train_dictionary([b"tiny"] * 100) is None
