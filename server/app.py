@@ -209,10 +209,14 @@ def create_app(
                 f"upload of {int(declared):,} bytes is over the {receiver.max_bytes:,} bytes"
                 " this draft's objects can take"
             )
-        async for piece in stream_body(request, upload_idle, receiver.max_bytes):
-            frames = reader.feed(piece)
-            if frames:
-                await run_in_threadpool(receiver.receive, frames)
+        try:
+            async for piece in stream_body(request, upload_idle, receiver.max_bytes):
+                frames = reader.feed(piece)
+                if frames:
+                    await run_in_threadpool(receiver.receive, frames)
+        finally:
+            # Whatever ends the body (its end, a cut, a refusal), what was verified is kept.
+            await run_in_threadpool(receiver.finish)
         reader.close()
         return {"stored": receiver.stored}
 

@@ -55,7 +55,7 @@ from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader
 from satchel.sync.plan import encode_want
 from satchel.sync.publish import BeginResponse, Publisher
 from satchel.sync.release import assemble_manifest, sign_manifest
-from satchel.sync.store import ChunkStore
+from satchel.sync.store import ChunkStore, WriteBatch
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
@@ -541,6 +541,10 @@ class UploadReceiver:
         self.extras = extras
         self.stored = 0
         self._lengths: dict[str, int] = {}  # objects of this request, before their rows commit
+        # Objects are made durable a batch at a time; their rows are recorded in one
+        # transaction right after each batch commits, never before (see finish()).
+        self._rows: dict[str, Chunk] = {}
+        self._batch = WriteBatch(store, on_commit=self._record)
         # The most one upload request can honestly need: every listed object once, stored raw
         # (encode_object never picks a form larger than raw), and the dictionaries still
         # allowed; anything longer is refused before it is read (bounded bodies).
@@ -561,7 +565,7 @@ class UploadReceiver:
                     f"chunk uses dictionary {dict_id[:16]}..., which was not uploaded first"
                 )
             length = row.length
-        return decode_object(self.store.get(dict_id), length)
+        return decode_object(self._batch.get(dict_id), length)
 
     def _accept(self, fr: PackFrame) -> Chunk:
         length = self.expected.get(fr.chunk_id)
@@ -584,36 +588,50 @@ class UploadReceiver:
                     "only zstd dictionaries may be uploaded beside the draft's chunks"
                 )
             self.extras += 1
-        stored = fr.obj
-        if not self.store.put(fr.chunk_id, fr.obj):
-            # Write-once: describe the bytes really kept, which may be encoded differently.
-            stored = self.store.get(fr.chunk_id)
         self._lengths[fr.chunk_id] = length
-        return Chunk(
+        row = Chunk(
             id=fr.chunk_id,
             length=length,
-            stored_size=len(stored),
-            dictionary=object_dictionary(stored),
+            stored_size=len(fr.obj),
+            dictionary=object_dictionary(fr.obj),
         )
+        self._rows[fr.chunk_id] = row  # first: the put may commit the batch, and record it
+        if not self._batch.put(fr.chunk_id, fr.obj):
+            # Write-once: describe the bytes really kept, which may be encoded differently.
+            stored = self._batch.get(fr.chunk_id)
+            row.stored_size = len(stored)
+            row.dictionary = object_dictionary(stored)
+        return row
+
+    def _record(self, ids: list[str]) -> None:
+        rows = [self._rows.pop(cid) for cid in ids if cid in self._rows]
+
+        def record(s: Session) -> None:
+            for row in rows:
+                s.merge(row)  # another replica may record the same chunk: retried
+            up = s.get(Upload, self.upload_id)
+            if up is not None:
+                up.extras = self.extras
+                s.add(up)
+
+        self.db.transaction("record uploaded chunks", record, lock=False)
+        self.stored += len(rows)
 
     def receive(self, frames: Iterable[PackFrame]) -> None:
-        rows: list[Chunk] = []
+        """Verify and keep each frame; a refused frame ends the upload, and what was verified
+        before it is made durable and recorded first, so store and database agree."""
         try:
             for fr in frames:
-                rows.append(self._accept(fr))
-        finally:
-            # Record what was stored even when a later frame is refused, so store and
-            # database never disagree about an object.
-            def record(s: Session) -> None:
-                for row in rows:
-                    s.merge(row)  # another replica may record the same chunk: retried
-                up = s.get(Upload, self.upload_id)
-                if up is not None:
-                    up.extras = self.extras
-                    s.add(up)
+                self._accept(fr)
+        except BaseException:
+            self.finish()
+            raise
 
-            self.db.transaction("record uploaded chunks", record, lock=False)
-            self.stored += len(rows)
+    def finish(self) -> None:
+        """Make every object received so far durable and record it (the end of a request)."""
+        self._batch.flush()
+        if self._rows:  # objects the store already held: durable, and recorded now
+            self._record(list(self._rows))
 
 
 class LocalTarget:
@@ -639,8 +657,11 @@ class LocalTarget:
     def upload(self, upload_id: str, pack: Iterator[bytes], length: int | None) -> None:
         receiver = self.publishing.receiver(self.who, upload_id)
         reader = PackReader()
-        for piece in pack:
-            receiver.receive(reader.feed(piece))
+        try:
+            for piece in pack:
+                receiver.receive(reader.feed(piece))
+        finally:
+            receiver.finish()
         reader.close()
 
     def commit(self, upload_id: str, notes: str) -> int:

@@ -1,4 +1,5 @@
-"""Content-addressed chunk stores: the :class:`ChunkStore` protocol and two implementations.
+"""Content-addressed chunk stores: the :class:`ChunkStore` protocol, two implementations, and
+:class:`WriteBatch`, which pays a folder store's durability once per batch of objects.
 
 A store keeps *stored objects* (see :mod:`satchel.content.objects`) under their chunk id. It
 does not verify: whoever puts an object has verified it against a signed manifest first
@@ -12,7 +13,10 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -20,7 +24,7 @@ from satchel.content.errors import FormatError, NotFoundError, StoreError
 from satchel.content.manifest import check_chunk_id
 from satchel.content.objects import decode_object
 
-from .fsutil import fsync_dir, write_atomic
+from .fsutil import write_atomic
 
 STORE_FORMAT = 1
 
@@ -81,12 +85,44 @@ class MemoryChunkStore:
         return iter(list(self._objects))
 
 
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """An object written to a temp file beside its place, not yet committed."""
+
+    cid: str
+    tmp: str
+    path: str
+    size: int
+
+
+# Enough concurrent fsyncs for the file system to fold them into a few journal commits.
+_FSYNC_THREADS = 16
+
+
+def _fsync_one(path: str, folder: bool) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: list[str], *, folders: bool = False) -> None:
+    if len(paths) == 1:
+        _fsync_one(paths[0], folders)
+        return
+    with ThreadPoolExecutor(max_workers=min(_FSYNC_THREADS, len(paths))) as pool:
+        for _ in pool.map(lambda path: _fsync_one(path, folders), paths):
+            pass
+
+
 class FolderChunkStore:
     """Objects as files ``ROOT/ab/abcdef...`` (fan-out by the first byte of the id).
 
     Each write goes to a temp file in the same folder, is fsynced, then renamed into place and
-    the folder fsynced, so a power cut leaves either no object or the whole object. A
-    ``store.json`` at the root records the layout version.
+    the folder fsynced, so a power cut leaves either no object or the whole object. Many
+    writes can share those fsyncs (:meth:`stage`, then :meth:`commit`; see
+    :class:`WriteBatch`). A ``store.json`` at the root records the layout version.
     """
 
     def __init__(self, root: Path, *, durable: bool = True) -> None:
@@ -130,9 +166,18 @@ class FolderChunkStore:
             raise NotFoundError(f"chunk {cid[:16]}... is not in the store") from None
 
     def put(self, cid: str, obj: bytes) -> bool:
+        staged = self.stage(cid, obj)
+        if staged is None:
+            return False
+        self.commit([staged])
+        return True
+
+    def stage(self, cid: str, obj: bytes) -> Staged | None:
+        """Write ``obj`` to a temp file beside its place, not yet durable nor visible under
+        its id (None if the id is already stored). :meth:`commit` makes it both."""
         path = self._path(cid)
         if path.is_file():
-            return False
+            return None
         folder = path.parent
         try:
             folder.mkdir(exist_ok=True)
@@ -140,18 +185,31 @@ class FolderChunkStore:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(obj)
-                    if self.durable:
-                        f.flush()
-                        os.fsync(f.fileno())
-                os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            if self.durable:
-                fsync_dir(folder)
         except OSError as exc:
             raise StoreError(f"cannot write chunk to {self.root}: {exc.strerror}") from None
-        return True
+        return Staged(cid, tmp, os.fspath(path), len(obj))
+
+    def commit(self, staged: list[Staged]) -> None:
+        """Make staged objects durable, then visible under their ids: their bytes are fsynced
+        together (concurrent fsyncs share the file system's journal commits), then each is
+        renamed into place and the folders are fsynced. An id therefore never names bytes
+        that a power cut could lose; a cut before the rename loses only the temp file."""
+        if not staged:
+            return
+        try:
+            if self.durable:
+                _fsync_all([s.tmp for s in staged])
+            for s in staged:
+                os.replace(s.tmp, s.path)
+            if self.durable:
+                _fsync_all(sorted({os.path.dirname(s.path) for s in staged}), folders=True)
+        except OSError as exc:
+            for s in staged:
+                Path(s.tmp).unlink(missing_ok=True)
+            raise StoreError(f"cannot write chunk to {self.root}: {exc.strerror}") from None
 
     def delete(self, cid: str) -> None:
         self._path(cid).unlink(missing_ok=True)
@@ -184,3 +242,103 @@ def store_lookup(store: ChunkStore, expected: Mapping[str, int]) -> Callable[[st
         return decode_object(store.get(dict_id), expected[dict_id])
 
     return lookup
+
+
+# A batch ends after this many bytes or seconds, whichever comes first: a cut loses at most
+# that much verified work, and durability costs a few journal commits per batch instead of
+# two per object (5 ms each on an ext4 laptop disk: 50 s for 10,000 small pages).
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_SECONDS = 1.0
+
+
+class WriteBatch:
+    """A :class:`ChunkStore` over another one whose puts are made durable a batch at a time.
+
+    Over a :class:`FolderChunkStore`, a put writes a temp file; the batch commits (fsync,
+    rename, fsync folders) when it holds :data:`BATCH_BYTES` or is :data:`BATCH_SECONDS` old,
+    and at :meth:`flush` or the end of the ``with`` block, even when the block fails, so
+    objects verified before an error are kept. Until then its objects are visible through
+    the batch (``has``, ``get``) but not under their ids in the store: the store's ids stay
+    the record of what is durable, which a resumed sync asks only the rest of. Over any
+    other store a put goes straight through. One batch serves one thread.
+    """
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        *,
+        max_bytes: int = BATCH_BYTES,
+        max_seconds: float = BATCH_SECONDS,
+        on_commit: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.on_commit = on_commit
+        self._folder = store if isinstance(store, FolderChunkStore) else None
+        self._staged: dict[str, Staged] = {}
+        self._bytes = 0
+        self._since = time.monotonic()
+
+    def __enter__(self) -> WriteBatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def has(self, cid: str) -> bool:
+        return cid in self._staged or self.store.has(cid)
+
+    def get(self, cid: str) -> bytes:
+        staged = self._staged.get(cid)
+        if staged is None:
+            return self.store.get(cid)
+        with open(staged.tmp, "rb") as f:
+            return f.read()
+
+    def put(self, cid: str, obj: bytes) -> bool:
+        if self._folder is None:
+            stored = self.store.put(cid, obj)
+            if stored and self.on_commit is not None:
+                self.on_commit([cid])
+            return stored
+        if cid in self._staged:
+            return False
+        staged = self._folder.stage(cid, obj)
+        if staged is None:
+            return False
+        if not self._staged:
+            self._since = time.monotonic()
+        self._staged[cid] = staged
+        self._bytes += staged.size
+        if self._bytes >= self.max_bytes or time.monotonic() - self._since >= self.max_seconds:
+            self.flush()
+        return True
+
+    def flush(self) -> list[str]:
+        """Commit the objects staged so far; returns their ids."""
+        if self._folder is None or not self._staged:
+            return []
+        staged = list(self._staged.values())
+        self._staged.clear()
+        self._bytes = 0
+        self._folder.commit(staged)
+        ids = [s.cid for s in staged]
+        if self.on_commit is not None:
+            self.on_commit(ids)
+        return ids
+
+    def delete(self, cid: str) -> None:
+        staged = self._staged.pop(cid, None)
+        if staged is not None:
+            self._bytes -= staged.size
+            Path(staged.tmp).unlink(missing_ok=True)
+        self.store.delete(cid)
+
+    def stored_size(self, cid: str) -> int:
+        staged = self._staged.get(cid)
+        return staged.size if staged is not None else self.store.stored_size(cid)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._staged
+        yield from (cid for cid in self.store if cid not in self._staged)
