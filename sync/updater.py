@@ -51,7 +51,7 @@ from .resume import (
 )
 from .select import needed_objects, normalize, selected_files
 from .serving import pack_length
-from .store import store_lookup
+from .store import WriteBatch, store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 BytesProgress = Callable[[int, int | None], None]
@@ -624,7 +624,9 @@ class Updater:
         if response is None:
             want = encode_want(distinct, set(expected))
             response = self.fetcher.fetch_pack(entry.manifest, want, base_id)
-        objects = self.store.objects
+        # Verified objects are kept a batch at a time (sync/store.py WriteBatch): a cut loses at
+        # most one batch, and the store's ids, which the next sync plans from, stay durable.
+        objects = WriteBatch(self.store.objects)
         reader_base = (
             FileReader(base, objects, store_lookup(objects, dict(base.dictionaries)))
             if base is not None
@@ -685,14 +687,17 @@ class Updater:
                         break
             if stopped:
                 response.close()
+                objects.flush()
                 self._keep_pending(reader, run)
                 run.stopped = True
                 return
             reader.close()
         except TransportError:
+            objects.flush()
             self._keep_pending(reader, run)
             raise
         finally:
+            objects.flush()
             run.pack_bytes += received
             run.budget.used += received
         if count != len(need):

@@ -28,7 +28,7 @@ from satchel.sync.local import LocalStore
 from satchel.sync.pack import pack_bytes
 from satchel.sync.plan import missing
 from satchel.sync.release import sign_index
-from satchel.sync.store import MemoryChunkStore
+from satchel.sync.store import FolderChunkStore, MemoryChunkStore, Staged
 from satchel.sync.updater import Updater
 
 from harness.repo import (
@@ -222,6 +222,23 @@ def test_dictionary_compressed_versions_sync(repo: Repository, tmp_path: Path) -
     c.sync()
     assert c.fetcher.pack_calls[0].plan[0][0] == m.dictionaries[0][0]  # dictionary first
     assert_same_tree(files, c.checkout_to(tmp_path / "out"))
+
+
+def test_a_sync_pays_durability_per_batch_not_per_object(
+    client: Client, repo: Repository, v1: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    real = FolderChunkStore.commit
+
+    def commit(self: FolderChunkStore, staged: list[Staged]) -> None:
+        batches.append(len(staged))
+        real(self, staged)
+
+    monkeypatch.setattr(FolderChunkStore, "commit", commit)
+    result = client.sync()
+    assert result.objects_fetched > 1
+    assert batches == [result.objects_fetched]  # one small pack: one batch
+    assert all(client.store.objects.has(cid) for cid, _ in served_manifest(repo).distinct_chunks())
 
 
 def test_unknown_bundle_and_bad_names(client: Client, v1: dict[str, bytes]) -> None:
