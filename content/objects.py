@@ -134,23 +134,31 @@ def encode_object(
     incompressible blocks at GB/s up to level 9 but at 16 MB/s at level 19; level 1 alone
     would miss repeats that higher levels find in PNG data. On intro-stats v2 this stores
     0.4% more bytes than level 19 everywhere (see decisions.md). Anything else gets
-    ``level``, and text-like chunks (the probe shrinks them below 60%) try the dictionary.
+    ``level``. Text-like chunks (the probe shrinks them below 60%) try the dictionary, and
+    the costly level runs once: with the dictionary, plus plain only when the dictionary
+    does not help at the probe's level.
     """
     raw = bytes(data)
     best = bytes([RAW]) + raw
     probe = _quick(raw)
+    if len(probe) + 1 < len(best):
+        best = bytes([ZSTD]) + probe
     if len(probe) >= len(raw) * (1 - MEDIA_SAVING):
         level = min(level, MEDIA_LEVEL)
-    plain = probe if level <= PROBE_LEVEL else _compressor(level, None, None).compress(raw)
-    if len(probe) < len(plain):  # a higher level is not always smaller than level 1
-        plain = probe
-    if len(plain) + 1 < len(best):
-        best = bytes([ZSTD]) + plain
+    plain_too = True
     if dictionary is not None and len(raw) >= 64 and len(probe) < len(raw) * TEXT_LIKE:
         dict_id, dict_bytes = dictionary
+        # The costly level runs once: with the dictionary when it helps at the probe's level
+        # (on the corpus and generated lessons it then always won at level 19 too), and
+        # plain as well only when it does not.
+        plain_too = len(_compressor(PROBE_LEVEL, dict_id, dict_bytes).compress(raw)) > len(probe)
         packed = _compressor(level, dict_id, dict_bytes).compress(raw)
         if len(packed) + 33 < len(best):
             best = bytes([ZSTD_DICT]) + bytes.fromhex(dict_id) + packed
+    if plain_too and level > PROBE_LEVEL:
+        plain = _compressor(level, None, None).compress(raw)
+        if len(plain) + 1 < len(best):
+            best = bytes([ZSTD]) + plain
     return best
 
 

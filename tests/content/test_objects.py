@@ -171,6 +171,15 @@ def test_text_still_gets_the_high_level_bytes(dictionary: tuple[str, bytes]) -> 
     )
 
 
+def test_text_with_a_helpful_dictionary_meets_the_high_level_once(
+    dictionary: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = compressor_levels(monkeypatch)
+    obj = encode_object(TEXT, dictionary=dictionary)
+    assert object_format(obj) == ZSTD_DICT
+    assert asked.count(objects.DEFAULT_LEVEL) == 1
+
+
 def test_train_dictionary_needs_enough_samples() -> None:
     assert train_dictionary([TEXT] * 7) is None
     assert train_dictionary([b"tiny"] * 100) is None
