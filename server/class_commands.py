@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, run
 
 from .commands import DatabaseUrl, open_repository
-from .tokens import SYSTEM, Principal
+
+if TYPE_CHECKING:
+    from .tokens import Principal
 
 class_commands = typer.Typer(help="Classes learners join with a code.", no_args_is_help=True)
 device_commands = typer.Typer(help="Laptops that report learning records.", no_args_is_help=True)
@@ -31,6 +33,10 @@ Reason = Annotated[str, typer.Option(help="Why (shown in the report and the serv
 
 def _admin() -> Principal:
     """Whoever holds the data folder administers it (as ``token`` does)."""
+    # Imported here: tokens pulls in SQLModel (0.3 s), which every other command would pay
+    # at start-up.
+    from .tokens import SYSTEM
+
     return SYSTEM
 
 
