@@ -12,7 +12,7 @@ Both sides read references with :class:`FileReader`, from chunks they hold and v
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from satchel.content.delta import (
     DELTA_RANGE,
@@ -93,6 +93,11 @@ def first_places(manifest: Manifest) -> dict[str, tuple[str, int, int]]:
     return places
 
 
+Made = Callable[[str, Callable[[], bytes]], bytes]
+"""Memoizes the delta of one chunk id (``made(cid, make)``) for one (new, base) pair; ``b""``
+stands for "the stored object is smaller"."""
+
+
 def delta_objects(
     new: Manifest,
     base: Manifest,
@@ -101,8 +106,10 @@ def delta_objects(
     lookup: DictLookup,
     *,
     level: int = DEFAULT_LEVEL,
+    made: Made | None = None,
 ) -> Iterator[tuple[str, bytes]]:
-    """(id, object) for each wanted id: a range delta against ``base`` where that is smaller."""
+    """(id, object) for each wanted id: a range delta against ``base`` where that is smaller.
+    With ``made``, each delta is looked up there first (a server's cache of built deltas)."""
     places = first_places(new)
     base_paths = path_index(base)
     reader = FileReader(base, store, lookup)
@@ -113,9 +120,14 @@ def delta_objects(
         if ref is None:
             yield cid, stored
             continue
-        data = decode_object(stored, length, lookup)
-        delta = encode_range_delta(data, ref, reader.read(ref), level)
-        yield cid, delta if len(delta) < len(stored) else stored
+
+        def make(stored: bytes = stored, length: int = length, ref: RangeRef = ref) -> bytes:
+            data = decode_object(stored, length, lookup)
+            delta = encode_range_delta(data, ref, reader.read(ref), level)
+            return delta if len(delta) < len(stored) else b""
+
+        delta = make() if made is None else made(cid, make)
+        yield cid, delta or stored
 
 
 def static_pack(

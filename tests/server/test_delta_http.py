@@ -25,6 +25,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +47,7 @@ from satchel.content.objects import RAW, ZSTD, decode_object, verify_object
 from satchel.content.signing import verify_envelope
 from satchel.server.app import create_app
 from satchel.server.repository import Repository
+from satchel.sync import delta as sync_delta
 from satchel.sync.delta import FileReader
 from satchel.sync.pack import MAGIC, PACK_MEDIA_TYPE, PackFrame, pack_bytes, read_pack
 from satchel.sync.plan import encode_want
@@ -496,6 +498,33 @@ def test_a_pack_with_a_base_sends_edited_chunks_as_range_deltas(
     assert count == len(wanted)
     assert all(store.has(cid) for cid, _ in new_m.distinct_chunks())
     assert rebuild(new_m, store) == n.files
+
+
+def test_a_pack_with_a_base_builds_each_delta_once(
+    client: TestClient, line: Line, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many laptops on the same old version ask for the same deltas: the server builds each
+    once (goal 4 of issue 16) and sends the same bytes every time."""
+    o, n = line.versions[1], line.versions[3]
+    old_m, new_m = fetch_manifest(client, line, o), fetch_manifest(client, line, n)
+    request = {
+        **want_body(new_m, n.manifest_id, missing_from(new_m, old_m)),
+        "base": o.manifest_id,
+    }
+    built: list[int] = []
+    real = sync_delta.encode_range_delta
+
+    def counting(*args: Any) -> bytes:
+        built.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(sync_delta, "encode_range_delta", counting)
+    first = client.post("/v1/pack", json=request)
+    assert first.status_code == 200 and built
+    once = len(built)
+    again = client.post("/v1/pack", json=request)
+    assert again.content == first.content and len(built) == once
+    assert any(f.obj[0] == DELTA_RANGE for f in frames_of(again.content))
 
 
 def test_a_pack_with_an_unknown_base_sends_plain_objects(client: TestClient, line: Line) -> None:
