@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 from satchel.clients.commands import publish, share, store, sync, usb, view
+from satchel.content.errors import EXIT_USAGE
 from satchel.edge.cli import fail
 from satchel.server import commands as server
 
@@ -52,7 +53,7 @@ def fsck(
 ) -> None:
     """Verify every stored chunk against its id and every version for completeness."""
     if (store_dir is None) == (data is None):
-        fail("give either --store (a local store) or --data (a server's data folder)", 2)
+        fail("give either --store (a local store) or --data (a server's data folder)", EXIT_USAGE)
     if data is not None:
         server.fsck_server(data, database_url, storage, repair)
     else:

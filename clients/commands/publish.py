@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.edge.cli import err, fail, run
 from satchel.sync.publish import Publisher
@@ -45,7 +46,7 @@ def publish(
     if from_locale is not None:
         run(lambda: check_locale(from_locale))
     if not src.is_dir():
-        fail(f"{src} is not a folder", 2)
+        fail(f"{src} is not a folder", EXIT_USAGE)
     client = run(lambda: HttpClient(server, token=token))
     with client, transfer_bar("upload", True) as bar:
         result = run(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE, EXIT_VERIFICATION
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
@@ -37,7 +38,7 @@ def status(
     from satchel.sync.status import store_status
 
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     exact: dict[tuple[str, str], SyncPlan] = {}
     if server is not None:
@@ -120,7 +121,7 @@ def gc(
 ) -> None:
     """Keep the newest versions of each bundle and delete chunks nothing kept uses."""
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store", 2)
+        fail(f"{store} is not a Satchel store", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     with run(lambda: locked(local)):
         freed = collect(local, keep)
@@ -146,4 +147,4 @@ def fsck_store(store: Path, repair: bool) -> None:
         f" {len(report.unverifiable)} unverifiable, {len(report.incomplete)} incomplete versions"
     )
     if not report.clean:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_VERIFICATION)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_NOT_FOUND, EXIT_USAGE
 from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
@@ -74,7 +75,7 @@ def import_usb(
         )
         return
     if store is None:
-        fail("import needs --store DIR (or --list)", 2)
+        fail("import needs --store DIR (or --list)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     fetcher = run(lambda: UsbFetcher(path))
     if bundle is not None:
@@ -86,7 +87,7 @@ def import_usb(
             if locale is None or e.locale == locale
         ]
         if not lines:
-            fail(f"{path} carries no version to import", 1)
+            fail(f"{path} carries no version to import", EXIT_NOT_FOUND)
 
     reserve_bytes = run(lambda: parse_reserve(reserve))
     updater = Updater(local, fetcher, trust=trust, on_pin=pin_notice, reserve=reserve_bytes)

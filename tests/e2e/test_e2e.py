@@ -189,7 +189,7 @@ def test_sync_cut_mid_pack_resumes(tmp_path: Path, server: SatchelServer, case: 
         assert current_version(store) == want_version
         if case == "first-sync":
             res = checkout(store, BUNDLE, tmp_path / "out-cut")
-            assert res.code == 2 and "not in" in assert_one_error_line(res), res.describe()
+            assert res.code == 6 and "not in" in assert_one_error_line(res), res.describe()
             assert not (tmp_path / "out-cut").exists()
         else:
             assert_same_tree(old, checkout_ok(store, BUNDLE, tmp_path / "out-cut"))
