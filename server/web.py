@@ -320,12 +320,12 @@ class Web:
         base = latest or (self.latest_manifest(bundle, from_locale) if from_locale else None)
         # The same chunker as the line so far, so unchanged files cut into the same chunks.
         chunker = Chunker(base.chunker) if base is not None else Chunker()
-        title = header.title or (base.title if base is not None else "") or bundle
+        # No title given: the server keeps the line's (publishing.line_title, as for the CLI).
         return Publisher(LocalTarget(self.repo.publishing, who), chunker=chunker).publish(
             tree,
             bundle=bundle,
             locale=locale,
-            title=title,
+            title=header.title,
             notes=header.notes,
             from_locale=from_locale,
             base_version=base_version,
