@@ -221,13 +221,23 @@ def serve(
 @token_commands.command("create")
 def token_create(
     data: Annotated[Path, typer.Option(help="The server's data folder.")],
-    role: Annotated[str, typer.Option(help="admin, teacher or curator.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin (everything, tokens too), teacher (publishes; --bundle/--locale limit"
+            " it) or curator (publishes locale variants of one bundle: needs --bundle and"
+            " --locale)."
+        ),
+    ],
     bundle: Annotated[str | None, typer.Option(help="Limit the token to one bundle.")] = None,
     locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
-    label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
+    label: Annotated[
+        str,
+        typer.Option(help="Who holds it, e.g. 'Ana, grade 5' (shown in history and lists)."),
+    ] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create a token and print it (only the token, on stdout)."""
+    """Create a token and print it (only the token, on stdout). Roles: admin, teacher, curator."""
     repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
     token = run(lambda: repo.tokens.create(role, bundle=bundle, locale=locale, label=label))
     typer.echo(token)

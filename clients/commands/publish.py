@@ -56,10 +56,9 @@ def publish(
         ),
     ] = False,
 ) -> None:
-    """Publish a folder as a new version; uploads only chunks the server lacks.
-
-    Left out: the usual junk (.git/, .DS_Store, Thumbs.db, *~ ...), what a .satchelignore
-    in the folder lists (gitignore syntax), and links (named on stderr)."""
+    """Publish a folder as a new version; uploads only chunks the server lacks. Left out: the
+    usual junk (.git/, .DS_Store, Thumbs.db, *~ ...), what a .satchelignore in the folder
+    lists (gitignore syntax), and links (each named on stderr)."""
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     if from_locale is not None:
         run(lambda: check_locale(from_locale))
