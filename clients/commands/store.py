@@ -79,8 +79,21 @@ def status(
                             "bytes_not_here": line.bytes_not_here,
                             "pending_version": cost(line)[0],
                             "update_bytes": cost(line)[1],
+                            "pending_objects_here": line.pending_here,
+                            "pending_objects": line.pending_objects,
                         }
                         for line in report.lines
+                    ],
+                    "downloading": [
+                        {
+                            "bundle": d.bundle,
+                            "locale": d.locale,
+                            "version": d.version,
+                            "objects_here": d.objects_here,
+                            "objects": d.objects,
+                            "bytes_missing": d.bytes_missing,
+                        }
+                        for d in report.downloading
                     ],
                 }
             )
@@ -104,10 +117,21 @@ def status(
                 price = f", update costs {update:,} bytes"
             else:  # chunk bytes before compression: what it costs at most
                 price = f", update needs at most {update:,} bytes"
-            state += f"; version {pending} pending{price}"
+            got = (
+                f" ({line.pending_here:,} of {line.pending_objects:,} objects here)"
+                if line.pending_here and line.pending_objects is not None
+                else ""
+            )
+            state += f"; version {pending} pending{got}{price}"
         typer.echo(
-            f"{line.bundle}/{line.locale} version {line.version} (kept: {kept}):"
+            f"{line.bundle}/{line.locale} version {line.version} (versions kept: {kept}):"
             f" {line.files} files, {line.size:,} bytes, {state}"
+        )
+    for d in report.downloading:
+        typer.echo(
+            f"{d.bundle}/{d.locale} version {d.version} not here yet: {d.objects_here:,} of"
+            f" {d.objects:,} objects here, {d.bytes_missing:,} bytes to go; run satchel sync"
+            " to finish"
         )
     typer.echo(f"{report.objects} objects, {report.stored_bytes:,} bytes on disk")
 
