@@ -14,7 +14,7 @@ from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
-from .common import Keep, Locale, Reserve, collect, locked, parse_reserve, pin_notice
+from .common import Keep, Reserve, collect, locked, parse_reserve, pin_notice
 
 commands = typer.Typer()
 
@@ -22,25 +22,55 @@ commands = typer.Typer()
 @commands.command("export")
 def export_usb(
     store: Annotated[Path, typer.Option(help="Local store folder.")],
-    bundle: Annotated[str, typer.Option(help="Bundle name.")],
     to: Annotated[Path, typer.Option("--to", help="USB folder to write or refresh.")],
-    locale: Locale = DEFAULT_LOCALE,
+    bundle: Annotated[
+        str | None,
+        typer.Option(
+            help="Bundle name. Without it: every bundle and locale the store holds (with"
+            " --locale: every bundle of that locale)."
+        ),
+    ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Locale code, e.g. en, uk, pt-BR (default {DEFAULT_LOCALE}).", show_default=False
+        ),
+    ] = None,
     since: Annotated[
         int | None,
-        typer.Option(help="Leave out objects of this version (the stick's reader has it)."),
+        typer.Option(
+            help="Leave out objects of this version (the stick's reader has it); needs --bundle."
+        ),
     ] = None,
 ) -> None:
-    """Write the current version to a USB folder that any client can verify offline."""
+    """Write the current version (or every line's) to a USB folder that any client can verify
+    offline."""
     from satchel.sync.usb import export_stick
 
-    result = run(lambda: export_stick(LocalStore(store), bundle, locale, to, since=since))
-    files = len(result.pack_files)
-    plural = "" if files == 1 else "s"
-    err.print(
-        f"{bundle}/{locale} version {result.version} -> {to}: wrote {result.objects_written}"
-        f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
-        f" the stick holds {result.objects_on_stick} objects"
-    )
+    if since is not None and bundle is None:
+        fail("--since names a version of one bundle: give --bundle too", EXIT_USAGE)
+    local = run(lambda: LocalStore(store)) if (store / "satchel.json").is_file() else None
+    if local is None:
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
+    if bundle is not None:
+        lines = [(bundle, locale or DEFAULT_LOCALE)]
+    else:
+        lines = [(r.bundle, r.locale) for r in run(local.refs) if locale in (None, r.locale)]
+        if not lines:
+            fail(f"{store} holds no bundle{f' in locale {locale}' if locale else ''} to export")
+    written = 0
+    for b, loc in lines:
+        result = run(partial(export_stick, local, b, loc, to, since=since))
+        written += result.bytes_written
+        files = len(result.pack_files)
+        plural = "" if files == 1 else "s"
+        err.print(
+            f"{b}/{loc} version {result.version} -> {to}: wrote {result.objects_written}"
+            f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
+            f" the stick holds {result.objects_on_stick} objects"
+        )
+    if len(lines) > 1:
+        err.print(f"{len(lines)} lines exported to {to}: {written:,} bytes written")
 
 
 @commands.command("import")
