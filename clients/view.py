@@ -54,6 +54,7 @@ from satchel.content.render_cnxml import (
     parse_collection,
     render_cnxml,
 )
+from satchel.content.render_markdown import markdown_title, render_markdown
 from satchel.content.toc import Lesson
 from satchel.sync.local import LocalStore, Ref
 from satchel.sync.reader import (
@@ -69,8 +70,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from .markdown import markdown_title, render_markdown
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self' "

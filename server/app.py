@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from satchel.content.errors import (
     AuthError,
@@ -120,6 +120,11 @@ def create_app(
             if token:  # a wrong guess; a request with no token at all guesses nothing
                 limiter.failure(address)
             raise
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # Someone who opens the server's address in a browser wants the web page.
+        return RedirectResponse("/web/", status_code=307)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
