@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,39 @@ def test_version_is_the_installed_one() -> None:
     res = run_cli("--version")
     assert res.code == 0, res.describe()
     assert res.stdout.strip() == f"satchel {metadata.version('satchel')}"
+
+
+# -- README's first commands, as a newcomer types them ---------------------------------------
+def readme_first_commands() -> list[list[str]]:
+    """Every ``satchel`` command in README's shell blocks before the command table: the
+    server's start, the tests, and "Try it by hand" (words after ``.venv/bin/satchel``)."""
+    head = README[: README.index("## Commands")]
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", head, re.S):
+        for line in block.splitlines():
+            for call in re.findall(r"\.venv/bin/satchel ([^)&\n]*)", line):
+                found.append(shlex.split(call))
+    return found
+
+
+def test_readme_first_commands_exist_and_their_options_parse() -> None:
+    commands = readme_first_commands()
+    names = [" ".join(words[:2]) if words[0] == "token" else words[0] for words in commands]
+    # The first hour: start the server, sync, check out, view, make a token, publish, sync all.
+    assert {"serve", "sync", "checkout", "view", "token create", "publish"} <= set(names)
+    root = satchel_command()
+    for words in commands:
+        command, rest, path = root, list(words), ["satchel"]
+        while hasattr(command, "commands") and rest and rest[0] in command.commands:
+            path.append(rest[0])
+            command = command.commands[rest.pop(0)]
+        assert not hasattr(command, "commands"), f"README: {' '.join(words)!r} names no command"
+        # Parses exactly as the real command would (unknown options, missing required ones and
+        # bad values raise here); nothing runs.
+        command.make_context(" ".join(path), rest)
+
+
+def test_the_readme_check_sees_a_wrong_option() -> None:
+    sync = satchel_command().commands["sync"]
+    with pytest.raises(typer.exceptions.TyperException, match="--stor"):
+        sync.make_context("satchel sync", ["--server", "http://x", "--stor", "s"])
