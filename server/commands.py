@@ -89,7 +89,10 @@ def check_server_data(data: Path, database_url: str | None) -> None:
     made_by = "'satchel serve --data DIR' makes one on its first start"
     if database_url is None:
         if not data.is_dir():
-            raise UsageError(f"{data} does not exist: it is not a server data folder ({made_by})")
+            raise UsageError(
+                f"{data} does not exist: it is not a server data folder (no {DATABASE_FILE};"
+                f" {made_by}); check the path"
+            )
         if not (data / DATABASE_FILE).is_file():
             raise UsageError(
                 f"{data} is not a server data folder (no {DATABASE_FILE} in it; {made_by});"
