@@ -183,8 +183,6 @@ def serve(
         fail(
             f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}", EXIT_USAGE
         )
-    # The port first: a busy one fails before anything is created, published or announced.
-    sock = run(lambda: bind(host, port))
     configure_logging(log_format, access=access_log)
     # With JSON logs every stderr line must be one JSON object: notices become records too.
     notice: Callable[[str], None] = (
@@ -195,6 +193,9 @@ def serve(
             data, database_url, storage, signing_key, static_deltas, creates=True
         )
     )
+    # The port before the sample and the banner: a busy one fails before anything is announced
+    # (after the settings are checked, so a wrong option is reported whatever the port).
+    sock = run(lambda: bind(host, port))
     if sample and not any(b.bundle == SAMPLE_BUNDLE for b in repo.reads.catalog(SAMPLE_BUNDLE)):
         source = Path(__file__).resolve().parent / "sample"
         version = run(

@@ -327,11 +327,14 @@ def _sync_many(
         updated = sum(1 for r in results if r.changed)
         current = sum(1 for r in results if r.complete and not r.changed)
         tally = f"{len(plans)} checked" if args.dry_run else f"{updated} updated, {current} current"
+        tried = len(results) + len(plans) + len(failures)
         failed = f", {len(failures)} failed" if failures else ""
+        if tried < len(lines):
+            failed += f", {len(lines) - tried} not tried (run again when the link is back)"
         plural = "" if len(lines) == 1 else "s"
         err.print(
             f"{len(lines)} line{plural}: {tally}{failed}; {counters.bytes_downloaded:,} bytes"
-            f" in {counters.requests} requests"
+            f" in {_count(counters.requests, 'request')}"
         )
     if failures:
         raise typer.Exit(failures[0][1].exit_code)
@@ -393,7 +396,7 @@ def _budget_notice(result: SyncResult, bytes_in_all: int) -> None:
 def _print_result(result: SyncResult, downloaded: int | None, requests: int | None) -> None:
     where = f"{result.bundle}/{result.locale}"
     cost = (
-        f"; {downloaded:,} bytes in {requests} requests"
+        f"; {downloaded:,} bytes in {_count(requests, 'request')}"
         if downloaded is not None and requests is not None
         else ""
     )
@@ -401,6 +404,10 @@ def _print_result(result: SyncResult, downloaded: int | None, requests: int | No
         err.print(f"{where}: version {result.previous_version or 'none'} -> {result.version}{cost}")
     else:
         err.print(f"{where}: version {result.version} is current")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _ref_only(local: LocalStore, bundle: str, locale: str) -> list[str] | None:
@@ -456,7 +463,8 @@ def _plan_notice(plan: SyncPlan) -> None:
     )
     err.print(
         f"{where}: version {plan.previous_version or 'none'} -> {plan.version}: a sync"
-        f" downloads {plan.bytes_to_download:,} bytes ({how}: {plan.objects} chunks{finish})"
+        f" downloads {plan.bytes_to_download:,} bytes ({how}: {_count(plan.objects, 'chunk')}"
+        f"{finish})"
         f"{fetched}"
     )
 

@@ -329,10 +329,10 @@ def test_disk_full_during_sync_is_a_clear_error_and_the_held_version_stays(
         proc.wait(60)
     precheck = steps["precheck"]
     lines = [line for line in str(precheck["stderr"]).splitlines() if line.startswith("error:")]
-    assert precheck["code"] == 1 and len(lines) == 1, precheck
+    assert precheck["code"] == 7 and len(lines) == 1, precheck  # the machine's disk: code 7
     assert "needs up to" in lines[0] and "are free" in lines[0], precheck
     full = steps["full"]
-    assert full["code"] == 1, full
+    assert full["code"] == 7, full
     lines = [line for line in str(full["stderr"]).splitlines() if line.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0], full
     assert steps["checkout"]["code"] == 0, steps["checkout"]  # the held version, whole

@@ -239,7 +239,7 @@ def test_a_busy_port_fails_before_announcing_with_a_hint(
     assert res.code == 7, res.describe()  # a machine matter, not "verification" (3)
     line = one_error(res)  # nothing announced: no "serving ... on", no "viewing"
     assert f"port {port}" in line and "in use" in line and "--port" in line
-    assert not (tmp_path / "new-data").exists()  # serve created nothing either
+    assert "serving" not in res.stderr and "published" not in res.stderr
 
 
 # -- 7. interrupted and failed syncs --------------------------------------------------------

@@ -204,7 +204,7 @@ def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
     assert Repository(data).tokens.list()[0].revoked is True
 
     missing = run_cli("token", "revoke", "77", "--data", data)
-    assert missing.code == 1 and missing.error_lines() == [missing.error_lines()[0]]
+    assert missing.code == 6 and missing.error_lines() == [missing.error_lines()[0]]
     assert "no token 77" in missing.stderr
     bad = run_cli("token", "revoke", "seven", "--data", data)
     assert bad.code == 2

@@ -120,7 +120,7 @@ def test_one_writer_at_a_time(repo: Repository, tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "s", durable=False)
     with writer_lock(store):
         res = run_cli("gc", "--store", store.root)
-        assert res.code == 1 and "another satchel command" in res.stderr, res.describe()
+        assert res.code == 7 and "another satchel command" in res.stderr, res.describe()
         with pytest.raises(StoreError, match="another satchel command"), writer_lock(store):
             pass
     assert run_cli("gc", "--store", store.root).code == 0  # released
@@ -152,9 +152,10 @@ def test_cli_keep_reserve_and_status_update_cost(tmp_path: Path) -> None:
             "--reserve",
             "1000000g",
         )
-        assert huge.code == 1 and "free" in huge.stderr and "--only" in huge.stderr, huge.describe()
+        assert huge.code == 7 and "free" in huge.stderr and "--only" in huge.stderr, huge.describe()
         offline = run_cli("status", "--store", store)
-        assert "version 4 pending, update needs at most" in offline.stdout, offline.stdout
+        assert "version 4 pending (" in offline.stdout, offline.stdout
+        assert "objects here), update needs at most" in offline.stdout, offline.stdout
         exact = json.loads(
             run_cli("status", "--store", store, "--server", server.url, "--json").stdout
         )
