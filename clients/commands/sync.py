@@ -271,7 +271,7 @@ def _sync_many(
             began = time.monotonic()
             try:
                 if args.dry_run:
-                    plan = updater.plan(bundle, locale)
+                    plan = updater.plan(bundle, locale, only=selection)
                     plans.append(plan)
                     done.append(
                         _plan_json(plan, _Counts.since(counters, before), time.monotonic() - began)

@@ -258,9 +258,9 @@ def test_ctrl_c_says_how_to_resume_and_the_store_stays_sound(
         text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any((store / "objects").rglob("*")):
-        time.sleep(0.05)  # until the pack has started to arrive
-    time.sleep(0.5)
+    while time.monotonic() < deadline and not list((store / "objects").glob("??/*")):
+        time.sleep(0.05)  # until the pack's first objects are stored (objects/ab/abcd...)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, errs = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, errs)
