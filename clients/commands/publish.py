@@ -99,10 +99,8 @@ def _report_skipped(skipped: tuple[Skipped, ...], verbose: bool) -> None:
             err.print(f"skipped {item.path} ({item.reason})")
     others = sum(1 for item in skipped if item.reason != "link")
     if others and not verbose:
-        err.print(
-            f"skipped {others} junk or ignored file{'s' if others != 1 else ''} and folders"
-            " (--verbose lists them)"
-        )
+        what = "file or folder" if others == 1 else "files and folders"
+        err.print(f"left out {others} junk or ignored {what} (--verbose lists them)")
 
 
 @commands.command()
