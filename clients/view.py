@@ -53,6 +53,7 @@ from satchel.content.errors import (
     http_status,
 )
 from satchel.content.render_cnxml import Kind, Rendered, Resolver, Target, render_cnxml
+from satchel.content.render_markdown import render_markdown
 from satchel.edge.hosts import LOCAL_NAMES, HostGuard
 from satchel.edge.http import IMMUTABLE, not_modified, public_error, ranged
 from satchel.sync.local import LocalStore, Ref
@@ -69,7 +70,6 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .markdown import render_markdown
 from .view_html import STYLE, crumbs, error_page, h, page, shown, tracks
 from .view_model import DOCUMENTS, HTML_DOCS, PAGE_LIMIT, RENDERED, Line, TocItem, Viewer
 

@@ -22,11 +22,11 @@ from satchel.content.errors import ContentError, NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.render_cnxml import TocNode, document_title, parse_collection
+from satchel.content.render_markdown import markdown_title
 from satchel.content.toc import Lesson
 from satchel.sync.local import LocalStore, Ref
 from satchel.sync.reader import StoredFile, file_etag, find_file, missing_chunks
 
-from .markdown import markdown_title
 from .view_html import shown, url_path
 
 PAGE_LIMIT = 16 * 1024 * 1024  # larger documents are offered as files, not rendered

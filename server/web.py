@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
+import posixpath
 import shutil
 import tempfile
 import time
@@ -52,6 +54,8 @@ from satchel.content.lessons import structure
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
+from satchel.content.render_cnxml import Kind, Target, render_cnxml
+from satchel.content.render_markdown import render_markdown
 from satchel.content.toc import Lesson
 from satchel.edge.http import stream_body
 from satchel.sync.publish import Publisher, PublishResult
@@ -62,6 +66,7 @@ from .publishing import LocalTarget
 from .ratelimit import FailureLimiter
 from .readmodels import LineInfo
 from .repository import Repository
+from .textdiff import content_changes
 from .tokens import Principal
 from .webdata import (
     FileHashes,
@@ -90,6 +95,16 @@ PAGE_CSP = (
 RAW_CSP = (
     "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; "
     "style-src 'self' 'unsafe-inline'; font-src 'self'; frame-ancestors 'self'"
+)
+# Lessons the preview shows rendered (as the viewer does) rather than as their source.
+RENDERED = (".md", ".markdown", ".cnxml")
+MAX_RENDERED = 4 * 1024 * 1024
+RENDERED_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:0 auto;padding:8px 16px}"
+    "img{max-width:100%}pre{overflow-x:auto;background:#f4f6f8;padding:8px}"
+    "table{border-collapse:collapse}td,th{border:1px solid #c9ced4;padding:2px 6px}"
+    ".external::after{content:' (outside link)';color:#555d66;font-size:.85em}"
+    ".dead-link{color:#555d66}"
 )
 STATIC = {"app.css": "text/css; charset=utf-8", "upload.js": "text/javascript; charset=utf-8"}
 # Shown as text in the preview rather than downloaded by the browser.
@@ -322,12 +337,12 @@ class Web:
         base = latest or (self.latest_manifest(bundle, from_locale) if from_locale else None)
         # The same chunker as the line so far, so unchanged files cut into the same chunks.
         chunker = Chunker(base.chunker) if base is not None else Chunker()
-        title = header.title or (base.title if base is not None else "") or bundle
+        # No title given: the server keeps the line's (publishing.line_title, as for the CLI).
         return Publisher(LocalTarget(self.repo.publishing, who), chunker=chunker).publish(
             tree,
             bundle=bundle,
             locale=locale,
-            title=title,
+            title=header.title,
             notes=header.notes,
             from_locale=from_locale,
             base_version=base_version,
@@ -340,6 +355,43 @@ class Web:
             if entry.path == path:
                 return entry
         raise NotFoundError(f"version {manifest.version} has no file {path[:200]!r}")
+
+    def read_file(self, manifest: Manifest, entry: FileEntry) -> bytes:
+        return b"".join(self.file_bytes(manifest, entry))
+
+    def rendered_page(self, manifest: Manifest, entry: FileEntry) -> str:
+        """A lesson as a small HTML document: links to lessons open rendered, images load
+        from /web/raw/, outside links are marked and never loaded (the viewer's rules)."""
+        if entry.size > MAX_RENDERED:
+            raise UsageError(f"{entry.path} is over {MAX_RENDERED:,} bytes: open the source")
+        base = f"/web/{{}}/{manifest.bundle}/{manifest.locale}/{manifest.version}/"
+        paths = {f.path for f in manifest.files}
+
+        def resolve(ref: str, kind: Kind) -> Target:
+            parts = urllib.parse.urlsplit(ref.strip())
+            if parts.scheme or parts.netloc:
+                ok = parts.scheme in ("http", "https", "mailto")
+                return Target(ref if ok else None, external=ok)
+            rel = urllib.parse.unquote(parts.path)
+            if not rel:
+                return Target(f"#{parts.fragment}" if parts.fragment else None)
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), rel))
+            if joined not in paths:
+                return Target(None)
+            way = "rendered" if kind == "link" and joined.lower().endswith(RENDERED) else "raw"
+            return Target(base.format(way) + urllib.parse.quote(joined, safe="/"))
+
+        data = self.read_file(manifest, entry)
+        if entry.path.lower().endswith(".cnxml"):
+            shown = render_cnxml(data, resolve)
+        else:
+            shown = render_markdown(data.decode("utf-8", "replace"), resolve)
+        title = html.escape(shown.title or entry.path)
+        lang = html.escape(manifest.locale)
+        return (
+            f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}'
+            f"</title><style>{RENDERED_STYLE}</style></head><body>{shown.html}</body></html>"
+        )
 
     def file_bytes(self, manifest: Manifest, entry: FileEntry) -> Iterator[bytes]:
         lookup = store_lookup(self.repo.store, dict(manifest.dictionaries))
@@ -532,6 +584,7 @@ def web_router(
                 manifest=manifest,
                 entry=entry,
                 lessons=web.lessons(manifest),
+                rendered=entry.path.lower().endswith(RENDERED),
             )
 
         return web.page(request, build)
@@ -561,6 +614,28 @@ def web_router(
             },
         )
 
+    @router.get("/rendered/{bundle}/{locale}/{version}/{file_path:path}")
+    def rendered_file(bundle: str, locale: str, version: str, file_path: str) -> Response:
+        """A Markdown or CNXML lesson rendered as the offline viewer renders it, sandboxed
+        like the raw file (public like it too: it is made of the same published bytes)."""
+        try:
+            manifest = web.version_manifest(bundle, locale, version)
+            entry = web.file_entry(manifest, file_path)
+            if not entry.path.lower().endswith(RENDERED):
+                raise NotFoundError(f"{entry.path[:200]!r} is not a Markdown or CNXML lesson")
+            page = web.rendered_page(manifest, entry)
+        except SatchelError as exc:
+            return Response(str(exc), status_code=exc.status, media_type="text/plain")
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": RAW_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, max-age=3600",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
     @router.get("/b/{bundle}/{locale}/diff")
     def diff_page(bundle: str, locale: str, request: Request) -> Response:
         def build(sess: WebSession) -> Response:
@@ -582,6 +657,7 @@ def web_router(
                 old=before,
                 new=after,
                 diff=diff_manifests(before, after),
+                changes=content_changes(before, after, web.read_file),
             )
 
         return web.page(request, build)

@@ -23,8 +23,6 @@ from satchel.sync.local import LocalStore
 
 from ..http import parse_size
 
-EXIT_BUDGET = 5
-
 Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
 Keep = Annotated[
     int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE
 from satchel.edge.cli import err, fail, run
 from satchel.sync.local import LocalStore
 
@@ -26,15 +27,16 @@ def share(
     ] = True,
 ) -> None:
     """Serve this store to other laptops with the server's protocol; they verify everything."""
-    import uvicorn
+    from satchel.edge.listen import bind, serve
 
     from ..share import announce as mdns
     from ..share import create_share_app
 
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     app_ = create_share_app(local)
+    sock = run(lambda: bind(host, port))  # a busy port fails here, before anything is announced
     with contextlib.ExitStack() as stack:
         if announce:
             try:
@@ -43,7 +45,7 @@ def share(
             except OSError as exc:  # no multicast on this network: serving still works
                 err.print(f"not announced on the LAN ({exc.strerror or exc}); serving anyway")
         err.print(f"sharing {store} read-only on http://{host}:{port}")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        serve(app_, sock, log_level="warning")
 
 
 @commands.command()

@@ -18,10 +18,11 @@ def view(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8010,
 ) -> None:
     """Offline lesson viewer: every synced bundle and locale, served from the chunk store."""
-    import uvicorn
+    from satchel.edge.listen import bind, serve
 
     from ..view import create_app, open_store
 
     local = run(lambda: open_store(store))
+    sock = run(lambda: bind(host, port))  # a busy port fails here, before the banner
     err.print(f"viewing {store} on http://{host}:{port}/")
-    uvicorn.run(create_app(local), host=host, port=port, log_level="warning")
+    serve(create_app(local), sock, log_level="warning")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from satchel.clients.markdown import markdown_title
 from satchel.content.errors import FormatError
 from satchel.content.render_cnxml import Target, render_cnxml
+from satchel.content.render_markdown import markdown_title
 from satchel.content.text import (
     MARK_END,
     MARK_START,

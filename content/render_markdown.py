@@ -1,5 +1,8 @@
 """Markdown lessons (e.g. Software Carpentry episodes) to safe HTML with markdown-it-py.
 
+Shared by the offline viewer (``satchel view``) and the server's web page preview, so a
+teacher previews a lesson exactly as a laptop will show it.
+
 Raw HTML in Markdown is shown as text, not passed through (``html: False``): lesson HTML files
 are served as they are, but a Markdown page is ours to render. Links and images go through
 the caller's resolver, which maps a path relative to the document onto a bundle URL, or marks
@@ -15,7 +18,8 @@ import re
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from satchel.content.render_cnxml import Rendered, Resolver, unavailable
+
+from .render_cnxml import Rendered, Resolver, unavailable
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
 _TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.M)
