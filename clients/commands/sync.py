@@ -30,6 +30,7 @@ from .common import (
     pin_notice,
     transfer_bar,
 )
+from .view import refresh_search
 
 commands = typer.Typer()
 RETRY_BASE_ENV = "SATCHEL_RETRY_BASE_SECONDS"
@@ -157,6 +158,7 @@ def sync(
                 link_note=link_note,
             )
         freed = collect(local, keep) if result.complete else 0
+        refresh_search(local, when=result.complete)
     seconds = time.monotonic() - started
     if as_json:
         typer.echo(

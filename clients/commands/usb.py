@@ -14,6 +14,7 @@ from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
 from .common import Keep, Locale, Reserve, collect, locked, parse_reserve, pin_notice
+from .view import refresh_search
 
 commands = typer.Typer()
 
@@ -102,3 +103,4 @@ def import_usb(
             else:
                 err.print(f"{b}/{loc}: version {result.version} is current")
         collect(local, keep)
+        refresh_search(local)
