@@ -112,6 +112,8 @@ progress { width: 8rem; vertical-align: middle; }
 .hits .snippet { margin: .2rem 0; }
 mark { background: #ffe58a; color: inherit; padding: 0 .1em; }
 form.gift, form.self-check, form.done { margin: 1rem 0; }
+form.gift { border-top: 1px solid var(--line); padding-top: .75rem; }
+.step { margin: 0 0 .5rem; }
 form.gift fieldset, form.self-check fieldset { border: 1px solid var(--line); border-radius: 4px; }
 .gift-choice { margin: .35rem 0; }
 .gift-choice input, .gift-choice label { cursor: pointer; }

@@ -191,8 +191,15 @@ def lesson_page(
             '<details class="course-toc"><summary lang="en">Contents of this course</summary>'
             f"{parts}</details>"
         )
+    lessons = [lesson.entry for lesson in line.manifest.lessons]
+    step = ""
+    if path in lessons:
+        step = (
+            f'<p class="step meta" lang="en">Lesson {lessons.index(path) + 1} of {len(lessons)}</p>'
+        )
     body = (
-        base_notice_html(viewer, line, path)
+        step
+        + base_notice_html(viewer, line, path)
         + other_locales(viewer, line, path)
         + f"<article>{rendered.html}</article>{done}{pager}{toc}"
     )
