@@ -14,9 +14,9 @@ store. A request without a learner is scored and answered but not recorded.
 A web site open in the student's browser must not be able to plant records (or choose the
 learner). A state-changing request must therefore be one that only the viewer's own page can
 make: ``Content-Type: application/json`` (a cross-site form cannot send it, and a cross-site
-``fetch`` with it needs a CORS preflight that the viewer never grants), an ``Origin``, when
-the browser sends one, that is the viewer's own (scheme and ``Host``), and a
-``Sec-Fetch-Site``, when sent, of ``same-origin``. A script or a test that is not a browser
+``fetch`` with it needs a CORS preflight that the viewer never grants), a ``Sec-Fetch-Site``
+of ``same-origin`` when the browser sends one, else an ``Origin``, when sent, that is the
+viewer's own (scheme and ``Host``). A script or a test that is not a browser
 sends neither header and is served; the Host guard has already refused any name that is not
 the viewer's (DNS rebinding).
 """
@@ -156,10 +156,17 @@ class Learning:
 
 # -- the guard ---------------------------------------------------------------------------------
 def check_same_origin(request: Request) -> None:
-    """Refuse (403) a browser request that another site made (module docstring)."""
+    """Refuse (403) a browser request that another site made (module docstring).
+
+    ``Sec-Fetch-Site`` is set by the browser itself, never by a page, so when it is there it
+    decides (a form of the viewer's own page may carry ``Origin: null`` under a strict
+    referrer policy). A browser too old to send it is judged by ``Origin``.
+    """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site.strip().lower() != "same-origin":
-        raise ForbiddenError(f"a request from another site ({site[:20]}) cannot record here")
+    if site is not None:
+        if site.strip().lower() != "same-origin":
+            raise ForbiddenError(f"a request from another site ({site[:20]}) cannot record here")
+        return
     origin = request.headers.get("origin")
     if origin is not None:
         own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
