@@ -17,7 +17,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from satchel.content.errors import ContentError, NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
@@ -35,6 +35,8 @@ HTML_DOCS = (".html", ".htm", ".xhtml")
 DOCUMENTS = (*RENDERED, *HTML_DOCS)
 CACHED_MANIFESTS = 16
 CACHED_TITLES = 20_000
+CACHED_TOCS = 64
+TOC_SECONDS = 5.0
 # A bundle's cover picture: a file of one of these names at the top of the bundle (the first
 # found, in this order, whatever the case). A convention, not a satchel.toml key: a new key in
 # the signed metadata would make laptops on an older satchel refuse the manifest.
@@ -59,6 +61,10 @@ class Line:
     def doc_url(self, path: str) -> str:
         """Where a lesson is read: in the viewer's page (rendered, or an HTML page framed)."""
         return self.page_url(path)
+
+    @property
+    def manifest_id(self) -> str:
+        return self.ref.versions.get(self.version, self.ref.manifest)
 
     def file_url(self, path: str) -> str:
         # Pinned to the version: a page's images come from the version of its text.
@@ -93,6 +99,11 @@ class Viewer:
         self._lock = threading.Lock()
         self._manifests: LRUCache[str, Manifest] = LRUCache(CACHED_MANIFESTS)
         self._titles: LRUCache[str, str | None] = LRUCache(CACHED_TITLES)
+        # Every lesson page shows its course's contents; which lessons are on the laptop only
+        # changes while a sync adds chunks, so a contents is kept a few seconds.
+        self._tocs: TTLCache[str, list[tuple[str, list[TocItem]]]] = TTLCache(
+            CACHED_TOCS, TOC_SECONDS
+        )
 
     def manifest(self, manifest_id: str) -> Manifest:
         # Manifests are content-addressed: verified once, a cached copy cannot go stale.
@@ -172,6 +183,18 @@ class Viewer:
 
     # -- table of contents -----------------------------------------------------------------
     def toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
+        """The line's table of contents (:meth:`make_toc`), kept for :data:`TOC_SECONDS`."""
+        key = f"{line.ref.bundle}/{line.ref.locale}/{line.version}/{line.manifest_id}"
+        with self._lock:
+            cached = self._tocs.get(key)
+        if cached is not None:
+            return cached
+        made = self.make_toc(line)
+        with self._lock:
+            self._tocs[key] = made
+        return made
+
+    def make_toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
         """Sections of (heading, items), then every other document under "Other pages".
 
         The signed lesson structure comes first when the manifest has one (the publisher's
