@@ -24,9 +24,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from satchel.clients.view import (
     CSP,
+    LESSON_CSP,
     SCRIPT_INTEGRITY,
     SCRIPT_URL,
-    LESSON_CSP,
     Line,
     Viewer,
     create_app,
@@ -140,6 +140,8 @@ def test_catalog_lists_bundles_locales_titles_and_versions(client: TestClient) -
     assert "Course" in r.text and "Curso" in r.text
     assert "version 1" in r.text
     assert "not on this laptop" not in r.text
+    # Languages by name, in their own language, marked with their lang.
+    assert '<span lang="en">English</span>' in r.text and '<span lang="es">Español</span>' in r.text
 
 
 def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClient) -> None:
@@ -242,9 +244,9 @@ def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestCl
 def test_media_and_html_get_their_own_pages(client: TestClient) -> None:
     video = client.get(f"{EN}/current/page/media/clip.mp4")
     assert (
-        '<video id="main-video" controls preload="metadata" src="/b/course/en/1/file/media/clip.mp4"'
-        in video.text
-    )
+        '<video id="main-video" controls preload="metadata"'
+        ' src="/b/course/en/1/file/media/clip.mp4"'
+    ) in video.text
     assert (
         '<track kind="subtitles" src="/b/course/en/1/file/media/clip.uk.vtt" srclang="uk"'
         ' label="Українська">'

@@ -45,6 +45,7 @@ FILES = {
     "quiz.md": QUIZ.encode(),
     "samples.cnxml": CNXML.encode(),
     "third.md": b"# Third\n\nThe end.\n",
+    "Cover.PNG": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
 }
 BASE = "http://testserver"
 SAME = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
@@ -89,6 +90,8 @@ def test_without_learners_lessons_read_and_nothing_is_recorded(course: tuple) ->
     assert 'data-question="capital"' in page.text and "<fieldset><legend>" in page.text
     assert "Who is learning" not in page.text and 'class="done"' not in page.text
     assert "Nobody has joined" in client.get("/learners").text
+    # The cover picture (a conventional name at the top, any case) heads the course's card.
+    assert '<img class="cover" src="/b/quiz/en/1/file/Cover.PNG" alt="">' in client.get("/").text
     # Scored all the same (a learner-less reader still sees feedback), recorded nowhere.
     r = event(client, kind="answered", question="capital", answer="0")
     assert r.status_code == 200
