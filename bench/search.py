@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench._common import corpus, table  # noqa: E402
 from satchel.content.text import extract_text  # noqa: E402
 from satchel.sync.care import collect_garbage  # noqa: E402
 from satchel.sync.local import LocalStore  # noqa: E402
@@ -48,6 +47,7 @@ from satchel.sync.search import (  # noqa: E402
 )
 from satchel.sync.updater import Updater  # noqa: E402
 
+from harness.bench import corpus, table  # noqa: E402
 from harness.repo import RepoFetcher, admin_target, make_repository  # noqa: E402
 
 TREES = [

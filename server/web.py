@@ -51,6 +51,7 @@ from satchel.content.errors import (
     http_status,
 )
 from satchel.content.lessons import structure
+from satchel.content.locales import locale_name
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
@@ -175,6 +176,8 @@ def _environment() -> jinja2.Environment:
     env.filters["bytes"] = human_bytes
     env.filters["when"] = human_time
     env.filters["path"] = lambda p: urllib.parse.quote(str(p), safe="/")
+    # "Español (es)": a locale by its name in its own language, with the code people type.
+    env.filters["language"] = lambda code: f"{locale_name(str(code))} ({code})"
     return env
 
 

@@ -122,7 +122,8 @@ def documented_routes() -> set[str]:
 def served_routes(tmp_path: Path) -> set[str]:
     repo = Repository(tmp_path / "srv", store=MemoryChunkStore())
     served = app_routes(create_app(repo))
-    served |= app_routes(create_share_app(LocalStore(tmp_path / "relay", durable=False)))
+    hub = create_share_app(LocalStore(tmp_path / "relay", durable=False), viewer=True)
+    served |= app_routes(hub)  # the relay's routes, and the viewer a hub mounts
     return {r for r in served if not r.startswith("HEAD ") or "/deltas/" in r}
 
 

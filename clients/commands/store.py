@@ -18,6 +18,7 @@ from satchel.sync.updater import SyncPlan, Updater
 
 from ..http import HttpClient
 from .common import collect, locked
+from .view import refresh_search
 
 commands = typer.Typer()
 
@@ -149,6 +150,7 @@ def gc(
     local = run(lambda: LocalStore(store))
     with run(lambda: locked(local)):
         freed = collect(local, keep)
+        refresh_search(local)
     if not freed:
         err.print("nothing to collect")
 

@@ -40,6 +40,7 @@ from .common import (
     transfer_bar,
 )
 from .records import exchange_records, say_records
+from .view import refresh_search
 
 commands = typer.Typer()
 RETRY_BASE_ENV = "SATCHEL_RETRY_BASE_SECONDS"
@@ -221,6 +222,7 @@ def _sync(
             )
             records = exchange_records(local, client)  # at most one more request
         freed = collect(local, keep) if result.complete else 0
+        refresh_search(local, when=result.complete)
     seconds = time.monotonic() - started
     if args.as_json:
         line = _result_json(result, local, client.counters, freed, seconds)
@@ -304,6 +306,7 @@ def _sync_many(
             records = exchange_records(local, client)
     complete = all(r.complete for r in results)
     freed = collect(local, keep) if results and complete and not args.dry_run else 0
+    refresh_search(local, when=any(r.changed for r in results))
     seconds = time.monotonic() - started
     if args.as_json:
         totals: dict[str, object] = {

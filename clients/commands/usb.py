@@ -15,6 +15,7 @@ from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
 from .common import Keep, Reserve, collect, locked, parse_reserve, pin_notice
+from .view import refresh_search
 
 commands = typer.Typer()
 
@@ -156,4 +157,5 @@ def import_usb(
             else:
                 err.print(f"{b}/{loc}: version {result.version} is current")
         collect(local, keep)
+        refresh_search(local)
     import_records(local, path, server)

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from satchel.clients.view import (
     CSP,
     LESSON_CSP,
+    SCRIPT_INTEGRITY,
+    SCRIPT_URL,
     Line,
     Viewer,
     create_app,
@@ -138,6 +140,8 @@ def test_catalog_lists_bundles_locales_titles_and_versions(client: TestClient) -
     assert "Course" in r.text and "Curso" in r.text
     assert "version 1" in r.text
     assert "not on this laptop" not in r.text
+    # Languages by name, in their own language, marked with their lang.
+    assert '<span lang="en">English</span>' in r.text and '<span lang="es">Español</span>' in r.text
 
 
 def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClient) -> None:
@@ -195,7 +199,10 @@ def test_cnxml_lesson_is_rendered_with_its_images(client: TestClient) -> None:
     assert "<caption>Ages</caption>" in body and "<th>Name</th>" in body
     assert "<td>Ana</td>" in body
     assert 'class="note" role="note"' in body and "<h3>Try it</h3>" in body
-    assert "<details><summary>Solution</summary>" in body
+    # The exercise: "check your answer", the solution folded, a self-assessment inside it.
+    assert '<details class="solution"><summary>Check your answer</summary>' in body
+    assert 'data-question="e1" data-kind="self_assessment"' in body
+    assert 'data-lesson="modules/m1/index.cnxml"' in body
     assert '<math xmlns="http://www.w3.org/1998/Math/MathML"><mfrac><mn>1</mn>' in body
     assert '<a href="/b/course/en/current/page/modules/m2/index.cnxml">next module</a>' in body
     assert '<a href="#fig1">the figure</a>' in body
@@ -226,7 +233,9 @@ def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestCl
     assert f'<a href="{EN}/1/file/media/clip.mp4">the clip</a>' in r.text
     assert "<strong>Objectives</strong>" in r.text and ":::" not in r.text
     readme = client.get(f"{EN}/current/page/README.md").text
-    assert "&lt;script&gt;" in readme and "<script" not in readme
+    # The lesson's script is text; the page's one script is the viewer's, pinned by hash.
+    assert "&lt;script&gt;" in readme and readme.count("<script") == 1
+    assert f'<script src="{SCRIPT_URL}" integrity="{SCRIPT_INTEGRITY}" defer>' in readme
     assert 'class="external"' in readme and 'href="javascript' not in readme
     assert "[external image: tracker]" in readme
     assert 'src="https://example.com' not in readme
@@ -234,12 +243,13 @@ def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestCl
 
 def test_media_and_html_get_their_own_pages(client: TestClient) -> None:
     video = client.get(f"{EN}/current/page/media/clip.mp4")
-    assert '<video controls preload="metadata" src="/b/course/en/1/file/media/clip.mp4">' in (
-        video.text
-    )
+    assert (
+        '<video id="main-video" controls preload="metadata"'
+        ' src="/b/course/en/1/file/media/clip.mp4"'
+    ) in video.text
     assert (
         '<track kind="subtitles" src="/b/course/en/1/file/media/clip.uk.vtt" srclang="uk"'
-        ' label="uk">'
+        ' label="Українська">'
     ) in video.text
     vtt = client.get(f"{EN}/1/file/media/clip.uk.vtt")
     assert vtt.headers["content-type"].startswith("text/vtt") and vtt.content.startswith(b"WEBVTT")
@@ -539,7 +549,7 @@ def test_hostile_documents_are_refused_or_defused(repo: Repository, tmp_path: Pa
     deep_page = client.get(f"{EN}/current/page/deep.cnxml")
     assert deep_page.status_code == 200 and "deep" in deep_page.text
     s = client.get(f"{EN}/current/page/sneaky.cnxml").text
-    article = s.split("<article>")[1]
+    article = s.split("<article>")[1].split("</article>")[0]
     assert "<script" not in article and "onclick" not in article and "href=" not in article
     assert "javascript:" not in article and "data:" not in article and "vbscript" not in article
     assert "annotation" not in article and "style=" not in article
