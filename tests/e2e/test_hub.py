@@ -111,7 +111,7 @@ CLIENT = textwrap.dedent(
         out["foreign"] = c.get("/", headers={"Host": "evil.example"}).status_code
         out["foreign_port"] = c.get("/", headers={"Host": "evil.example:8001"}).status_code
         out["publish"] = c.post("/v1/publish/sample/en", content=b"{}").status_code
-        out["index"] = c.get("/v1/index").status_code
+        out["index"] = c.get("/v1/index/sample/en").status_code
     print(json.dumps(out))
     """
 )
