@@ -30,6 +30,8 @@ from satchel.sync.updater import Only, SyncPlan, SyncResult, Updater
 
 from ..http import Counters, HttpClient, parse_rate, parse_size
 from .common import (
+    EveryBundle,
+    EveryLocale,
     Keep,
     Locale,
     Reserve,
@@ -63,19 +65,8 @@ def _retry_base() -> float:
 def sync(
     server: Annotated[str, typer.Option(help="Server or peer URL.")],
     store: Annotated[Path, typer.Option(help="Local store folder.")],
-    bundle: Annotated[
-        str | None,
-        typer.Option(
-            help="Bundle name. Without it: every bundle and locale this store already holds"
-            " (with --locale: every bundle of that locale), with one summary."
-        ),
-    ] = None,
-    locale: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Locale code, e.g. en, uk, pt-BR (default {DEFAULT_LOCALE}).", show_default=False
-        ),
-    ] = None,
+    bundle: EveryBundle = None,
+    locale: EveryLocale = None,
     rate_limit: Annotated[
         str | None, typer.Option(help="Cap download speed, bytes/s (e.g. 32k).")
     ] = None,
@@ -84,8 +75,8 @@ def sync(
         bool,
         typer.Option(
             "--json",
-            help='Print one JSON object with the result (without --bundle: {"lines": [one'
-            " object per line], ...totals}).",
+            help='Print one JSON object with the result (without --bundle: {"lines": (one'
+            " object per line), ...totals}).",
         ),
     ] = False,
     max_bytes: Annotated[

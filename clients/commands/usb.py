@@ -14,7 +14,16 @@ from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
-from .common import Keep, Reserve, collect, locked, parse_reserve, pin_notice
+from .common import (
+    EveryBundle,
+    EveryLocale,
+    Keep,
+    Reserve,
+    collect,
+    locked,
+    parse_reserve,
+    pin_notice,
+)
 from .view import refresh_search
 
 commands = typer.Typer()
@@ -24,19 +33,8 @@ commands = typer.Typer()
 def export_usb(
     store: Annotated[Path, typer.Option(help="Local store folder.")],
     to: Annotated[Path, typer.Option("--to", help="USB folder to write or refresh.")],
-    bundle: Annotated[
-        str | None,
-        typer.Option(
-            help="Bundle name. Without it: every bundle and locale the store holds (with"
-            " --locale: every bundle of that locale)."
-        ),
-    ] = None,
-    locale: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Locale code, e.g. en, uk, pt-BR (default {DEFAULT_LOCALE}).", show_default=False
-        ),
-    ] = None,
+    bundle: EveryBundle = None,
+    locale: EveryLocale = None,
     since: Annotated[
         int | None,
         typer.Option(
