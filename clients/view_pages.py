@@ -167,7 +167,8 @@ def course_card(viewer: Viewer, bundle: str, refs: list[Ref], journey: Journey |
             f'<li><a href="{line.base}/" hreflang="{h(line.ref.locale)}">'
             f'<span lang="{h(line.ref.locale)}">{h(title)}</span></a> · '
             f"{language(line.ref.locale)}<br>"
-            f'<span class="meta">version {line.version} · {docs} lessons{h(note)}</span>'
+            f'<span class="meta">version {line.version} · {docs} lesson{"" if docs == 1 else "s"}'
+            f"{h(note)}</span>"
             f"{progress_html(line, mine)}</li>"
         )
     out.extend(broken)

@@ -139,6 +139,8 @@ def test_catalog_lists_bundles_locales_titles_and_versions(client: TestClient) -
     assert 'href="/b/course/en/"' in r.text and 'href="/b/course/es/"' in r.text
     assert "Course" in r.text and "Curso" in r.text
     assert "version 1" in r.text
+    counts = re.findall(r"version \d+ · (\d+) (lessons?)\b", r.text)
+    assert counts and all((n == "1") == (word == "lesson") for n, word in counts), counts
     assert "not on this laptop" not in r.text
     # Languages by name, in their own language, marked with their lang.
     assert '<span lang="en">English</span>' in r.text and '<span lang="es">Español</span>' in r.text
