@@ -3,9 +3,11 @@
 Publishes intro-stats v2 (473 files, 22 MB) in-process, syncs it into a fresh store, starts the
 real ``satchel view`` and fetches, over loopback: the catalog and the table of contents (cold:
 titles read from the chunk store; warm), all 102 lesson pages, every image, and random 64 KiB
-ranges of the largest file. The baseline, measured in the same run, is the same files checked
-out to a folder and served by Python's own ``http.server`` (a plain file server that verifies
-nothing): the ratio is what verifying every chunk on every read costs.
+ranges of the largest file; then lesson pages per second (each with the viewer's frame: search
+box, contents, previous/next) and search result pages per second. The baseline, measured in
+the same run, is the same files checked out to a folder and served by Python's own
+``http.server`` (a plain file server that verifies nothing, renders nothing): the ratios are
+what verifying every chunk on every read, and rendering, cost.
 
 Run from the repository root:  python bench/view.py
 """
@@ -95,7 +97,7 @@ def main() -> None:
                 cold, _ = timed(client, path)
                 warm = statistics.median(timed(client, path)[0] for _ in range(5))
                 rows.append([f"{name} cold / warm", f"{cold * 1000:.0f} / {warm * 1000:.0f} ms"])
-            toc = client.get("/b/intro-stats/en/").text.split("<details>")[0]
+            toc = client.get("/b/intro-stats/en/").text.split("<details")[0]
             pages = re.findall(r'href="(/b/intro-stats/en/current/page/[^"]+)"', toc)
             page_times = []
             images: list[str] = []
@@ -105,6 +107,29 @@ def main() -> None:
                 page_times.append(r.elapsed.total_seconds())
                 images += re.findall(r'<img src="([^"]+)"', r.text)
             page_times.sort()
+            # Pages per second, sequential (one student clicking), against the plain server
+            # sending the same lessons' source files.
+            sources = [p.split("/current/page/", 1)[1] for p in pages]
+            start = time.perf_counter()
+            for page in pages:
+                client.get(page).raise_for_status()
+            view_pps = len(pages) / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for src in sources:
+                base.get("/" + src).raise_for_status()
+            base_pps = len(sources) / (time.perf_counter() - start)
+            words = [
+                "mean", "median", "probability", "hypothesis", "sample", "distribution",
+                "variance", "regression", "correlation", "normal", "binomial", "poisson",
+                "confidence interval", "standard deviation", "histogram", "outlier", "survey",
+                "population", "random", "chi", "test statistic", "quartile", "percentile",
+                "frequency", "data", "stat", "error", "uniform", "exponential", "central limit",
+            ]  # fmt: skip
+            start = time.perf_counter()
+            for word in words:
+                r = client.get("/search", params={"q": word})
+                r.raise_for_status()
+            search_pps = len(words) / (time.perf_counter() - start)
             rows.append(
                 [
                     f"{len(pages)} lesson pages, median / p95",
@@ -136,6 +161,10 @@ def main() -> None:
             rows.append(
                 ["view throughput / plain file server throughput", f"{base_s / view_s:.2f}x"]
             )
+            rows.append(["lesson pages/s (framed, with the search box)", f"{view_pps:.0f}"])
+            rows.append(["same lessons' source files/s, http.server", f"{base_pps:.0f}"])
+            rows.append(["lesson pages/s / plain files/s", f"{view_pps / base_pps:.2f}x"])
+            rows.append([f"search result pages/s ({len(words)} queries)", f"{search_pps:.0f}"])
             big = max(manifest.files, key=lambda f: f.size)
             rng = random.Random(1)
             seeks = []

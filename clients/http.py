@@ -31,6 +31,7 @@ from satchel.content.errors import (
     NotFoundError,
     SatchelError,
     TransportError,
+    UnreachableError,
     UsageError,
 )
 from satchel.content.index import MAX_INDEX_BYTES
@@ -150,6 +151,13 @@ class HttpClient:
         self.counters.requests += 1
         try:
             response = self.http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Nothing answered (refused, unknown host, no route): a wrong URL or a server that
+            # is not running, more likely than a cut link; "run again to resume" would mislead.
+            base = str(self.http.base_url).rstrip("/")
+            raise UnreachableError(
+                f"cannot reach {base} ({_describe(exc)}): is a Satchel server running at {base}?"
+            ) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"{request.method} {request.url.path}: {_describe(exc)}") from None
         if response.status_code >= 400:

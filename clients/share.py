@@ -9,6 +9,11 @@ ready-made and dynamic packs) over the store, so ``satchel sync --server http://
 nothing new; the client verifies everything against the publisher's key, never trusting the
 peer. The store may be synced while it is shared: a sync writes objects before it switches a
 ref, and a relay reads refs and manifests afresh for every request.
+
+With ``viewer`` (``satchel share --viewer``) the relay is also a classroom hub: the offline
+viewer (:mod:`satchel.clients.view`) is mounted at ``/`` for any browser on the LAN (phones,
+borrowed devices), and what its learners do is recorded in the hub's own outbox, to travel
+back like a laptop's. Still nothing of the write side of the protocol is offered.
 """
 
 from __future__ import annotations
@@ -31,7 +36,11 @@ SERVICE_TYPE = "_satchel._tcp.local."
 DEFAULT_SHARE_PORT = 8001
 
 
-def create_share_app(store: LocalStore) -> FastAPI:
+def create_share_app(
+    store: LocalStore, *, viewer: bool = False, names: tuple[str, ...] = ()
+) -> FastAPI:
+    """The relay; with ``viewer``, a hub. ``names``: more names it answers to (the one people
+    type, when it is not this machine's host name)."""
     source = StoreSource(store)
     app = FastAPI(
         title="Satchel relay",
@@ -41,18 +50,25 @@ def create_share_app(store: LocalStore) -> FastAPI:
     install_error_handlers(app)
     # DNS rebinding: answer only to this laptop's addresses (the one a connection came in on)
     # and names (its host name, and that name on mDNS, as `satchel peers` shows it).
-    app.add_middleware(HostGuard, names=(*LOCAL_NAMES, *own_names()), same_port=False)
+    # A hub's viewer is guarded by the same rule: a rebinding page is stopped by its name.
+    own = (*LOCAL_NAMES, *own_names(), *(n.lower() for n in names))
+    app.add_middleware(HostGuard, names=own, same_port=False)
     app.include_router(read_router(source))
     app.include_router(records_router(InboxSink(store)))  # records to forward on its next sync
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok", "role": "relay"}
+        return {"status": "ok", "role": "hub" if viewer else "relay"}
 
     @app.get("/v1/catalog")
     def catalog() -> dict[str, object]:
         return {"bundles": source.catalog(), "relay": True}
 
+    if viewer:
+        from .view import create_app as create_viewer
+
+        # Last: the protocol's routes above answer first, the viewer everything else.
+        app.mount("/", create_viewer(store, hub=True))
     return app
 
 

@@ -1,4 +1,5 @@
-"""``satchel view``: an offline lesson viewer over a LocalStore, on 127.0.0.1.
+"""``satchel view``: an offline lesson viewer over a LocalStore, on 127.0.0.1 (or, served by
+``satchel share --viewer``, a classroom hub's viewer for every browser on the LAN).
 
 Every byte comes straight from the chunk store through :mod:`satchel.sync.reader` (no
 checkout, no second copy), each chunk re-verified as it is read. The current version is read
@@ -9,16 +10,21 @@ started with. Rendered pages point their images at version-pinned URLs
 
 URLs::
 
-    /                                    catalog: bundles, locales, titles, versions
+    /                                    catalog: courses, languages, progress, continue
+    /search?q=WORDS[&page=N]             full-text search of every lesson on the laptop
+    /learners                            who is learning (GET: the list; POST: choose)
+    /api/events                          POST: record opened / completed / answered
     /b/BUNDLE/LOCALE/                    table of contents of the current version
     /b/BUNDLE/LOCALE/REV/page/PATH       a lesson rendered (Markdown, CNXML), framed (HTML)
                                          or shown (media)
     /b/BUNDLE/LOCALE/REV/file/PATH       the file's bytes (Content-Type, ETag, Range)
                                          REV is "current" or a version number
     /_lesson/TOKEN/BUNDLE/LOCALE/N/PATH  the same bytes for an HTML lesson's sandboxed frame
+    /_/style.css, /_/viewer.js           the viewer's style and its one script
 
-A path from a URL is only ever compared with the manifest's file list (never joined onto a
-folder), so ``..``, absolute or encoded traversal simply is not found.
+The jobs live beside this module: lines, contents and titles (``view_model``), the page frame
+(``view_html``), catalog and contents (``view_pages``), lessons (``view_lesson``), search
+(``view_search``), learners and events (``view_learning``), the script (``view_script``).
 
 Lessons are other people's files, so none of them runs in the viewer's origin. Every file of
 a bundle is served with ``LESSON_CSP``: ``sandbox`` (no scripts, no same origin: an opaque
@@ -30,33 +36,33 @@ before and after) in an ``<iframe sandbox>``, loaded from ``/_lesson/``: an opaq
 requests are cross-origin, so those bytes go without the viewer's ``Cross-Origin-Resource-
 Policy: same-origin``, and instead behind a token per bundle and locale that only the
 viewer's own page knows, so no web site can probe what the laptop holds. The viewer's own
-pages allow no script at all. Requests whose ``Host`` is not the viewer's own address get 421
-and nothing else (DNS rebinding).
+pages run exactly one script, the viewer's, allowed by its hash and nothing else (not
+``'self'``: a bundle's ``.js`` comes from the viewer's origin too). Requests whose ``Host`` is
+not the viewer's own address get 421 and nothing else (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import hmac
-import posixpath
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
 
 from satchel.content.errors import (
     ContentError,
-    FormatError,
+    ForbiddenError,
     NotFoundError,
     SatchelError,
     StoreError,
     UsageError,
     http_status,
 )
-from satchel.content.render_cnxml import Kind, Rendered, Resolver, Target, render_cnxml
 from satchel.edge.hosts import LOCAL_NAMES, HostGuard
 from satchel.edge.http import IMMUTABLE, not_modified, public_error, ranged
-from satchel.sync.local import LocalStore, Ref
-from satchel.sync.reader import NotOnLaptopError, StoredFile, file_etag, find_file, missing_chunks
+from satchel.sync.learning import Journey
+from satchel.sync.local import LocalStore
+from satchel.sync.reader import NotOnLaptopError, StoredFile, file_etag
+from satchel.sync.search import SearchIndex
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -66,17 +72,22 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .markdown import render_markdown
-from .view_html import STYLE, crumbs, error_page, h, page, shown, tracks
-from .view_model import DOCUMENTS, HTML_DOCS, PAGE_LIMIT, RENDERED, Line, TocItem, Viewer
+from .view_html import STYLE, error_page
+from .view_learning import Learning, learning_routes
+from .view_lesson import lesson_page
+from .view_model import HTML_DOCS, Line, Viewer
+from .view_pages import catalog, contents
+from .view_script import SCRIPT, SCRIPT_INTEGRITY, SCRIPT_URL
+from .view_search import search_page
 
-# The viewer's own pages: no script at all, frames and everything else from the viewer only.
+# The viewer's own pages: its one script (by hash), fetches to itself (POST /api/events),
+# frames and everything else from the viewer only.
 CSP = (
     "default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self' "
-    "'unsafe-inline'; script-src 'none'; connect-src 'none'; font-src 'self'; "
+    f"'unsafe-inline'; script-src '{SCRIPT_INTEGRITY}'; connect-src 'self'; font-src 'self'; "
     "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'self'"
 )
@@ -89,9 +100,15 @@ LESSON_CSP = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin: the viewer's own forms carry their true Origin; nothing leaves with a Referer.
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
+ICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect x="2" y="5" width="12"'
+    b' height="9" rx="2" fill="#0b57a4"/><path d="M5 5V3.5A1.5 1.5 0 0 1 6.5 2h3A1.5 1.5 0 0 1'
+    b' 11 3.5V5" fill="none" stroke="#0b57a4" stroke-width="1.5"/></svg>'
+)
 VERIFY_BEFORE_SENDING = 4 * 1024 * 1024  # up to this, a bad chunk still gets an error page
 
 
@@ -101,6 +118,11 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The routes of the app inside (a mount lists them: docs and tests walk them)."""
+        return list(getattr(self.app, "routes", []))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,218 +140,33 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(store: LocalStore) -> ASGIApp:
+def create_app(store: LocalStore, *, hub: bool = False) -> ASGIApp:
+    """The viewer. ``hub``: served by ``satchel share --viewer`` to the LAN, whose own Host
+    guard (the relay's rule: its names and addresses, any port) stands in front of it."""
     viewer = Viewer(store)
+    learning = Learning(store.root, viewer)
+    index = SearchIndex.of(store)  # read-only: sync, import and gc keep it
+    handlers = learning_routes(viewer, learning)
 
-    def catalog(request: Request) -> Response:
-        refs = viewer.refs()
-        bundles: dict[str, list[Ref]] = {}
-        for ref in refs:
-            bundles.setdefault(ref.bundle, []).append(ref)
-        if not bundles:
-            return page("Library", "<h1>Library</h1><p>Nothing is synced into this store yet.</p>")
-        out = ["<h1>Library</h1>"]
-        for bundle, lines in bundles.items():
-            out.append(f'<section aria-labelledby="b-{h(bundle)}"><h2 id="b-{h(bundle)}">')
-            out.append(f"{h(bundle)}</h2><ul>")
-            for ref in lines:
-                try:
-                    line = viewer.line(ref.bundle, ref.locale)
-                except SatchelError as exc:
-                    out.append(f"<li>{h(ref.locale)}: unreadable ({h(exc)})</li>")
-                    continue
-                docs = line.manifest.lessons or [
-                    f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)
-                ]
-                meta = line.manifest.meta
-                about = (
-                    " · ".join(x for x in (meta.subject, meta.grade, meta.description) if x)
-                    if meta is not None
-                    else ""
-                )
-                absent = sum(1 for f in line.manifest.files if missing_chunks(f, store.objects))
-                note = f", {absent} files not on this laptop" if absent else ""
-                out.append(
-                    f'<li lang="{h(ref.locale)}"><a href="{line.base}/">'
-                    f"{h(line.manifest.title or bundle)}</a>"
-                    f' <span class="meta" lang="en">{h(ref.locale)} · version {line.version}'
-                    f" · {len(docs)} lessons · {len(line.manifest.files)} files{h(note)}"
-                    "</span>" + (f"<br><span>{h(about)}</span>" if about else "") + "</li>"
-                )
-            out.append("</ul></section>")
-        return page("Library", "".join(out))
+    def journey(request: Request) -> Journey | None:
+        return learning.journey(learning.chosen(request))
 
-    def other_locales(line: Line, path: str | None) -> str:
-        links = []
-        for ref in viewer.refs():
-            if ref.bundle != line.ref.bundle or ref.locale == line.ref.locale:
-                continue
-            try:
-                other = viewer.line(ref.bundle, ref.locale)
-            except SatchelError:
-                continue
-            href = f"{other.base}/"
-            if path is not None and find_file(other.manifest, path) is not None:
-                href = other.page_url(path)
-            links.append(
-                f'<li><a href="{h(href)}" hreflang="{h(ref.locale)}" lang="{h(ref.locale)}">'
-                f"{h(other.manifest.title or ref.bundle)} ({h(ref.locale)})</a></li>"
-            )
-        if not links:
-            return ""
-        return (
-            '<nav aria-label="Other languages" lang="en"><p>Also in:</p>'
-            f"<ul>{''.join(links)}</ul></nav>"
-        )
+    def catalog_page(request: Request) -> Response:
+        return catalog(viewer, journey(request), learning.chrome(request))
 
-    def toc_list(line: Line, items: list[TocItem] | tuple[TocItem, ...]) -> str:
-        out = ['<ol class="toc">']
-        for it in items:
-            if it.path is None:
-                out.append(f"<li><strong>{h(it.title)}</strong>{toc_list(line, it.children)}</li>")
-            elif it.present:
-                out.append(f'<li><a href="{h(line.doc_url(it.path))}">{h(it.title)}</a></li>')
-            else:
-                out.append(f'<li><span class="absent">{h(it.title)}</span></li>')
-        out.append("</ol>")
-        return "".join(out)
-
-    def contents(request: Request) -> Response:
-        line = viewer.line(request.path_params["bundle"], request.path_params["locale"])
-        sections = viewer.toc(line)
-        out = [
-            f"<h1>{h(line.manifest.title or line.ref.bundle)}</h1>",
-            f'<p class="meta" lang="en">{h(line.ref.locale)} · version {line.version}</p>',
-            other_locales(line, None),
-        ]
-        for heading, items in sections:
-            out.append(f"<section><h2>{h(heading)}</h2>{toc_list(line, items)}</section>")
-        files = []
-        for f in line.manifest.files:
-            absent = missing_chunks(f, store.objects) > 0
-            link = (
-                f'<span class="absent">{h(f.path)}</span>'
-                if absent
-                else f'<a href="{h(line.page_url(f.path))}">{h(f.path)}</a>'
-            )
-            files.append(f'<li>{link} <span class="meta">{f.size:,} bytes</span></li>')
-        out.append(
-            f"<details><summary>All files ({len(files)})</summary>"
-            f"<ul>{''.join(files)}</ul></details>"
-        )
-        return page(
-            line.manifest.title or line.ref.bundle,
-            "".join(out),
-            lang=line.ref.locale,
-            crumbs=crumbs(line),
-        )
-
-    def resolver(line: Line, doc_path: str) -> Resolver:
-        def resolve(ref: str, kind: Kind) -> Target:
-            ref = ref.strip()
-            if not ref or len(ref) > 2000:
-                return Target(None)
-            parts = urlsplit(ref)
-            if parts.scheme or parts.netloc:
-                if parts.scheme in ("http", "https", "mailto", "ftp"):
-                    return Target(ref, external=True)
-                return Target(None)  # javascript:, data:, file: ... never
-            frag = f"#{quote(parts.fragment, safe='')}" if parts.fragment else ""
-            rel = unquote(parts.path)
-            if not rel:
-                return Target(frag or None)
-            joined = posixpath.normpath(
-                rel.lstrip("/")
-                if rel.startswith("/")
-                else posixpath.join(posixpath.dirname(doc_path), rel)
-            )
-            candidates = [joined]
-            if joined.endswith(".html"):  # a built site's link to a page we have as Markdown
-                candidates.append(joined[:-5] + ".md")
-            for cand in candidates:
-                entry = find_file(line.manifest, cand)
-                if entry is None:
-                    continue
-                if missing_chunks(entry, store.objects):
-                    return Target(None, absent=True)
-                if kind == "image" or not cand.lower().endswith(RENDERED):
-                    return Target(line.file_url(cand) + ("" if kind == "image" else frag))
-                return Target(line.page_url(cand) + frag)
-            return Target(None)
-
-        return resolve
+    def contents_page(request: Request) -> Response:
+        return contents(viewer, request, journey(request), learning.chrome(request))
 
     def lesson(request: Request) -> Response:
+        chrome = learning.chrome(request)
+        mine = journey(request)
         p = request.path_params
-        line = viewer.line(p["bundle"], p["locale"], p["rev"])
-        path = p["path"]
-        sf = viewer.file(line, path)
-        if not sf.is_complete():
-            raise NotOnLaptopError(f"{path} is not on this laptop yet; sync to get it")
-        lower = path.lower()
-        resolve = resolver(line, path)
-        rendered: Rendered | None = None
-        raw = line.file_url(path)
-        if lower.endswith(RENDERED):
-            data = sf.read(PAGE_LIMIT)  # verified: a bad chunk is a 500, not a render error
-            try:
-                if lower.endswith(".cnxml"):
-                    rendered = render_cnxml(data, resolve)
-                else:
-                    rendered = render_markdown(data.decode("utf-8", "replace"), resolve)
-            except FormatError as exc:
-                body = (
-                    f'<div class="error" role="alert"><h1>This lesson cannot be shown as a page'
-                    f'</h1><p>{h(exc)}</p><p><a href="{h(raw)}">Open the file as it is</a>'
-                    "</p></div>"
-                )
-                return page(path, body, lang=line.ref.locale, crumbs=crumbs(line), status=422)
-        if rendered is None:
-            mt = sf.entry.media_type
-            if lower.endswith(HTML_DOCS):
-                # Someone else's page, framed in an opaque origin: it keeps its own layout and
-                # the viewer keeps its way around it; nothing in it can reach the viewer.
-                title = viewer.title(line, sf.entry) or path
-                body = (
-                    f'<h1 class="visually-hidden">{h(title)}</h1>'
-                    f'<iframe class="lesson" sandbox="" src="{h(viewer.lesson_url(line, path))}"'
-                    f' title="{h(title)}" referrerpolicy="no-referrer"></iframe>'
-                )
-                rendered = Rendered(title, body)
-            elif mt.startswith("image/"):
-                body = f'<h1>{h(path)}</h1><img src="{h(raw)}" alt="{h(posixpath.basename(path))}">'
-            elif mt.startswith("video/"):
-                body = (
-                    f'<h1>{h(path)}</h1><video controls preload="metadata" src="{h(raw)}">'
-                    f"{tracks(line, path)}</video>"
-                )
-            elif mt.startswith("audio/"):
-                body = (
-                    f'<h1>{h(path)}</h1><audio controls preload="metadata" src="{h(raw)}"></audio>'
-                )
-            else:
-                body = (
-                    f'<h1>{h(path)}</h1><p><a href="{h(raw)}">Open the file</a>'
-                    f" ({sf.size:,} bytes, {h(mt)})</p>"
-                )
-            if rendered is None:
-                rendered = Rendered(path, body)
-        before, after = viewer.neighbours(line, path)
-        steps = []
-        if before is not None:
-            href = h(line.doc_url(before.entry))
-            steps.append(f'<a rel="prev" href="{href}">← {h(shown(before.title))}</a>')
-        if after is not None:
-            href = h(line.doc_url(after.entry))
-            steps.append(f'<a rel="next" href="{href}">{h(shown(after.title))} →</a>')
-        pager = f'<nav class="pager" aria-label="Lessons">{" ".join(steps)}</nav>' if steps else ""
-        body = other_locales(line, path) + f"<article>{rendered.html}</article>{pager}"
-        return page(
-            rendered.title or path,
-            body,
-            lang=line.ref.locale,
-            crumbs=crumbs(line, f" › <span>{h(rendered.title or path)}</span>"),
-        )
+        line_journey = mine.line(p["bundle"], p["locale"]) if mine is not None else None
+        return lesson_page(viewer, request, line_journey, chrome)
+
+    def search(request: Request) -> Response:
+        chrome = learning.chrome(request, request.query_params.get("q", "")[:200])
+        return search_page(index, request, chrome)
 
     def raw_file(request: Request) -> Response:
         p = request.path_params
@@ -364,28 +201,42 @@ def create_app(store: LocalStore) -> ASGIApp:
         return response
 
     def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "role": "hub" if hub else "viewer"})
 
     def style(request: Request) -> Response:
         return Response(STYLE, media_type="text/css", headers={"Cache-Control": "no-cache"})
+
+    def script(request: Request) -> Response:
+        return Response(SCRIPT, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+    def icon(request: Request) -> Response:
+        return Response(
+            ICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     async def satchel_error(request: Request, exc: Exception) -> Response:
         # The status is the error's own (content/errors.py); the heading says it for people.
         shown_exc = public_error(exc)
         status = http_status(shown_exc)
+        chrome = learning.chrome(request)
         if isinstance(exc, NotOnLaptopError):
-            return error_page(status, "Not on this laptop", str(exc))
+            return error_page(status, "Not on this laptop", str(exc), chrome)
         if isinstance(exc, NotFoundError | UsageError):
-            return error_page(status, "Not found", str(exc))
+            return error_page(
+                status, "Not found" if status == 404 else "Not done", str(exc), chrome
+            )
+        if isinstance(exc, ForbiddenError):
+            return error_page(status, "Refused", str(exc), chrome)
         if isinstance(exc, ContentError):
             return error_page(
                 status,
                 "This file failed verification",
                 f"{exc}. Nothing from it was shown. Run 'satchel fsck' and sync again.",
+                chrome,
             )
         if isinstance(shown_exc, StoreError):
-            return error_page(status, "The store cannot be read", str(shown_exc))
-        return error_page(status, "Error", str(shown_exc))
+            return error_page(status, "The store cannot be read", str(shown_exc), chrome)
+        return error_page(status, "Error", str(shown_exc), chrome)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -393,17 +244,25 @@ def create_app(store: LocalStore) -> ASGIApp:
 
     app = Starlette(
         routes=[
-            Route("/", catalog),
+            Route("/", catalog_page),
             Route("/healthz", health),
             Route("/_/style.css", style),
-            Route("/b/{bundle}/{locale}/", contents),
+            Route(SCRIPT_URL, script),
+            Route("/_/icon.svg", icon),
+            Route("/favicon.ico", icon),
+            Route("/search", search),
+            Route("/learners", handlers.learners),
+            Route("/learners", handlers.choose, methods=["POST"]),
+            Route("/api/events", handlers.events, methods=["POST"]),
+            Route("/b/{bundle}/{locale}/", contents_page),
             Route("/b/{bundle}/{locale}/{rev}/page/{path:path}", lesson),
             Route("/b/{bundle}/{locale}/{rev}/file/{path:path}", raw_file),
             Route("/_lesson/{token}/{bundle}/{locale}/{rev}/{path:path}", framed_file),
         ],
         exception_handlers={SatchelError: satchel_error, HTTPException: http_error},
     )
-    return HostGuard(SecurityHeaders(app), LOCAL_NAMES)
+    secured = SecurityHeaders(app)
+    return secured if hub else HostGuard(secured, LOCAL_NAMES)
 
 
 def send_file(request: Request, sf: StoredFile, *, pinned: bool) -> Response:

@@ -17,16 +17,16 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from satchel.content.errors import ContentError, NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.render_cnxml import TocNode, document_title, parse_collection
+from satchel.content.render_markdown import markdown_title
 from satchel.content.toc import Lesson
 from satchel.sync.local import LocalStore, Ref
 from satchel.sync.reader import StoredFile, file_etag, find_file, missing_chunks
 
-from .markdown import markdown_title
 from .view_html import shown, url_path
 
 PAGE_LIMIT = 16 * 1024 * 1024  # larger documents are offered as files, not rendered
@@ -35,6 +35,12 @@ HTML_DOCS = (".html", ".htm", ".xhtml")
 DOCUMENTS = (*RENDERED, *HTML_DOCS)
 CACHED_MANIFESTS = 16
 CACHED_TITLES = 20_000
+CACHED_TOCS = 64
+TOC_SECONDS = 5.0
+# A bundle's cover picture: a file of one of these names at the top of the bundle (the first
+# found, in this order, whatever the case). A convention, not a satchel.toml key: a new key in
+# the signed metadata would make laptops on an older satchel refuse the manifest.
+COVER_NAMES = ("cover.svg", "cover.webp", "cover.png", "cover.jpg", "cover.jpeg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +62,24 @@ class Line:
         """Where a lesson is read: in the viewer's page (rendered, or an HTML page framed)."""
         return self.page_url(path)
 
+    @property
+    def manifest_id(self) -> str:
+        return self.ref.versions.get(self.version, self.ref.manifest)
+
     def file_url(self, path: str) -> str:
         # Pinned to the version: a page's images come from the version of its text.
         return f"{self.base}/{self.version}/file/{url_path(path)}"
+
+
+@dataclass(frozen=True, slots=True)
+class BaseNotice:
+    """A translated lesson whose base line has moved on since the translation was made."""
+
+    base_locale: str
+    made_from: int  # the base version the translation was made from (the signed ``base``)
+    base_version: int  # the base line's current version on this laptop
+    changed: bool | None  # this lesson's base files changed (None: that version is not kept)
+    base_url: str  # the same lesson in the base locale (or that line's contents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +99,11 @@ class Viewer:
         self._lock = threading.Lock()
         self._manifests: LRUCache[str, Manifest] = LRUCache(CACHED_MANIFESTS)
         self._titles: LRUCache[str, str | None] = LRUCache(CACHED_TITLES)
+        # Every lesson page shows its course's contents; which lessons are on the laptop only
+        # changes while a sync adds chunks, so a contents is kept a few seconds.
+        self._tocs: TTLCache[str, list[tuple[str, list[TocItem]]]] = TTLCache(
+            CACHED_TOCS, TOC_SECONDS
+        )
 
     def manifest(self, manifest_id: str) -> Manifest:
         # Manifests are content-addressed: verified once, a cached copy cannot go stale.
@@ -157,6 +183,18 @@ class Viewer:
 
     # -- table of contents -----------------------------------------------------------------
     def toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
+        """The line's table of contents (:meth:`make_toc`), kept for :data:`TOC_SECONDS`."""
+        key = f"{line.ref.bundle}/{line.ref.locale}/{line.version}/{line.manifest_id}"
+        with self._lock:
+            cached = self._tocs.get(key)
+        if cached is not None:
+            return cached
+        made = self.make_toc(line)
+        with self._lock:
+            self._tocs[key] = made
+        return made
+
+    def make_toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
         """Sections of (heading, items), then every other document under "Other pages".
 
         The signed lesson structure comes first when the manifest has one (the publisher's
@@ -270,6 +308,54 @@ class Viewer:
         flush()
         return items
 
+    def cover(self, line: Line) -> str | None:
+        """The bundle's cover picture (see :data:`COVER_NAMES`) when it is on this laptop."""
+        tops = {f.path.lower(): f for f in line.manifest.files if "/" not in f.path}
+        for name in COVER_NAMES:
+            entry = tops.get(name)
+            if entry is not None and not missing_chunks(entry, self.store.objects):
+                return entry.path
+        return None
+
+    def base_notice(self, line: Line, path: str) -> BaseNotice | None:
+        """Whether to tell the student that the lesson's base has changed since translation.
+
+        The signed ``base`` of the variant's manifest says which base version it was made
+        from; the base line on this laptop says where that line is now. When the laptop still
+        keeps the version it was made from, the lesson's own files decide (a lesson whose base
+        files are as they were says nothing); otherwise the line has changed and the lesson
+        may have. A file the variant shares with the base as it is now was never translated.
+        """
+        base = line.manifest.base
+        if base is None:
+            return None
+        ref = self.store.ref(line.ref.bundle, base.locale)
+        if ref is None or ref.version <= base.version:
+            return None
+        try:
+            now = self.manifest(ref.manifest)
+        except ContentError:
+            return None
+        mine, theirs = find_file(line.manifest, path), find_file(now, path)
+        if mine is not None and theirs is not None and mine.chunks == theirs.chunks:
+            return None
+        lesson = next((x for x in line.manifest.lessons if x.entry == path), None)
+        paths = lesson.paths if lesson is not None else (path,)
+        changed: bool | None = None
+        old_id = ref.versions.get(base.version)
+        if old_id is not None:
+            try:
+                then = self.manifest(old_id)
+            except ContentError:
+                then = None
+            if then is not None:
+                changed = any(_chunks(then, p) != _chunks(now, p) for p in paths)
+                if not changed:
+                    return None
+        base_line = Line(ref, ref.version, now)
+        url = base_line.page_url(path) if theirs is not None else f"{base_line.base}/"
+        return BaseNotice(base.locale, base.version, ref.version, changed, url)
+
     def neighbours(self, line: Line, path: str) -> tuple[Lesson | None, Lesson | None]:
         """The lessons before and after ``path`` in the signed order (None at the ends)."""
         lessons = line.manifest.lessons
@@ -279,6 +365,11 @@ class Viewer:
                 after = lessons[i + 1] if i + 1 < len(lessons) else None
                 return before, after
         return None, None
+
+
+def _chunks(manifest: Manifest, path: str) -> tuple[tuple[str, int], ...] | None:
+    entry = find_file(manifest, path)
+    return None if entry is None else tuple(entry.chunks)
 
 
 def _episodes(config: str) -> list[str]:

@@ -31,6 +31,8 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from .errors import FormatError
+from .exercises import is_gift_fence
+from .gift import parse_gift
 from .lessons import MAX_SCAN_BYTES
 from .render_cnxml import CNXML, document_title, local, parse_xml
 
@@ -344,7 +346,25 @@ def _markdown(text: str) -> PageText:
                 parts.heading(line)
             else:
                 parts.body.append(line + " ")
+        elif token.type == "fence" and is_gift_fence(token.info):
+            parts.body.append(_gift_text(token.content) + " ")
         elif token.type in ("fence", "code_block"):
             parts.body.append(token.content + " ")
     title = front_title if front_title else first_heading
     return parts.result(title or "")
+
+
+def _gift_text(block: str) -> str:
+    """What a learner sees of a GIFT block's questions: titles, stems and the choices offered,
+    never the accepted answers, the right choice or feedback (a search must not give away an
+    exercise's answer). A block that does not parse gives nothing."""
+    try:
+        questions = parse_gift(block, where="a lesson's GIFT block")
+    except FormatError:
+        return ""
+    words: list[str] = []
+    for q in questions:
+        words += [q.title, q.text, q.text_after]
+        if q.kind in ("multiple_choice", "multiple_answers"):
+            words += [c.text for c in q.choices]
+    return " ".join(w for w in words if w)

@@ -3,6 +3,20 @@
 Publishing reads every file once to chunk and hash it (fast, no compression), asks the server
 which chunks it lacks, then re-reads only those to compress and upload them. So memory stays
 flat however large the course is: only the chunk map is kept, never file contents.
+
+Which files (:func:`select_files`): every regular file under the folder, except
+
+- the usual junk of operating systems, editors and version control (:data:`DEFAULT_IGNORES`:
+  ``.git/``, ``.DS_Store``, ``Thumbs.db``, ``*~``...), and what a ``.satchelignore`` at the
+  top of the folder lists, in gitignore syntax (read by ``pathspec``, after the defaults, so
+  ``!Thumbs.db`` there publishes one after all);
+- links, to files or folders, inside the folder or outside it: a manifest has no links, a
+  link inside would publish the same bytes twice under two names, and one pointing outside
+  would publish files from beyond the course folder. They are skipped and reported
+  (``satchel publish`` names each one), never followed;
+- anything that is not a regular file (a pipe, a socket, a device): skipped and reported.
+
+A folder with nothing left to publish is refused.
 """
 
 from __future__ import annotations
@@ -10,11 +24,13 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pathspec
+
 from .chunking import Chunker
-from .errors import FormatError, UnsafePathError
+from .errors import FormatError, UsageError
 from .manifest import FileEntry, ManifestDraft
 from .paths import CHECKOUT_MARKER, check_publish_tree, to_bundle_path
 
@@ -57,57 +73,143 @@ class ChunkSource:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A path publishing leaves out, and why."""
+
+    path: str  # relative to the folder, with "/" (a folder's ends with "/")
+    reason: str  # "ignored", "link" or "not a regular file"
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedFiles:
+    files: tuple[tuple[str, Path], ...]  # (bundle path, file), sorted by bundle path
+    skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScannedTree:
     draft: ManifestDraft
     sources: dict[str, ChunkSource]
+    skipped: tuple[Skipped, ...] = field(default=())
 
     @property
     def size(self) -> int:
         return sum(f.size for f in self.draft.files)
 
 
-def _walk(root: Path) -> list[tuple[str, Path]]:
-    """Every regular file under root as (bundle path, real path); links must stay inside."""
-    real_root = root.resolve()
+IGNORE_FILE = ".satchelignore"
+MAX_IGNORE_BYTES = 64 * 1024
+DEFAULT_IGNORES = (
+    # version control
+    ".git/",
+    ".svn/",
+    ".hg/",
+    ".bzr/",
+    "CVS/",
+    # macOS, Windows and Linux desktops
+    ".DS_Store",
+    "._*",
+    "__MACOSX/",
+    ".Spotlight-V100/",
+    ".Trashes/",
+    ".fseventsd/",
+    ".TemporaryItems/",
+    "Thumbs.db",
+    "ehthumbs.db",
+    "desktop.ini",
+    "$RECYCLE.BIN/",
+    ".directory",
+    ".Trash-*/",
+    # editors and office suites: backups, swap and lock files
+    "*~",
+    ".*.swp",
+    ".*.swo",
+    "~$*",
+    ".~lock.*#",
+    # publishing's own settings
+    IGNORE_FILE,
+)
+"""Skipped in every publish, before the folder's own ``.satchelignore`` (gitignore syntax)."""
+
+
+def ignore_rules(root: Path) -> pathspec.GitIgnoreSpec:
+    """The defaults, then the folder's ``.satchelignore`` (so it can re-include with ``!``)."""
+    lines = list(DEFAULT_IGNORES)
+    own = root / IGNORE_FILE
+    if own.is_file() and not own.is_symlink():
+        if own.stat().st_size > MAX_IGNORE_BYTES:
+            raise UsageError(f"{IGNORE_FILE} is over {MAX_IGNORE_BYTES:,} bytes")
+        try:
+            lines += own.read_text("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"{IGNORE_FILE} is not UTF-8 text") from None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, TypeError) as exc:  # pathspec's verdict on a malformed pattern
+        raise UsageError(f"{IGNORE_FILE}: {exc}") from None
+
+
+def select_files(root: Path) -> SelectedFiles:
+    """The files a publish of ``root`` takes, and what it skips (see the module's rules)."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    rules = ignore_rules(root)
     found: list[tuple[str, Path]] = []
+    skipped: list[Skipped] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         rel_dir = here.relative_to(root).parts
-        for name in list(dirnames):
+        prefix = "".join(f"{part}/" for part in rel_dir)
+        for name in sorted(dirnames):
+            rel = f"{prefix}{name}/"
             if (here / name).is_symlink():
-                raise UnsafePathError(f"{'/'.join((*rel_dir, name))!r} is a link to a folder")
+                skipped.append(Skipped(rel, "link"))
+                dirnames.remove(name)
+            elif rules.match_file(rel):
+                skipped.append(Skipped(rel, "ignored"))
+                dirnames.remove(name)  # nothing below an ignored folder is looked at
         dirnames.sort()
         for name in sorted(filenames):
             if not rel_dir and name == CHECKOUT_MARKER:
                 continue  # a checkout's marker: publishing a checked-out folder leaves it out
+            rel = f"{prefix}{name}"
             full = here / name
-            rel = to_bundle_path((*rel_dir, name))
-            if full.is_symlink():
-                try:
-                    target = full.resolve(strict=True)
-                except (OSError, RuntimeError):  # a loop, or a link to nothing
-                    raise UnsafePathError(f"{rel!r} is a broken or looping link") from None
-                if not target.is_relative_to(real_root):
-                    raise UnsafePathError(f"{rel!r} is a link pointing outside the folder")
-                full = target
-            st = full.stat()
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafePathError(f"{rel!r} is not a regular file")
-            found.append((rel, full))
+            if rules.match_file(rel):
+                skipped.append(Skipped(rel, "ignored"))
+            elif full.is_symlink():
+                skipped.append(Skipped(rel, "link"))
+            elif not stat.S_ISREG(full.lstat().st_mode):
+                skipped.append(Skipped(rel, "not a regular file"))
+            else:
+                found.append((_bundle_path(root, (*rel_dir, name)), full))
     found.sort(key=lambda item: item[0])
-    return found
+    return SelectedFiles(tuple(found), tuple(skipped))
+
+
+def _bundle_path(root: Path, parts: tuple[str, ...]) -> str:
+    try:
+        return to_bundle_path(parts)
+    except FormatError as exc:  # a name no laptop could check out: the folder must change
+        raise UsageError(f"cannot publish {root}: {exc}") from None
 
 
 def scan_tree(root: Path, *, title: str, chunker: Chunker) -> ScannedTree:
-    """Chunk and hash every file under ``root`` into a :class:`ManifestDraft`."""
-    if not root.is_dir():
-        raise FormatError(f"{root} is not a folder")
+    """Chunk and hash every file :func:`select_files` takes into a :class:`ManifestDraft`."""
+    selected = select_files(root)
+    if not selected.files:
+        ignored = f" ({len(selected.skipped)} skipped: junk, ignored or links)"
+        raise UsageError(
+            f"nothing to publish in {root}: it holds no files"
+            + (ignored if selected.skipped else "")
+        )
     files: list[FileEntry] = []
     sources: dict[str, ChunkSource] = {}
-    walked = _walk(root)
     # Refused before any file is read: a name a USB stick or Windows cannot hold, a clash.
-    check_publish_tree(rel for rel, _ in walked)
-    for rel, full in walked:
+    try:
+        check_publish_tree(rel for rel, _ in selected.files)
+    except FormatError as exc:  # the teacher's folder must change: a usage error, exit 2
+        raise UsageError(f"cannot publish {root}: {exc}") from None
+    for rel, full in selected.files:
         executable = bool(full.stat().st_mode & 0o111)
         cuts = list(chunker.cut_file(full))
         for cut in cuts:
@@ -122,4 +224,4 @@ def scan_tree(root: Path, *, title: str, chunker: Chunker) -> ScannedTree:
             )
         )
     draft = ManifestDraft(title=title, chunker=chunker.params, files=tuple(files))
-    return ScannedTree(draft=draft, sources=sources)
+    return ScannedTree(draft=draft, sources=sources, skipped=selected.skipped)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from satchel.content.errors import (
     AuthError,
@@ -122,6 +122,11 @@ def create_app(
 
     app.include_router(records_router(repo.records))
     app.include_router(class_router(repo, principal))
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        # Someone who opens the server's address in a browser wants the web page.
+        return RedirectResponse("/web/", status_code=307)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

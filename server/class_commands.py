@@ -7,9 +7,10 @@ They never sign anything: the repository is opened for administration only.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
 
 import typer
 from satchel.content.names import DEFAULT_LOCALE
@@ -17,7 +18,8 @@ from satchel.edge.cli import err, run
 
 from .commands import DatabaseUrl, open_repository
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the token model and the repository pull in SQLModel: 0.3 s at start-up
+    from .repository import Repository
     from .tokens import Principal
 
 class_commands = typer.Typer(help="Classes learners join with a code.", no_args_is_help=True)
@@ -40,6 +42,26 @@ def _admin() -> Principal:
     return SYSTEM
 
 
+def _repo(data: Path, database_url: str | None) -> Repository:
+    """The server's data, opened for administration: no signing key, no object store."""
+    return run(lambda: open_repository(data, database_url, None, None, signs=False))
+
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Row = TypeVar("Row", bound="DataclassInstance")
+
+
+def _show(rows: Sequence[Row], as_json: bool, line: Callable[[Row], str]) -> None:
+    """One JSON array of the rows, or one tab-separated line each."""
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in rows]))
+        return
+    for r in rows:
+        typer.echo(line(r))
+
+
 @class_commands.command("create")
 def class_create(
     data: Data,
@@ -49,7 +71,7 @@ def class_create(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a class and print only its join code (a child types it at satchel join)."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     made = run(lambda: repo.classes.create(_admin(), bundle, locale, name))
     err.print(f"class {made.name!r} of {bundle}/{locale}")
     typer.echo(made.code)
@@ -64,13 +86,9 @@ def class_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """A line's classes: code, name, learners."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     found = run(lambda: repo.classes.list_classes(_admin(), bundle, locale))
-    if as_json:
-        typer.echo(json.dumps([asdict(c) for c in found]))
-        return
-    for c in found:
-        typer.echo(f"{c.code}\t{c.learners} learners\t{c.created}\t{c.name}")
+    _show(found, as_json, lambda c: f"{c.code}\t{c.learners} learners\t{c.created}\t{c.name}")
 
 
 @device_commands.command("list")
@@ -82,17 +100,16 @@ def device_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Laptops that reported learners of a line's classes, last report first."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     found = run(lambda: repo.classes.devices(_admin(), bundle, locale))
-    if as_json:
-        typer.echo(json.dumps([asdict(d) for d in found]))
-        return
-    for d in found:
-        state = f"revoked: {d.revoked_reason}" if d.revoked else "active"
-        typer.echo(
-            f"{d.device}\t{d.learners} learners\tlast {d.last_seen}\tacked {d.acked_through}"
-            f"\t{state}"
-        )
+    _show(
+        found,
+        as_json,
+        lambda d: (
+            f"{d.device}\t{d.learners} learners\tlast {d.last_seen}"
+            f"\tacked {d.acked_through}\t{_state(d)}"
+        ),
+    )
 
 
 @device_commands.command("revoke")
@@ -103,7 +120,7 @@ def device_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a laptop: its later batches are refused, with the reason."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     done = run(lambda: repo.classes.revoke_device(_admin(), device, reason))
     err.print(f"device {done.device[:16]}... revoked: {done.revoked_reason}")
 
@@ -117,14 +134,13 @@ def learner_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Learners of a line's classes."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     found = run(lambda: repo.classes.learners(_admin(), bundle, locale))
-    if as_json:
-        typer.echo(json.dumps([asdict(x) for x in found]))
-        return
-    for x in found:
-        state = f"revoked: {x.revoked_reason}" if x.revoked else "active"
-        typer.echo(f"{x.learner}\t{x.class_code}\t{x.records} records\t{state}\t{x.name}")
+    _show(
+        found,
+        as_json,
+        lambda x: f"{x.learner}\t{x.class_code}\t{x.records} records\t{_state(x)}\t{x.name}",
+    )
 
 
 @learner_commands.command("revoke")
@@ -135,6 +151,17 @@ def learner_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a learner: later records are kept aside, never reported."""
-    repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
+    repo = _repo(data, database_url)
     done = run(lambda: repo.classes.revoke_learner(_admin(), learner, reason))
     err.print(f"learner {done.learner} revoked: {done.revoked_reason}")
+
+
+class _Revocable(Protocol):
+    @property
+    def revoked(self) -> bool: ...
+    @property
+    def revoked_reason(self) -> str | None: ...
+
+
+def _state(row: _Revocable) -> str:
+    return f"revoked: {row.revoked_reason}" if row.revoked else "active"

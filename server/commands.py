@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from satchel.content.errors import UsageError
+from satchel.content.errors import EXIT_USAGE, EXIT_VERIFICATION, UsageError
 from satchel.content.names import DEFAULT_LOCALE
 from satchel.content.signing import SigningKey
 from satchel.edge.cli import err, fail, run
@@ -38,6 +38,10 @@ DatabaseUrl = Annotated[
 ]
 
 
+DATABASE_FILE = "satchel.db"
+KEY_FILE = "signing-key.pem"
+
+
 def open_repository(
     data: Path,
     database_url: str | None,
@@ -46,7 +50,13 @@ def open_repository(
     static_deltas: int = 3,
     *,
     signs: bool = True,
+    objects: bool | None = None,
+    creates: bool = False,
 ) -> Repository:
+    """The server's repository in ``data``. Only ``serve`` passes ``creates``: every other
+    command refuses a folder (or a database) that is not already a server's, so a typo in
+    ``--data`` names the mistake instead of quietly making a new, empty server. ``objects``
+    (default: ``signs``) opens the object store; administration needs none."""
     from .repository import Repository
 
     if signing_key is not None and not signing_key.is_file():
@@ -55,15 +65,54 @@ def open_repository(
             f"signing key {signing_key} does not exist; create it once with"
             f" 'satchel keygen --out {signing_key}' and give the same file to every replica"
         )
+    if not creates:
+        check_server_data(data, database_url)
     return Repository(
         data,
         database_url=database_url,
         signing_key=signing_key,
         # Administration touches no objects: do not create DATA/objects (or reach S3) for it.
-        store=chunk_store(storage) if signs else MemoryChunkStore(),
+        store=(
+            chunk_store(storage) if (signs if objects is None else objects) else MemoryChunkStore()
+        ),
         static_deltas=static_deltas,
         signs=signs,
+        creates=creates,
     )
+
+
+def check_server_data(data: Path, database_url: str | None) -> None:
+    """Refuse what is not a server's data: a folder without the SQLite database, or (with
+    ``--database-url``, where the folder may hold no database at all and is not looked at) a
+    database that is someone else's or an SQLite file that does not exist. No folder is
+    created either way."""
+    made_by = "'satchel serve --data DIR' makes one on its first start"
+    if database_url is None:
+        if not data.is_dir():
+            raise UsageError(
+                f"{data} does not exist: it is not a server data folder (no {DATABASE_FILE};"
+                f" {made_by}); check the path"
+            )
+        if not (data / DATABASE_FILE).is_file():
+            raise UsageError(
+                f"{data} is not a server data folder (no {DATABASE_FILE} in it; {made_by});"
+                " check the path, or give the server's --database-url"
+            )
+        return
+    from .db import database_state
+
+    state = database_state(database_url)
+    if state == "missing":
+        raise UsageError(
+            "the SQLite file named by --database-url does not exist; check the URL"
+            " (the server's own database is DATA/satchel.db)"
+        )
+    if state == "other":
+        raise UsageError(
+            "the database at --database-url holds other tables but not Satchel's; check the URL"
+        )
+    # "empty": a database made for Satchel that no server has started on yet; the command
+    # creates the schema as 'serve' would (replicas' tokens can be made before their start).
 
 
 def chunk_store(storage: str | None) -> ChunkStore | None:
@@ -132,19 +181,29 @@ def serve(
     ] = None,
 ) -> None:
     """Run the server (SQLite + a local folder unless told otherwise)."""
-    import uvicorn
+    from satchel.edge.listen import bind
+    from satchel.edge.listen import serve as serve_on
 
     from .app import create_app
     from .observability import LOG_FORMATS, configure_logging
 
     if log_format not in LOG_FORMATS:
-        fail(f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}", 2)
+        fail(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}", EXIT_USAGE
+        )
     configure_logging(log_format, access=access_log)
     # With JSON logs every stderr line must be one JSON object: notices become records too.
     notice: Callable[[str], None] = (
         err.print if log_format == "text" else logging.getLogger("satchel.serve").info
     )
-    repo = run(lambda: open_repository(data, database_url, storage, signing_key, static_deltas))
+    repo = run(
+        lambda: open_repository(
+            data, database_url, storage, signing_key, static_deltas, creates=True
+        )
+    )
+    # The port before the sample and the banner: a busy one fails before anything is announced
+    # (after the settings are checked, so a wrong option is reported whatever the port).
+    sock = run(lambda: bind(host, port))
     if sample and not any(b.bundle == SAMPLE_BUNDLE for b in repo.reads.catalog(SAMPLE_BUNDLE)):
         source = Path(__file__).resolve().parent / "sample"
         version = run(
@@ -157,12 +216,11 @@ def serve(
         )
         notice(f"published sample bundle '{SAMPLE_BUNDLE}' version {version}")
     notice(f"publisher key fingerprint {repo.key.public.fingerprint}")
-    notice(f"serving {data} on http://{host}:{port}")
+    notice(f"serving {data} on http://{host}:{port} (web page: http://{host}:{port}/web/)")
     # log_config=None: keep the handler configured above; our middleware logs requests.
-    uvicorn.run(
+    serve_on(
         create_app(repo),
-        host=host,
-        port=port,
+        sock,
         log_level="warning",
         log_config=None,
         access_log=False,
@@ -180,13 +238,23 @@ def serve(
 @token_commands.command("create")
 def token_create(
     data: Annotated[Path, typer.Option(help="The server's data folder.")],
-    role: Annotated[str, typer.Option(help="admin, teacher or curator.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin (everything, tokens too), teacher (publishes; --bundle/--locale limit"
+            " it) or curator (publishes locale variants of one bundle: needs --bundle and"
+            " --locale)."
+        ),
+    ],
     bundle: Annotated[str | None, typer.Option(help="Limit the token to one bundle.")] = None,
     locale: Annotated[str | None, typer.Option(help="Limit the token to one locale.")] = None,
-    label: Annotated[str, typer.Option(help="A note on who holds it.")] = "",
+    label: Annotated[
+        str,
+        typer.Option(help="Who holds it, e.g. 'Ana, grade 5' (shown in history and lists)."),
+    ] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create a token and print it (only the token, on stdout)."""
+    """Create a token and print it (only the token, on stdout). Roles: admin, teacher, curator."""
     repo = run(lambda: open_repository(data, database_url, None, None, signs=False))
     token = run(lambda: repo.tokens.create(role, bundle=bundle, locale=locale, label=label))
     typer.echo(token)
@@ -233,7 +301,7 @@ def keygen(
     try:
         key.save(out)
     except FileExistsError:
-        fail(f"{out} exists; refusing to overwrite a signing key", 2)
+        fail(f"{out} exists; refusing to overwrite a signing key", EXIT_USAGE)
     err.print(f"fingerprint {key.public.fingerprint}")
 
 
@@ -242,10 +310,20 @@ def fsck_server(data: Path, database_url: str | None, storage: str | None, repai
     from .fsck import fsck_server as check
 
     if repair:
-        fail("--repair is for local stores; a server's objects are re-sent by publishing again", 2)
-    if not (data / "signing-key.pem").exists() and database_url is None:
-        fail(f"{data} is not a server data folder (no signing-key.pem)", 2)
-    report = run(lambda: check(open_repository(data, database_url, storage, None)))
+        fail(
+            "--repair is for local stores; a server's objects are re-sent by publishing again",
+            EXIT_USAGE,
+        )
+    if storage is None and database_url is not None and not (data / "objects").is_dir():
+        # The database is elsewhere, but the objects are in DATA/objects unless --storage.
+        fail(
+            f"{data} holds no objects folder; give the server's --storage, or its --data",
+            EXIT_USAGE,
+        )
+    # signs=False: a check never re-signs the index (no key is made up for a folder without one).
+    report = run(
+        lambda: check(open_repository(data, database_url, storage, None, signs=False, objects=True))
+    )
     for problem in report.problems:
         err.print(f"problem: {problem}")
     err.print(
@@ -253,4 +331,4 @@ def fsck_server(data: Path, database_url: str | None, storage: str | None, repai
         f" {len(report.problems)} problems, {report.orphans} unlisted objects (harmless)"
     )
     if not report.clean:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_VERIFICATION)

@@ -222,6 +222,37 @@ def make_engine(url: str, *, upgrade: bool = True) -> Engine:
     return engine
 
 
+def database_state(url: str) -> str:
+    """What the database at ``url`` holds, changing nothing: ``"satchel"`` (Satchel's tables),
+    ``"empty"`` (no tables: made for Satchel, not started yet), ``"other"`` (someone else's
+    tables) or ``"missing"`` (an SQLite file that does not exist)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UsageError(f"database URL is not usable: {exc}") from None
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file not in (None, "", ":memory:") and not Path(str(file)).is_file():
+        return "missing"  # opening it would make a new, empty file
+    try:
+        engine = _create(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"database URL is not usable: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except SQLAlchemyError as exc:
+        raise UsageError(f"cannot open the database at --database-url: {exc}") from None
+    finally:
+        engine.dispose()
+    # Databases made before migrations have the tables but no alembic_version.
+    if "alembic_version" in tables or str(Token.__tablename__) in tables:
+        return "satchel"
+    return "other" if tables else "empty"
+
+
 def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -285,7 +285,9 @@ class Publishing:
         this attempt loses, they stay unreferenced: harmless)."""
         with self.db.session() as s:
             line = s.get(Line, (up.bundle, up.locale))
+            base_line = s.get(Line, (up.bundle, up.base_locale)) if up.base_locale else None
         previous = line.latest_version if line is not None else 0
+        draft = with_title(draft, line_title(draft, up.bundle, line, base_line))
         base = (
             BaseRef(up.base_locale, up.base_version)
             if up.base_locale is not None and up.base_version is not None
@@ -307,7 +309,7 @@ class Publishing:
         if not self.store.put(manifest_id, manifest_obj):
             manifest_obj = self.store.get(manifest_id)
         meta = manifest.meta
-        title = (meta.title if meta else "") or draft.title or (line.title if line else "")
+        title = manifest.title
         dictionary = (line.dictionary_id, line.dictionary_length) if line else (None, None)
         if dictionaries and not dictionary[0]:
             dictionary = dictionaries[0]
@@ -666,6 +668,26 @@ class LocalTarget:
 
     def commit(self, upload_id: str, notes: str) -> int:
         return self.publishing.commit(self.who, upload_id, notes)
+
+
+def line_title(draft: ManifestDraft, bundle: str, line: Line | None, base_line: Line | None) -> str:
+    """The one title rule, for every way in (``satchel publish``, the web page, the sample):
+    the title given with this publish (``satchel.toml``'s, else ``--title`` or the form's);
+    else the line's last title, so a version published without one keeps it; else, for a new
+    locale variant, its base line's; else the bundle's name."""
+    given = (draft.meta.title if draft.meta is not None else "") or draft.title
+    return (
+        given
+        or (line.title if line is not None else "")
+        or (base_line.title if base_line is not None else "")
+        or bundle
+    )
+
+
+def with_title(draft: ManifestDraft, title: str) -> ManifestDraft:
+    """The draft with the title it is published under, in the manifest and its metadata."""
+    meta = replace(draft.meta, title=title) if draft.meta is not None else None
+    return replace(draft, title=title, meta=meta)
 
 
 def _draft(raw: bytes) -> ManifestDraft:

@@ -56,15 +56,19 @@ class Repository:
         static_deltas: int = 3,
         clock: Callable[[], datetime] = utc_seconds,
         signs: bool = True,
+        creates: bool = True,
     ) -> None:
         """``signs=False`` opens the repository for administration only (``satchel token``):
         no key file is created and the shared index is never re-signed, so running it against
-        a replicas' database cannot put another key's signature on their index."""
+        a replicas' database cannot put another key's signature on their index.
+        ``creates=False`` makes no data folder (the commands other than ``serve`` check
+        theirs first: :func:`satchel.server.commands.check_server_data`)."""
         if not 0 <= static_deltas <= MAX_DELTAS:
             raise UsageError(
                 f"static deltas must be 0..{MAX_DELTAS} (the index lists at most that)"
             )
-        data.mkdir(parents=True, exist_ok=True)
+        if creates:
+            data.mkdir(parents=True, exist_ok=True)
         self.data = data
         self.clock = clock
         key_path = signing_key or data / "signing-key.pem"

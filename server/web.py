@@ -4,7 +4,8 @@ A thin adapter like :mod:`satchel.server.app`: pages read the server's read mode
 manifests, and a browser upload is published through the same
 :class:`~satchel.sync.publish.Publisher` path as ``satchel publish`` (a
 :class:`~satchel.server.publishing.LocalTarget`), so only chunks the server lacks are stored.
-Data work lives in :mod:`satchel.server.webdata`.
+Data work lives in :mod:`satchel.server.webdata`; the upload form and its JSON API in
+:mod:`satchel.server.webupload`; the Class page in :mod:`satchel.server.classweb`.
 
 Security:
 
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import html
+import posixpath
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -36,49 +37,41 @@ from typing import Any
 import jinja2
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
-from satchel.content.chunking import Chunker
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from satchel.content.errors import (
     AuthError,
     ForbiddenError,
     NotFoundError,
     RateLimitedError,
     SatchelError,
-    TooLargeError,
     UsageError,
     http_status,
 )
 from satchel.content.lessons import structure
+from satchel.content.locales import locale_name
 from satchel.content.manifest import FileEntry, Manifest
-from satchel.content.names import check_bundle, check_locale
 from satchel.content.objects import verify_object
+from satchel.content.render_cnxml import Kind, Target, render_cnxml
+from satchel.content.render_markdown import render_markdown
 from satchel.content.toc import Lesson
-from satchel.edge.http import stream_body
-from satchel.sync.publish import Publisher, PublishResult
 from satchel.sync.store import store_lookup
 
 from .authz import authorize_publish
-from .publishing import LocalTarget
 from .ratelimit import FailureLimiter
 from .readmodels import LineInfo
 from .repository import Repository
+from .textdiff import content_changes
 from .tokens import Principal
 from .webdata import (
     FileHashes,
-    UploadHeader,
-    UploadStream,
     WebLimits,
     diff_manifests,
-    extract_zip,
-    held_files,
-    materialize,
 )
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "satchel_web"
 SESSION_SECONDS = 8 * 3600  # a shared school computer forgets the token after a working day
 MAX_FORM = 16 * 1024
-FEED_BYTES = 1024 * 1024  # write uploads to disk in pieces this large (few thread hops)
 
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -90,6 +83,16 @@ PAGE_CSP = (
 RAW_CSP = (
     "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; "
     "style-src 'self' 'unsafe-inline'; font-src 'self'; frame-ancestors 'self'"
+)
+# Lessons the preview shows rendered (as the viewer does) rather than as their source.
+RENDERED = (".md", ".markdown", ".cnxml")
+MAX_RENDERED = 4 * 1024 * 1024
+RENDERED_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:0 auto;padding:8px 16px}"
+    "img{max-width:100%}pre{overflow-x:auto;background:#f4f6f8;padding:8px}"
+    "table{border-collapse:collapse}td,th{border:1px solid #c9ced4;padding:2px 6px}"
+    ".external::after{content:' (outside link)';color:#555d66;font-size:.85em}"
+    ".dead-link{color:#555d66}"
 )
 STATIC = {"app.css": "text/css; charset=utf-8", "upload.js": "text/javascript; charset=utf-8"}
 # Shown as text in the preview rather than downloaded by the browser.
@@ -160,6 +163,8 @@ def _environment() -> jinja2.Environment:
     env.filters["bytes"] = human_bytes
     env.filters["when"] = human_time
     env.filters["path"] = lambda p: urllib.parse.quote(str(p), safe="/")
+    # "Español (es)": a locale by its name in its own language, with the code people type.
+    env.filters["language"] = lambda code: f"{locale_name(str(code))} ({code})"
     return env
 
 
@@ -277,62 +282,6 @@ class Web:
             found.append(self.latest_manifest(bundle, from_locale))
         return [m for m in found if m is not None]
 
-    def unchanged(
-        self, bundle: str, locale: str, from_locale: str | None, files: list[tuple[str, str, int]]
-    ) -> list[str]:
-        held = held_files(
-            self.hashes,
-            self.candidates(bundle, locale, from_locale),
-            [(digest, size) for _, digest, size in files],
-        )
-        return [path for path, digest, size in files if (digest, size) in held]
-
-    def publish_upload(
-        self,
-        who: Principal,
-        bundle: str,
-        locale: str,
-        variant: tuple[str | None, int | None],
-        header: UploadHeader,
-        root: Path,
-    ) -> PublishResult:
-        """Assemble the uploaded tree (sent files + files the server has) and publish it."""
-        from_locale, base_version = variant
-        tree = root / "tree"
-        if header.kind == "zip":
-            extract_zip(root / "upload.zip", tree, self.limits)
-        else:
-            kept = [f for f in header.files if not f.send]
-            if kept:
-                assert all(f.sha256 is not None for f in kept)
-                held = held_files(
-                    self.hashes,
-                    self.candidates(bundle, locale, from_locale),
-                    [(str(f.sha256), f.size) for f in kept],
-                )
-                for f in kept:
-                    found = held.get((str(f.sha256), f.size))
-                    if found is None:
-                        raise UsageError(
-                            f"{f.path!r} was not sent and the server does not have it"
-                            " (a new version was published meanwhile?); upload again"
-                        )
-                    materialize(found, self.repo.store, tree, f.path)
-        latest = self.latest_manifest(bundle, locale)
-        base = latest or (self.latest_manifest(bundle, from_locale) if from_locale else None)
-        # The same chunker as the line so far, so unchanged files cut into the same chunks.
-        chunker = Chunker(base.chunker) if base is not None else Chunker()
-        title = header.title or (base.title if base is not None else "") or bundle
-        return Publisher(LocalTarget(self.repo.publishing, who), chunker=chunker).publish(
-            tree,
-            bundle=bundle,
-            locale=locale,
-            title=title,
-            notes=header.notes,
-            from_locale=from_locale,
-            base_version=base_version,
-        )
-
     def file_entry(self, manifest: Manifest, path: str) -> FileEntry:
         # A path from an address is only compared with the manifest's paths, never joined
         # onto a folder: anything else, traversal included, simply names no file.
@@ -340,6 +289,43 @@ class Web:
             if entry.path == path:
                 return entry
         raise NotFoundError(f"version {manifest.version} has no file {path[:200]!r}")
+
+    def read_file(self, manifest: Manifest, entry: FileEntry) -> bytes:
+        return b"".join(self.file_bytes(manifest, entry))
+
+    def rendered_page(self, manifest: Manifest, entry: FileEntry) -> str:
+        """A lesson as a small HTML document: links to lessons open rendered, images load
+        from /web/raw/, outside links are marked and never loaded (the viewer's rules)."""
+        if entry.size > MAX_RENDERED:
+            raise UsageError(f"{entry.path} is over {MAX_RENDERED:,} bytes: open the source")
+        base = f"/web/{{}}/{manifest.bundle}/{manifest.locale}/{manifest.version}/"
+        paths = {f.path for f in manifest.files}
+
+        def resolve(ref: str, kind: Kind) -> Target:
+            parts = urllib.parse.urlsplit(ref.strip())
+            if parts.scheme or parts.netloc:
+                ok = parts.scheme in ("http", "https", "mailto")
+                return Target(ref if ok else None, external=ok)
+            rel = urllib.parse.unquote(parts.path)
+            if not rel:
+                return Target(f"#{parts.fragment}" if parts.fragment else None)
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), rel))
+            if joined not in paths:
+                return Target(None)
+            way = "rendered" if kind == "link" and joined.lower().endswith(RENDERED) else "raw"
+            return Target(base.format(way) + urllib.parse.quote(joined, safe="/"))
+
+        data = self.read_file(manifest, entry)
+        if entry.path.lower().endswith(".cnxml"):
+            shown = render_cnxml(data, resolve)
+        else:
+            shown = render_markdown(data.decode("utf-8", "replace"), resolve)
+        title = html.escape(shown.title or entry.path)
+        lang = html.escape(manifest.locale)
+        return (
+            f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}'
+            f"</title><style>{RENDERED_STYLE}</style></head><body>{shown.html}</body></html>"
+        )
 
     def file_bytes(self, manifest: Manifest, entry: FileEntry) -> Iterator[bytes]:
         lookup = store_lookup(self.repo.store, dict(manifest.dictionaries))
@@ -532,6 +518,7 @@ def web_router(
                 manifest=manifest,
                 entry=entry,
                 lessons=web.lessons(manifest),
+                rendered=entry.path.lower().endswith(RENDERED),
             )
 
         return web.page(request, build)
@@ -561,6 +548,28 @@ def web_router(
             },
         )
 
+    @router.get("/rendered/{bundle}/{locale}/{version}/{file_path:path}")
+    def rendered_file(bundle: str, locale: str, version: str, file_path: str) -> Response:
+        """A Markdown or CNXML lesson rendered as the offline viewer renders it, sandboxed
+        like the raw file (public like it too: it is made of the same published bytes)."""
+        try:
+            manifest = web.version_manifest(bundle, locale, version)
+            entry = web.file_entry(manifest, file_path)
+            if not entry.path.lower().endswith(RENDERED):
+                raise NotFoundError(f"{entry.path[:200]!r} is not a Markdown or CNXML lesson")
+            page = web.rendered_page(manifest, entry)
+        except SatchelError as exc:
+            return Response(str(exc), status_code=exc.status, media_type="text/plain")
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": RAW_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, max-age=3600",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
     @router.get("/b/{bundle}/{locale}/diff")
     def diff_page(bundle: str, locale: str, request: Request) -> Response:
         def build(sess: WebSession) -> Response:
@@ -582,6 +591,7 @@ def web_router(
                 old=before,
                 new=after,
                 diff=diff_manifests(before, after),
+                changes=content_changes(before, after, web.read_file),
             )
 
         return web.page(request, build)
@@ -604,151 +614,9 @@ def web_router(
 
         return web.page(request, build)
 
-    @router.get("/upload")
-    def upload_page(request: Request) -> Response:
-        def build(sess: WebSession) -> Response:
-            bundle = request.query_params.get("bundle", sess.who.bundle or "")
-            locale = request.query_params.get("locale", sess.who.locale or "en")
-            if bundle:
-                check_bundle(bundle)
-            check_locale(locale)
-            lines = {x.locale: x for x in repo.reads.catalog(bundle)} if bundle else {}
-            current = lines.get(locale)
-            # A variant stays one; a curator's new line is one of the bundle's base lines.
-            base_locale = current.base_locale if current else None
-            bases = sorted(k for k, x in lines.items() if not x.base_locale and k != locale)
-            if base_locale is None and sess.who.role == "curator" and bases:
-                base_locale = "en" if "en" in bases else bases[0]
-            return web.render(
-                request,
-                "upload.html",
-                sess,
-                bundle=bundle,
-                locale=locale,
-                bases=bases,
-                base_locale=base_locale,
-                max_upload=web.limits.max_upload_bytes,
-            )
+    from .classweb import add_class_pages  # here: they build on this module's Web
+    from .webupload import add_upload_routes
 
-        return web.page(request, build)
-
-    # -- JSON API behind the upload page -----------------------------------------------------
-    def api_session(
-        request: Request, bundle: str, locale: str
-    ) -> tuple[WebSession, tuple[str | None, int | None]]:
-        """Who may make this publish, and the variant it is (base locale and version)."""
-        sess = web.session(request)
-        if sess is None:
-            raise AuthError("sign in first (your session ended or the token was revoked)")
-        check_csrf(request, sess, request.headers.get("x-csrf-token"))
-        check_bundle(bundle)
-        check_locale(locale)
-        from_locale = request.query_params.get("from_locale") or None
-        raw_base = request.query_params.get("base_version") or None
-        if from_locale is not None:
-            check_locale(from_locale)
-        base_version = parse_version(raw_base) if raw_base is not None else None
-        if base_version is not None and from_locale is None:
-            raise UsageError("a base version goes with a base locale (a variant)")
-        authorize_publish(repo.db, sess.who, bundle, locale, from_locale)
-        return sess, (from_locale, base_version)
-
-    @router.post("/api/unchanged/{bundle}/{locale}")
-    async def api_unchanged(bundle: str, locale: str, request: Request) -> Response:
-        """Which of the browser's files (path, sha256, size) the server already has."""
-        _sess, (from_locale, _base) = await run_in_threadpool(api_session, request, bundle, locale)
-        body = bytearray()
-        async for piece in request.stream():
-            body += piece
-            if len(body) > web.limits.max_header_bytes:
-                raise UsageError("the file list is too large")
-        files = _parse_unchanged(bytes(body), web.limits.max_files)
-        latest = await run_in_threadpool(web.latest_manifest, bundle, locale)
-        same = await run_in_threadpool(web.unchanged, bundle, locale, from_locale, files)
-        return JSONResponse(
-            {"latest_version": latest.version if latest else None, "unchanged": same},
-            headers={"Cache-Control": "no-store"},
-        )
-
-    @router.post("/api/publish/{bundle}/{locale}")
-    async def api_publish(bundle: str, locale: str, request: Request) -> Response:
-        """The browser's upload (see :mod:`satchel.server.webdata`), published as a version."""
-        sess, variant = await run_in_threadpool(api_session, request, bundle, locale)
-        declared = request.headers.get("content-length")
-        ceiling = 4 + web.limits.max_header_bytes + web.limits.max_upload_bytes
-        if declared is not None and declared.isdigit() and int(declared) > ceiling:
-            raise TooLargeError(f"the upload is over this server's {ceiling:,}-byte limit")
-        root = Path(tempfile.mkdtemp(dir=web.uploads, prefix="up-"))
-        stream = UploadStream(root, web.limits)
-        try:
-            refused: SatchelError | None = None
-            buf = bytearray()
-            try:
-                # Bounded in size (with or without Content-Length) and in idle time.
-                async for piece in stream_body(request, web.limits.idle_seconds, ceiling):
-                    if refused is not None:
-                        # Read the rest before answering: a browser that is still sending
-                        # when the connection closes shows "connection reset", not our reason.
-                        continue
-                    buf += piece
-                    if len(buf) >= FEED_BYTES:
-                        try:
-                            await run_in_threadpool(stream.feed, bytes(buf))
-                        except SatchelError as exc:
-                            refused = exc
-                        buf.clear()
-            except TooLargeError as exc:
-                raise refused or exc from None  # the first reason is the one worth reading
-            if refused is not None:
-                raise refused
-            await run_in_threadpool(stream.feed, bytes(buf))
-            header = stream.close()
-            result = await run_in_threadpool(
-                web.publish_upload, sess.who, bundle, locale, variant, header, root
-            )
-        finally:
-            stream.abort()
-            await run_in_threadpool(shutil.rmtree, root, True)
-        return JSONResponse(
-            {
-                "version": result.version,
-                "files": result.files,
-                "size": result.size,
-                "sent_bytes": stream.received,
-                "objects_total": result.objects_total,
-                "objects_stored": result.objects_uploaded,
-                "url": f"/web/b/{bundle}/{locale}",
-            },
-            headers={"Cache-Control": "no-store"},
-        )
-
-    from .classweb import add_class_pages  # here: it builds on this module's Web
-
+    add_upload_routes(router, web)
     add_class_pages(router, web)
     return router
-
-
-def _parse_unchanged(raw: bytes, max_files: int) -> list[tuple[str, str, int]]:
-    try:
-        doc = json.loads(raw or b"{}")
-    except (ValueError, RecursionError):
-        raise UsageError("request body is not valid JSON") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
-        raise UsageError("expected {'files': [{'path', 'sha256', 'size'}, ...]}")
-    items = doc["files"]
-    if len(items) > max_files:
-        raise UsageError(f"{len(items):,} files is over this server's limit of {max_files:,}")
-    files = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise UsageError("each file must be an object")
-        path, digest, size = item.get("path"), item.get("sha256"), item.get("size")
-        if (
-            not isinstance(path, str)
-            or not isinstance(digest, str)
-            or type(size) is not int
-            or size < 0
-        ):
-            raise UsageError("each file needs a string path and sha256 and a whole-number size")
-        files.append((path[:1024], digest.lower()[:64], size))
-    return files

@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from satchel.content.errors import SatchelError, StoreError, UnsafePathError, UsageError
+from satchel.content.errors import (
+    NotFoundError,
+    SatchelError,
+    StoreError,
+    UnsafePathError,
+    UsageError,
+)
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 from satchel.content.paths import CHECKOUT_MARKER
@@ -74,12 +80,14 @@ def checkout_line(
     """
     ref = store.ref(bundle, locale)
     if ref is None:
-        raise UsageError(f"{bundle}/{locale} is not in {store.root}; run satchel sync first")
+        raise NotFoundError(f"{bundle}/{locale} is not in {store.root}; run satchel sync first")
     wanted = ref.version if version is None else version
     manifest_id = ref.versions.get(wanted)
     if manifest_id is None:
         have = ", ".join(str(v) for v in sorted(ref.versions))
-        raise UsageError(f"version {wanted} of {bundle}/{locale} is not in the store (have {have})")
+        raise NotFoundError(
+            f"version {wanted} of {bundle}/{locale} is not in the store (have {have})"
+        )
     manifest = store.load_manifest(manifest_id)
     files: list[FileEntry] | None = None
     if ref.only is not None:

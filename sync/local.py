@@ -26,11 +26,18 @@ stored, so the current version switches atomically and the old one stays whole u
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from satchel.content.errors import FormatError, NotFoundError, StoreError, TrustError
+from satchel.content.errors import (
+    FormatError,
+    NotFoundError,
+    SatchelError,
+    StoreError,
+    TrustError,
+)
 from satchel.content.manifest import Manifest, check_chunk_id, parse_manifest
 from satchel.content.names import check_bundle, check_locale
 from satchel.content.signing import PublicKey, verify_envelope
@@ -297,3 +304,29 @@ class LocalStore:
             doc["only"] = list(ref.only)
         self._write_json(self._ref_path(ref.bundle, ref.locale), doc)
         return ref
+
+
+def discard_if_unused(root: Path) -> bool:
+    """Remove a store folder that holds no version, manifest, object or partial object yet.
+
+    For a folder that a first sync created and then failed in before any content arrived
+    (a wrong URL, a server that is down): such a sync leaves nothing behind. A pinned key and
+    an index alone do not count as content; nothing depends on them yet. Returns whether the
+    folder was removed.
+    """
+    if not (root / "satchel.json").is_file():
+        return False
+    try:
+        local = LocalStore(root, durable=False)
+        partial = root / "partial"
+        if (
+            local.refs()
+            or local.manifest_ids()
+            or next(iter(local.objects), None) is not None
+            or (partial.is_dir() and any(partial.iterdir()))
+        ):
+            return False
+    except (SatchelError, OSError):
+        return False  # not plainly empty: leave it to the person
+    shutil.rmtree(root, ignore_errors=True)
+    return not root.exists()

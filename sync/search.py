@@ -58,7 +58,8 @@ from .reader import StoredFile, missing_chunks
 from .select import selected_files
 
 INDEX_NAME = "search.sqlite"
-INDEX_FORMAT = "1"  # bump when the schema or the text extraction changes: the file is rebuilt
+INDEX_FORMAT = "2"  # bump when the schema or the text extraction changes: the file is rebuilt
+# 2: GIFT blocks give their stems and offered choices, never their answers
 MAX_QUERY_CHARS = 200
 MAX_QUERY_WORDS = 12
 MAX_RESULTS = 100

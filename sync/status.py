@@ -4,7 +4,10 @@ For each bundle line: the current version, the versions kept, the size of the cu
 whether every object of it is on disk (of the selection, after ``sync --only``) and what is
 not on this laptop, and whether the last release index this store accepted names a newer
 version (a sync that stopped at a data budget, or was cut, leaves one pending) with what it
-would still cost when that is known offline (its manifest is here).
+would still cost when that is known offline (its manifest is here), and how far a download of
+it got: a sync that was cut or stopped keeps every object it verified, so "1,174 of 7,424
+objects here" is true progress. A line's first download, cut before it completed, has no
+version yet and is listed apart (:attr:`StoreStatus.downloading`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ class LineStatus:
     files_here: int = 0  # files whose every chunk is on this laptop
     bytes_not_here: int = 0  # bytes of the current version's files that are not
     update_bytes: int | None = None  # chunk bytes the pending version still needs, if known
+    pending_here: int | None = None  # objects of the pending version already here, if known
+    pending_objects: int | None = None  # objects the pending version needs, if known
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A line's first download, started (its manifest is here) but not complete."""
+
+    bundle: str
+    locale: str
+    version: int
+    objects_here: int
+    objects: int
+    bytes_missing: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +61,27 @@ class StoreStatus:
     objects: int
     stored_bytes: int
     publisher: str | None  # fingerprint of the pinned key
+    downloading: tuple[Download, ...] = ()
 
 
-def _update_bytes(store: LocalStore, ref: Ref, entry: IndexEntry | None) -> int | None:
-    """Raw bytes of the chunks a pending version still needs, if its manifest is here."""
-    if entry is None or entry.version <= ref.version:
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    here: int  # objects of the version on this laptop
+    objects: int  # objects it needs (of the selection)
+    bytes_missing: int  # raw bytes of those not here
+
+
+def _progress(store: LocalStore, ref: Ref | None, entry: IndexEntry | None) -> _Progress | None:
+    """How much of a newer version is here, if its manifest is (else only a dry run tells)."""
+    if entry is None or (ref is not None and entry.version <= ref.version):
         return None
     try:
         manifest = store.load_manifest(entry.manifest)
     except SatchelError:
         return None  # not fetched yet: only a dry run (satchel sync --dry-run) can tell
-    wanted = needed_objects(manifest, selected_files(manifest, ref.only))
-    return sum(n for _, n in missing(wanted, store.objects))
+    wanted = needed_objects(manifest, selected_files(manifest, ref.only if ref else None))
+    absent = missing(wanted, store.objects)
+    return _Progress(len(wanted) - len(absent), len(wanted), sum(n for _, n in absent))
 
 
 def _presence(store: LocalStore, manifest: Manifest) -> tuple[int, int]:
@@ -80,11 +106,13 @@ def store_status(store: LocalStore) -> StoreStatus:
         except SatchelError:
             continue  # a damaged index file only loses that line's "pending" column
     lines = []
-    for ref in store.refs():
+    refs = store.refs()
+    for ref in refs:
         manifest = store.load_manifest(ref.manifest)
         wanted = needed_objects(manifest, selected_files(manifest, ref.only))
         newest = latest.get((ref.bundle, ref.locale))
         here, absent = _presence(store, manifest)
+        pending = _progress(store, ref, newest)
         lines.append(
             LineStatus(
                 bundle=ref.bundle,
@@ -102,9 +130,26 @@ def store_status(store: LocalStore) -> StoreStatus:
                 only=ref.only,
                 files_here=here,
                 bytes_not_here=absent,
-                update_bytes=_update_bytes(store, ref, newest),
+                update_bytes=pending.bytes_missing if pending else None,
+                pending_here=pending.here if pending else None,
+                pending_objects=pending.objects if pending else None,
             )
         )
+    held = {(ref.bundle, ref.locale) for ref in refs}
+    downloading = []
+    for (bundle, locale), entry in sorted(latest.items()):
+        started = None if (bundle, locale) in held else _progress(store, None, entry)
+        if started is not None:
+            downloading.append(
+                Download(
+                    bundle,
+                    locale,
+                    entry.version,
+                    started.here,
+                    started.objects,
+                    started.bytes_missing,
+                )
+            )
     ids = list(store.objects)
     key = store.pinned_key()
     return StoreStatus(
@@ -112,4 +157,5 @@ def store_status(store: LocalStore) -> StoreStatus:
         objects=len(ids),
         stored_bytes=sum(store.objects.stored_size(cid) for cid in ids),
         publisher=key.fingerprint if key else None,
+        downloading=tuple(downloading),
     )

@@ -3,19 +3,25 @@ docs/protocol.md's endpoint lists, and nothing is documented that does not exist
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shlex
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from fastapi import FastAPI
 from satchel.cli import app as cli_app
+from satchel.cli import command as satchel_command
 from satchel.clients.share import create_share_app
 from satchel.server.app import create_app
 from satchel.server.repository import Repository
 from satchel.sync.local import LocalStore
 from satchel.sync.store import MemoryChunkStore
 
+from harness.e2e import run_cli
 from harness.http import walk_routes
 from harness.paths import REPO
 
@@ -116,7 +122,8 @@ def documented_routes() -> set[str]:
 def served_routes(tmp_path: Path) -> set[str]:
     repo = Repository(tmp_path / "srv", store=MemoryChunkStore())
     served = app_routes(create_app(repo))
-    served |= app_routes(create_share_app(LocalStore(tmp_path / "relay", durable=False)))
+    hub = create_share_app(LocalStore(tmp_path / "relay", durable=False), viewer=True)
+    served |= app_routes(hub)  # the relay's routes, and the viewer a hub mounts
     return {r for r in served if not r.startswith("HEAD ") or "/deltas/" in r}
 
 
@@ -128,3 +135,79 @@ def test_every_route_is_in_the_protocol_endpoint_lists(tmp_path: Path) -> None:
 def test_the_protocol_documents_only_routes_that_exist(tmp_path: Path) -> None:
     extra = sorted(documented_routes() - served_routes(tmp_path))
     assert extra == [], f"docs/protocol.md documents routes that do not exist: {extra}"
+
+
+# -- help --------------------------------------------------------------------------------------
+TYPE_PLACEHOLDER = re.compile(r"<[a-z][a-z_\[\], |.]*>|\{[a-z_]+\}")
+
+
+def help_text(words: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What ``satchel WORDS --help`` prints, through the same command object as the script."""
+    try:
+        satchel_command().main(args=[*words, "--help"], prog_name="satchel")
+    except SystemExit as exc:
+        assert exc.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_names_what_options_take_never_a_type(capsys: pytest.CaptureFixture[str]) -> None:
+    pages = [[], ["token"], *(name.split() for name in cli_commands())]
+    for words in pages:
+        text = help_text(words, capsys)
+        assert "Usage: satchel" in text, words
+        found = TYPE_PLACEHOLDER.findall(text)
+        assert found == [], f"'satchel {' '.join(words)} --help' shows type names: {found}"
+    sync_help = help_text(["sync"], capsys)
+    assert "--server" in sync_help and "URL" in sync_help and "DIR" in sync_help
+    assert "SRC" in help_text(["publish"], capsys).splitlines()[1]  # the usage line
+    roles = help_text(["token", "create"], capsys)
+    assert all(role in roles for role in ("admin", "teacher", "curator"))
+
+
+def test_the_placeholder_check_sees_typers_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    # Without plain_help the same page shows typer's type names: the check above can fail.
+    with contextlib.suppress(SystemExit):
+        typer.main.get_command(cli_app).main(args=["sync", "--help"], prog_name="satchel")
+    assert TYPE_PLACEHOLDER.search(capsys.readouterr().out)
+
+
+def test_version_is_the_installed_one() -> None:
+    res = run_cli("--version")
+    assert res.code == 0, res.describe()
+    assert res.stdout.strip() == f"satchel {metadata.version('satchel')}"
+
+
+# -- README's first commands, as a newcomer types them ---------------------------------------
+def readme_first_commands() -> list[list[str]]:
+    """Every ``satchel`` command in README's shell blocks before the command table: the
+    server's start, the tests, and "Try it by hand" (words after ``.venv/bin/satchel``)."""
+    head = README[: README.index("## Commands")]
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", head, re.S):
+        for line in block.splitlines():
+            for call in re.findall(r"\.venv/bin/satchel ([^)&\n]*)", line):
+                found.append(shlex.split(call, comments=True))
+    return found
+
+
+def test_readme_first_commands_exist_and_their_options_parse() -> None:
+    commands = readme_first_commands()
+    names = [" ".join(words[:2]) if words[0] == "token" else words[0] for words in commands]
+    # The first hour: start the server, sync, check out, view, make a token, publish, sync all.
+    assert {"serve", "sync", "checkout", "view", "token create", "publish"} <= set(names)
+    root = satchel_command()
+    for words in commands:
+        command, rest, path = root, list(words), ["satchel"]
+        while hasattr(command, "commands") and rest and rest[0] in command.commands:
+            path.append(rest[0])
+            command = command.commands[rest.pop(0)]
+        assert not hasattr(command, "commands"), f"README: {' '.join(words)!r} names no command"
+        # Parses exactly as the real command would (unknown options, missing required ones and
+        # bad values raise here); nothing runs.
+        command.make_context(" ".join(path), rest)
+
+
+def test_the_readme_check_sees_a_wrong_option() -> None:
+    sync = satchel_command().commands["sync"]
+    with pytest.raises(typer.exceptions.TyperException, match="--stor"):
+        sync.make_context("satchel sync", ["--server", "http://x", "--stor", "s"])

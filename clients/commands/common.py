@@ -17,15 +17,30 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, run
 from satchel.sync.care import collect_garbage, writer_lock
 from satchel.sync.local import LocalStore
 
 from ..http import parse_size
 
-EXIT_BUDGET = 5
-
 Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
+# Commands that work on every line held unless one is named (sync, export).
+EveryLocale = Annotated[
+    str | None,
+    typer.Option(
+        "--locale",
+        help=f"Locale code, e.g. en, uk, pt-BR (default {DEFAULT_LOCALE}).",
+        show_default=False,
+    ),
+]
+EveryBundle = Annotated[
+    str | None,
+    typer.Option(
+        help="Bundle name. Without it: every bundle and locale the store holds (with --locale:"
+        " every bundle of that locale)."
+    ),
+]
 Keep = Annotated[
     int, typer.Option(min=1, max=1000, help="Versions to keep per bundle (older: deleted).")
 ]

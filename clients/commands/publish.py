@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
+from satchel.content.tree import Skipped, select_files
 from satchel.edge.cli import err, fail, run
 from satchel.sync.publish import Publisher
 
@@ -26,7 +28,13 @@ def publish(
     ],
     bundle: Annotated[str, typer.Option(help="Bundle name.")],
     locale: Locale = DEFAULT_LOCALE,
-    title: Annotated[str, typer.Option(help="Title shown in catalogs.")] = "",
+    title: Annotated[
+        str,
+        typer.Option(
+            help="Title shown in catalogs (default: satchel.toml's, else the last version's,"
+            " else the bundle name)."
+        ),
+    ] = "",
     notes: Annotated[str, typer.Option(help="What changed, for the history.")] = "",
     from_locale: Annotated[
         str | None,
@@ -39,13 +47,24 @@ def publish(
             " with (default: what the variant said before; a new variant: the latest)."
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="List every file and folder left out (junk such as .git/ and .DS_Store,"
+            " what .satchelignore lists, links).",
+        ),
+    ] = False,
 ) -> None:
-    """Publish a folder as a new version; uploads only chunks the server lacks."""
+    """Publish a folder as a new version; uploads only chunks the server lacks. Left out: the
+    usual junk (.git/, .DS_Store, Thumbs.db, *~ ...), what a .satchelignore in the folder
+    lists (gitignore syntax), and links (each named on stderr)."""
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     if from_locale is not None:
         run(lambda: check_locale(from_locale))
     if not src.is_dir():
-        fail(f"{src} is not a folder", 2)
+        fail(f"{src} is not a folder", EXIT_USAGE)
+    _report_skipped(run(lambda: select_files(src)).skipped, verbose)
     client = run(lambda: HttpClient(server, token=token))
     with client, transfer_bar("upload", True) as bar:
         result = run(
@@ -53,7 +72,7 @@ def publish(
                 src,
                 bundle=bundle,
                 locale=locale,
-                title=title or src.name,
+                title=title,  # none given: the server keeps the last version's title
                 notes=notes,
                 progress=bar,
                 from_locale=from_locale,
@@ -66,6 +85,22 @@ def publish(
         f" ({result.pack_bytes:,} bytes)"
     )
     typer.echo(result.version)
+
+
+def _report_skipped(skipped: tuple[Skipped, ...], verbose: bool) -> None:
+    """Links always (a lesson may need one); the rest counted, or listed with --verbose."""
+    for item in skipped:
+        if item.reason == "link":
+            err.print(
+                f"skipped link {item.path} (links are not published; copy the file or folder"
+                " in if laptops need it)"
+            )
+        elif verbose:
+            err.print(f"skipped {item.path} ({item.reason})")
+    others = sum(1 for item in skipped if item.reason != "link")
+    if others and not verbose:
+        what = "file or folder" if others == 1 else "files and folders"
+        err.print(f"left out {others} junk or ignored {what} (--verbose lists them)")
 
 
 @commands.command()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE
 from satchel.edge.cli import err, fail, run
 from satchel.sync.local import LocalStore
 
@@ -24,17 +26,31 @@ def share(
     announce: Annotated[
         bool, typer.Option("--announce/--no-announce", help="Announce with mDNS (zeroconf).")
     ] = True,
+    viewer: Annotated[
+        bool,
+        typer.Option(
+            "--viewer",
+            help="Also serve the lesson viewer to every browser on the LAN (a classroom hub);"
+            " learners pick their name, and what they do is recorded on this store.",
+        ),
+    ] = False,
 ) -> None:
     """Serve this store to other laptops with the server's protocol; they verify everything."""
-    import uvicorn
+    from satchel.edge.listen import bind, serve
 
     from ..share import announce as mdns
     from ..share import create_share_app
+    from .view import ensure_search
 
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
-    app_ = create_share_app(local)
+    # The address given, when it is a name (hub.school), is a name the hub answers to.
+    names = () if _is_address(host) else (host,)
+    app_ = create_share_app(local, viewer=viewer, names=names)
+    sock = run(lambda: bind(host, port))  # a busy port fails here, before anything is announced
+    if viewer:
+        ensure_search(local)
     with contextlib.ExitStack() as stack:
         if announce:
             try:
@@ -43,7 +59,17 @@ def share(
             except OSError as exc:  # no multicast on this network: serving still works
                 err.print(f"not announced on the LAN ({exc.strerror or exc}); serving anyway")
         err.print(f"sharing {store} read-only on http://{host}:{port}")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        if viewer:
+            err.print(f"lesson viewer for the LAN on http://{host}:{port}/ (a hub)")
+        serve(app_, sock, log_level="warning")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return not host
+    return True
 
 
 @commands.command()

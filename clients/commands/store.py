@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_USAGE, EXIT_VERIFICATION
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
@@ -17,6 +18,7 @@ from satchel.sync.updater import SyncPlan, Updater
 
 from ..http import HttpClient
 from .common import collect, locked
+from .view import refresh_search
 
 commands = typer.Typer()
 
@@ -37,7 +39,7 @@ def status(
     from satchel.sync.status import store_status
 
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store (run satchel sync or import first)", 2)
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     exact: dict[tuple[str, str], SyncPlan] = {}
     if server is not None:
@@ -78,8 +80,21 @@ def status(
                             "bytes_not_here": line.bytes_not_here,
                             "pending_version": cost(line)[0],
                             "update_bytes": cost(line)[1],
+                            "pending_objects_here": line.pending_here,
+                            "pending_objects": line.pending_objects,
                         }
                         for line in report.lines
+                    ],
+                    "downloading": [
+                        {
+                            "bundle": d.bundle,
+                            "locale": d.locale,
+                            "version": d.version,
+                            "objects_here": d.objects_here,
+                            "objects": d.objects,
+                            "bytes_missing": d.bytes_missing,
+                        }
+                        for d in report.downloading
                     ],
                 }
             )
@@ -103,10 +118,21 @@ def status(
                 price = f", update costs {update:,} bytes"
             else:  # chunk bytes before compression: what it costs at most
                 price = f", update needs at most {update:,} bytes"
-            state += f"; version {pending} pending{price}"
+            got = (
+                f" ({line.pending_here:,} of {line.pending_objects:,} objects here)"
+                if line.pending_here and line.pending_objects is not None
+                else ""
+            )
+            state += f"; version {pending} pending{got}{price}"
         typer.echo(
-            f"{line.bundle}/{line.locale} version {line.version} (kept: {kept}):"
+            f"{line.bundle}/{line.locale} version {line.version} (versions kept: {kept}):"
             f" {line.files} files, {line.size:,} bytes, {state}"
+        )
+    for d in report.downloading:
+        typer.echo(
+            f"{d.bundle}/{d.locale} version {d.version} not here yet: {d.objects_here:,} of"
+            f" {d.objects:,} objects here, {d.bytes_missing:,} bytes to go; run satchel sync"
+            " to finish"
         )
     typer.echo(f"{report.objects} objects, {report.stored_bytes:,} bytes on disk")
 
@@ -120,10 +146,11 @@ def gc(
 ) -> None:
     """Keep the newest versions of each bundle and delete chunks nothing kept uses."""
     if not (store / "satchel.json").is_file():
-        fail(f"{store} is not a Satchel store", 2)
+        fail(f"{store} is not a Satchel store", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     with run(lambda: locked(local)):
         freed = collect(local, keep)
+        refresh_search(local)
     if not freed:
         err.print("nothing to collect")
 
@@ -146,4 +173,4 @@ def fsck_store(store: Path, repair: bool) -> None:
         f" {len(report.unverifiable)} unverifiable, {len(report.incomplete)} incomplete versions"
     )
     if not report.clean:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_VERIFICATION)

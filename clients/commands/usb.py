@@ -7,13 +7,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from satchel.content.errors import EXIT_NOT_FOUND, EXIT_USAGE
 from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
 from satchel.sync.updater import Updater
 
-from .common import Keep, Locale, Reserve, collect, locked, parse_reserve, pin_notice
+from .common import (
+    EveryBundle,
+    EveryLocale,
+    Keep,
+    Reserve,
+    collect,
+    locked,
+    parse_reserve,
+    pin_notice,
+)
+from .view import refresh_search
 
 commands = typer.Typer()
 
@@ -22,37 +33,51 @@ commands = typer.Typer()
 def export_usb(
     store: Annotated[Path, typer.Option(help="Local store folder.")],
     to: Annotated[Path, typer.Option("--to", help="USB folder to write or refresh.")],
-    bundle: Annotated[
-        str | None,
-        typer.Option(help="Bundle name (without it: only learning records and receipts)."),
-    ] = None,
-    locale: Locale = DEFAULT_LOCALE,
+    bundle: EveryBundle = None,
+    locale: EveryLocale = None,
     since: Annotated[
         int | None,
-        typer.Option(help="Leave out objects of this version (the stick's reader has it)."),
+        typer.Option(
+            help="Leave out objects of this version (the stick's reader has it); needs --bundle."
+        ),
     ] = None,
 ) -> None:
-    """Write the current version to a USB folder that any client can verify offline, with
-    this laptop's pending learning records (sealed) and the receipts a relay holds."""
+    """Write the current version (or every line's) to a USB folder that any client can verify
+    offline, with this laptop's pending learning records (sealed) and the receipts a relay
+    holds."""
     from satchel.sync.usb import export_stick
 
     from .records import say_stick_out, stick_out
 
-    local = run(lambda: LocalStore(store))
-    if bundle is None:
-        out = stick_out(local, to)
+    if since is not None and bundle is None:
+        fail("--since names a version of one bundle: give --bundle too", EXIT_USAGE)
+    local = run(lambda: LocalStore(store)) if (store / "satchel.json").is_file() else None
+    if local is None:
+        fail(f"{store} is not a Satchel store (run satchel sync or import first)", EXIT_USAGE)
+    if bundle is not None:
+        lines = [(bundle, locale or DEFAULT_LOCALE)]
+    else:
+        lines = [(r.bundle, r.locale) for r in run(local.refs) if locale in (None, r.locale)]
+    if not lines:
+        out = stick_out(local, to)  # a store of learning records only (a relay's, say)
         if out is None:
-            fail("this store has no learning records to export; give --bundle for content", 2)
+            where = f" in locale {locale}" if locale else ""
+            fail(f"{store} holds no bundle{where} and no learning records to export")
         say_stick_out(out, to)
         return
-    result = run(lambda: export_stick(local, bundle, locale, to, since=since))
-    files = len(result.pack_files)
-    plural = "" if files == 1 else "s"
-    err.print(
-        f"{bundle}/{locale} version {result.version} -> {to}: wrote {result.objects_written}"
-        f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
-        f" the stick holds {result.objects_on_stick} objects"
-    )
+    written = 0
+    for b, loc in lines:
+        result = run(partial(export_stick, local, b, loc, to, since=since))
+        written += result.bytes_written
+        files = len(result.pack_files)
+        plural = "" if files == 1 else "s"
+        err.print(
+            f"{b}/{loc} version {result.version} -> {to}: wrote {result.objects_written}"
+            f" objects ({result.bytes_written:,} bytes) in {files} pack file{plural};"
+            f" the stick holds {result.objects_on_stick} objects"
+        )
+    if len(lines) > 1:
+        err.print(f"{len(lines)} lines exported to {to}: {written:,} bytes written")
     say_stick_out(stick_out(local, to), to)
 
 
@@ -99,7 +124,7 @@ def import_usb(
         )
         return
     if store is None:
-        fail("import needs --store DIR (or --list)", 2)
+        fail("import needs --store DIR (or --list)", EXIT_USAGE)
     local = run(lambda: LocalStore(store))
     if not (path / "satchel-usb.json").is_file() and stick_has_records(path):
         import_records(local, path, server)  # a stick of learning records only
@@ -114,7 +139,7 @@ def import_usb(
             if locale is None or e.locale == locale
         ]
         if not lines:
-            fail(f"{path} carries no version to import", 1)
+            fail(f"{path} carries no version to import", EXIT_NOT_FOUND)
 
     reserve_bytes = run(lambda: parse_reserve(reserve))
     updater = Updater(local, fetcher, trust=trust, on_pin=pin_notice, reserve=reserve_bytes)
@@ -130,4 +155,5 @@ def import_usb(
             else:
                 err.print(f"{b}/{loc}: version {result.version} is current")
         collect(local, keep)
+        refresh_search(local)
     import_records(local, path, server)

@@ -337,8 +337,10 @@ def test_a_curator_creates_a_variant_and_sees_stale_files_after_the_base_changes
     assert publish(server.url, teacher, en2, "fractions", "--notes", "Clearer").code == 0
 
     page.goto("/web/b/fractions/es")
-    page.get_by_role("link", name="Translation status against en").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Translation status of es")
+    page.get_by_role("link", name="Translation status against English (en)").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(
+        "Translation status of Español (es)"
+    )
     stale = page.locator("#translation-files tr.stale")
     expect(stale).to_have_count(2)
     expect(stale.locator("th")).to_have_text(["lessons/02-fractions.html", "media/photo.bin"])

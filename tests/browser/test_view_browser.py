@@ -367,10 +367,55 @@ def test_a_rogue_lesson_runs_nothing_and_nothing_leaves_the_laptop(
     }
     for name, _method, url in seen:
         path = url[len(base) :]
-        assert path == "/_/style.css" or re.fullmatch(own[name], path), (name, path)
+        viewers_own = ("/_/style.css", "/_/viewer.js", "/_/icon.svg")
+        assert path in viewers_own or re.fullmatch(own[name], path), (name, path)
         assert "?" not in path and "PWNED" not in path, (name, path)
     lesson_files = {url.rsplit("/", 1)[1] for name, _m, url in seen if "/_lesson/" in url}
     assert lesson_files <= {"evil.html", "pic.png", "missing.png", "app.js", "lesson.html",
                             "b.png"}, lesson_files  # fmt: skip
     beta = httpx.get(f"{base}/b/beta/en/current/file/lesson.html")
     assert beta.content == BETA["lesson.html"]
+
+
+def test_only_the_viewers_own_script_runs_in_its_pages(rogue_viewer: str, tmp_path: Path) -> None:
+    """The viewer's pages run one script, allowed by its hash. A bundle's ``.js`` comes from
+    the viewer's own origin, so ``script-src 'self'`` would run it if a page ever named it;
+    with the hash it is refused, with or without an ``integrity`` that claims to be ours."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extra")
+    from satchel.clients.view_script import SCRIPT_INTEGRITY
+
+    blocked: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda msg: blocked.append(msg.text))
+            response = page.goto(f"{rogue_viewer}/b/alpha/en/current/page/evil.html")
+            assert response is not None and response.status == 200
+            page.wait_for_load_state("networkidle")
+            # The viewer's script ran (it set up the page) ...
+            assert page.evaluate("typeof document.body.dataset.bundle") == "string"
+            # ... and the lesson's script file, named by the page three ways, never does.
+            for integrity in (None, SCRIPT_INTEGRITY, "sha384-" + "A" * 64):
+                page.evaluate(
+                    """([src, integrity]) => new Promise(done => {
+                        const s = document.createElement('script');
+                        s.src = src;
+                        if (integrity) { s.integrity = integrity; }
+                        s.onload = () => done('loaded');
+                        s.onerror = () => done('refused');
+                        document.head.appendChild(s);
+                    })""",
+                    [f"{rogue_viewer}/b/alpha/en/1/file/app.js", integrity],
+                )
+            page.wait_for_timeout(300)
+            assert "PWNED" not in page.evaluate("document.title")
+            inline = page.evaluate(
+                """() => { const s = document.createElement('script');
+                           s.textContent = "document.title = 'PWNED-inline'";
+                           document.head.appendChild(s); return document.title; }"""
+            )
+            assert "PWNED" not in inline
+        finally:
+            browser.close()
+    assert any("Content Security Policy" in text for text in blocked), blocked

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from satchel.cli import app
 from satchel.content.joincode import generate_join_code, is_join_code
+from satchel.server.repository import Repository
 from satchel.sync.outbox import PROGRESS_FILE
+from satchel.sync.store import MemoryChunkStore
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -24,6 +26,7 @@ def cli(*args: object) -> tuple[int, str, str]:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
+    Repository(tmp_path / "srv", store=MemoryChunkStore())  # what 'serve' makes on its first start
     return tmp_path / "srv"
 
 
@@ -44,9 +47,9 @@ def test_revoking_what_never_reported_is_refused_with_a_reason(data: Path) -> No
     cli("class", "create", "--data", data, "--bundle", "b", "--name", "x")
     assert cli("device", "revoke", "../../etc", "--data", data, "--reason", "x")[0] == 3
     code, _, err = cli("device", "revoke", "a" * 64, "--data", data, "--reason", "lost")
-    assert code == 1 and "no device" in err
+    assert code == 6 and "no device" in err  # not found
     code, _, err = cli("learner", "revoke", "0" * 26, "--data", data, "--reason", "left")
-    assert code == 1 and "no learner" in err
+    assert code == 6 and "no learner" in err
     assert cli("learner", "revoke", "x" * 26, "--data", data, "--reason", "left")[0] == 3
     assert json.loads(cli("device", "list", "--data", data, "--bundle", "b", "--json")[1]) == []
 
@@ -89,7 +92,7 @@ def test_report_refuses_mixed_formats_and_says_when_the_server_is_away(tmp_path:
 def test_export_and_import_of_records_refuse_hostile_sticks(tmp_path: Path) -> None:
     store = tmp_path / "laptop"
     code, _, err = cli("export", "--store", store, "--to", tmp_path / "stick")
-    assert code == 2 and "no learning records" in err
+    assert code == 2 and "not a Satchel store" in err
     stick = tmp_path / "hostile"
     stick.mkdir()
     outside = tmp_path / "outside"

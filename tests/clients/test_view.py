@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from satchel.clients.view import (
     CSP,
     LESSON_CSP,
+    SCRIPT_INTEGRITY,
+    SCRIPT_URL,
     Line,
     Viewer,
     create_app,
@@ -137,7 +139,11 @@ def test_catalog_lists_bundles_locales_titles_and_versions(client: TestClient) -
     assert 'href="/b/course/en/"' in r.text and 'href="/b/course/es/"' in r.text
     assert "Course" in r.text and "Curso" in r.text
     assert "version 1" in r.text
+    counts = re.findall(r"version \d+ · (\d+) (lessons?)\b", r.text)
+    assert counts and all((n == "1") == (word == "lesson") for n, word in counts), counts
     assert "not on this laptop" not in r.text
+    # Languages by name, in their own language, marked with their lang.
+    assert '<span lang="en">English</span>' in r.text and '<span lang="es">Español</span>' in r.text
 
 
 def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClient) -> None:
@@ -195,7 +201,10 @@ def test_cnxml_lesson_is_rendered_with_its_images(client: TestClient) -> None:
     assert "<caption>Ages</caption>" in body and "<th>Name</th>" in body
     assert "<td>Ana</td>" in body
     assert 'class="note" role="note"' in body and "<h3>Try it</h3>" in body
-    assert "<details><summary>Solution</summary>" in body
+    # The exercise: "check your answer", the solution folded, a self-assessment inside it.
+    assert '<details class="solution"><summary>Check your answer</summary>' in body
+    assert 'data-question="e1" data-kind="self_assessment"' in body
+    assert 'data-lesson="modules/m1/index.cnxml"' in body
     assert '<math xmlns="http://www.w3.org/1998/Math/MathML"><mfrac><mn>1</mn>' in body
     assert '<a href="/b/course/en/current/page/modules/m2/index.cnxml">next module</a>' in body
     assert '<a href="#fig1">the figure</a>' in body
@@ -226,7 +235,9 @@ def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestCl
     assert f'<a href="{EN}/1/file/media/clip.mp4">the clip</a>' in r.text
     assert "<strong>Objectives</strong>" in r.text and ":::" not in r.text
     readme = client.get(f"{EN}/current/page/README.md").text
-    assert "&lt;script&gt;" in readme and "<script" not in readme
+    # The lesson's script is text; the page's one script is the viewer's, pinned by hash.
+    assert "&lt;script&gt;" in readme and readme.count("<script") == 1
+    assert f'<script src="{SCRIPT_URL}" integrity="{SCRIPT_INTEGRITY}" defer>' in readme
     assert 'class="external"' in readme and 'href="javascript' not in readme
     assert "[external image: tracker]" in readme
     assert 'src="https://example.com' not in readme
@@ -234,12 +245,13 @@ def test_markdown_lesson_resolves_images_and_marks_external_links(client: TestCl
 
 def test_media_and_html_get_their_own_pages(client: TestClient) -> None:
     video = client.get(f"{EN}/current/page/media/clip.mp4")
-    assert '<video controls preload="metadata" src="/b/course/en/1/file/media/clip.mp4">' in (
-        video.text
-    )
+    assert (
+        '<video id="main-video" controls preload="metadata"'
+        ' src="/b/course/en/1/file/media/clip.mp4"'
+    ) in video.text
     assert (
         '<track kind="subtitles" src="/b/course/en/1/file/media/clip.uk.vtt" srclang="uk"'
-        ' label="uk">'
+        ' label="Українська">'
     ) in video.text
     vtt = client.get(f"{EN}/1/file/media/clip.uk.vtt")
     assert vtt.headers["content-type"].startswith("text/vtt") and vtt.content.startswith(b"WEBVTT")
@@ -539,7 +551,7 @@ def test_hostile_documents_are_refused_or_defused(repo: Repository, tmp_path: Pa
     deep_page = client.get(f"{EN}/current/page/deep.cnxml")
     assert deep_page.status_code == 200 and "deep" in deep_page.text
     s = client.get(f"{EN}/current/page/sneaky.cnxml").text
-    article = s.split("<article>")[1]
+    article = s.split("<article>")[1].split("</article>")[0]
     assert "<script" not in article and "onclick" not in article and "href=" not in article
     assert "javascript:" not in article and "data:" not in article and "vbscript" not in article
     assert "annotation" not in article and "style=" not in article
@@ -731,7 +743,7 @@ def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path
     for bundle, files in (("intro-stats", stats), ("shell-novice", shell)):
         toc = client.get(f"/b/{bundle}/en/")
         assert toc.status_code == 200
-        contents = toc.text.split("<details>")[0]  # the lessons, before the list of all files
+        contents = toc.text.split("<details")[0]  # the lessons, before the list of all files
         lessons = re.findall(rf'href="(/b/{bundle}/en/current/page/[^"]+)"', contents)
         documents = [p for p in files if p.endswith((".cnxml", ".md"))]
         assert len(set(lessons)) == len(documents)

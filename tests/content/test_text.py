@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from satchel.clients.markdown import markdown_title
 from satchel.content.errors import FormatError
 from satchel.content.render_cnxml import Target, render_cnxml
+from satchel.content.render_markdown import markdown_title
 from satchel.content.text import (
     MARK_END,
     MARK_START,
@@ -74,6 +74,25 @@ def test_markdown_front_matter_title_headings_body_and_code() -> None:
     assert "Sorting" not in body and "Setext" not in body  # headings are their own column
     assert ":::" not in body and "objectives" not in body  # fenced-div markers are not text
     assert "teaching" not in body  # front matter is not text
+
+
+def test_gift_blocks_give_their_questions_but_never_their_answers() -> None:
+    """A search must not give an exercise away: stems and offered choices are text, accepted
+    answers, the right choice's mark and feedback are not; a broken block gives nothing."""
+    lesson = (
+        "# Beans\n\nCount them.\n\n```gift\n"
+        "::Tens:: Three groups of ten and four ones make how many beans? {#34}\n\n"
+        "::Capital:: The capital of France is {=Lutetia-Parisiorum =Paris}\n\n"
+        "::Pick:: Which is a fruit? {=Mango#Right, it grows on trees ~Carrot#A root, sorry}\n\n"
+        "::Fact:: Beans are seeds. {TRUE#Yes indeed#Not so}\n"
+        "```\n\n```gift\n::Broken:: Unclosed {=Zanzibar\n```\n"
+    )
+    body = extract_text(lesson.encode(), "markdown").body
+    assert "how many beans" in body and "Tens" in body and "The capital of France" in body
+    assert "Mango" in body and "Carrot" in body  # the choices the learner is shown
+    for secret in ("34", "Paris", "Lutetia", "Right, it grows", "root, sorry", "TRUE",
+                   "indeed", "Not so", "Zanzibar", "{", "="):  # fmt: skip
+        assert secret not in body, secret
 
 
 def test_markdown_title_is_the_first_heading_without_front_matter() -> None:

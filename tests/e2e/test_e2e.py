@@ -189,7 +189,7 @@ def test_sync_cut_mid_pack_resumes(tmp_path: Path, server: SatchelServer, case: 
         assert current_version(store) == want_version
         if case == "first-sync":
             res = checkout(store, BUNDLE, tmp_path / "out-cut")
-            assert res.code == 2 and "not in" in assert_one_error_line(res), res.describe()
+            assert res.code == 6 and "not in" in assert_one_error_line(res), res.describe()
             assert not (tmp_path / "out-cut").exists()
         else:
             assert_same_tree(old, checkout_ok(store, BUNDLE, tmp_path / "out-cut"))
@@ -321,9 +321,12 @@ def test_server_down_is_a_link_error(
     site: tuple[SatchelServer, Path], synced: Path, tmp_path: Path
 ) -> None:
     _srv, tree = site
-    res = sync(f"http://127.0.0.1:{free_port()}", BUNDLE, synced)  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"
+    res = sync(url, BUNDLE, synced)  # nothing listens there
     assert res.code == 4, res.describe()
-    assert "again" in assert_one_error_line(res)
+    # Nothing answered: not a cut to resume, but perhaps a wrong URL or a server not started.
+    line = assert_one_error_line(res)
+    assert f"is a Satchel server running at {url}?" in line and "resume" not in line
     assert_store_intact(synced, tree, tmp_path / "out")
 
 

@@ -329,10 +329,10 @@ def test_disk_full_during_sync_is_a_clear_error_and_the_held_version_stays(
         proc.wait(60)
     precheck = steps["precheck"]
     lines = [line for line in str(precheck["stderr"]).splitlines() if line.startswith("error:")]
-    assert precheck["code"] == 1 and len(lines) == 1, precheck
+    assert precheck["code"] == 7 and len(lines) == 1, precheck  # the machine's disk: code 7
     assert "needs up to" in lines[0] and "are free" in lines[0], precheck
     full = steps["full"]
-    assert full["code"] == 1, full
+    assert full["code"] == 7, full
     lines = [line for line in str(full["stderr"]).splitlines() if line.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0], full
     assert steps["checkout"]["code"] == 0, steps["checkout"]  # the held version, whole
@@ -348,7 +348,6 @@ def test_disk_full_during_publish_is_a_clear_error_and_the_previous_version_stay
     v2 = edited_tree(v1, tmp_path / "v2", seed=72, new_kb=3000)
     data, mount = tmp_path / "data", tmp_path / "mnt"
     mount.mkdir()
-    token = run_cli("token", "create", "--data", data, "--role", "teacher").stdout.strip()
     port = free_port()
     # The objects (the bulk of a server's data) on a small disk; database and key beside it.
     serve = [str(SATCHEL), "serve", "--data", str(data), "--storage", str(mount / "objects")]
@@ -362,6 +361,8 @@ def test_disk_full_during_publish_is_a_clear_error_and_the_previous_version_stay
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_healthy(proc, url, 30), (tmp_path / "serve.log").read_text()
+        # The server made its data folder; a token is made for it (never for a folder first).
+        token = run_cli("token", "create", "--data", data, "--role", "teacher").stdout.strip()
         assert published(publish(url, token, v1, BUNDLE)) == 1
         res = publish(url, token, v2, BUNDLE)
         assert res.code != 0, res.describe()

@@ -89,6 +89,7 @@ def files(seed: int) -> dict[str, bytes]:
     return {
         "lesson-1/index.html": b"<title>One</title>" + rng.randbytes(3000),
         "lesson-2/index.html": b"<title>Two</title>" + rng.randbytes(2000),
+        "lesson-2/notes.md": b"# Notes\n\nTwo, in Markdown.\n",
         "media/shared.bin": random.Random(99).randbytes(6000),
     }
 
@@ -301,6 +302,10 @@ def _records(w: World, caller: str) -> httpx.Response:
 
 
 MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
+    ("GET", "/"): (  # to /web/, for anyone
+        lambda w, caller: w.client.get("/", headers=w.headers(caller), follow_redirects=False),
+        dict.fromkeys(CALLERS, 307),
+    ),
     ("GET", "/healthz"): (_get(lambda w: "/healthz"), PUBLIC),
     ("GET", "/readyz"): (_get(lambda w: "/readyz"), PUBLIC),
     # Public in the app, like /healthz; deploy/nginx.conf refuses it from outside (403).
@@ -535,6 +540,11 @@ WEB_MATRIX: dict[tuple[str, str], tuple[Call, dict[str, int]]] = {
     # with no cookie (an opaque origin), behind a CSP sandbox.
     ("GET", "/web/raw/{bundle}/{locale}/{version}/{file_path:path}"): (
         _web_get("/web/raw/course/en/1/lesson-1/index.html"),
+        dict.fromkeys(CALLERS, 200),
+    ),
+    # A lesson rendered as the viewer shows it: made of the same public bytes as /web/raw.
+    ("GET", "/web/rendered/{bundle}/{locale}/{version}/{file_path:path}"): (
+        _web_get("/web/rendered/course/en/1/lesson-2/notes.md"),
         dict.fromkeys(CALLERS, 200),
     ),
     ("GET", "/web/b/{bundle}/{locale}/diff"): (

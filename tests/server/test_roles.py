@@ -13,7 +13,7 @@ from satchel.server.app import create_app
 from satchel.server.ratelimit import FailureLimiter
 from satchel.server.repository import Repository
 from satchel.server.tokens import hash_token
-from satchel.sync.store import FolderChunkStore
+from satchel.sync.store import FolderChunkStore, MemoryChunkStore
 
 from harness.e2e import run_cli
 from harness.http import TestClient
@@ -169,6 +169,7 @@ def test_token_commands_never_create_or_use_a_signing_key(tmp_path: Path) -> Non
 
 def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
     data = tmp_path / "srv"
+    Repository(data, store=MemoryChunkStore())  # what 'satchel serve' makes on its first start
     made = run_cli(
         "token",
         "create",
@@ -203,7 +204,7 @@ def test_cli_token_create_list_revoke(tmp_path: Path) -> None:
     assert Repository(data).tokens.list()[0].revoked is True
 
     missing = run_cli("token", "revoke", "77", "--data", data)
-    assert missing.code == 1 and missing.error_lines() == [missing.error_lines()[0]]
+    assert missing.code == 6 and missing.error_lines() == [missing.error_lines()[0]]
     assert "no token 77" in missing.stderr
     bad = run_cli("token", "revoke", "seven", "--data", data)
     assert bad.code == 2

@@ -191,6 +191,6 @@ def test_serve_refuses_unknown_storage_and_missing_buckets(
     res = run_cli(
         "serve", "--data", tmp_path / "b", "--storage", "s3://missing-bucket/x", env=s3_server.env()
     )
-    assert res.code == 1, res.describe()
+    assert res.code == 7, res.describe()  # storage that cannot be used: StoreError
     assert "missing-bucket" in res.error_lines()[-1]
     assert len(res.error_lines()) == 1

@@ -229,7 +229,7 @@ def test_cli_publish_variant_with_notes_and_translations(tmp_path: Path) -> None
         assert res.code == 0, res.describe()
         assert res.stdout.strip() == "1"
         refused = publish(server.url, curator, en, "course", "--locale", "es")
-        assert refused.code == 1 and "variants only" in refused.stderr, refused.describe()
+        assert refused.code == 8 and "variants only" in refused.stderr, refused.describe()
         assert len(refused.error_lines()) == 1
         bad = publish(server.url, curator, es, "course", "--locale", "es", "--from-locale", "x!")
         assert bad.code == 2, bad.describe()
@@ -270,7 +270,7 @@ def test_cli_publish_variant_with_notes_and_translations(tmp_path: Path) -> None
         missing = run_cli(
             "translations", "--server", server.url, "--bundle", "course", "--locale", "en"
         )
-        assert missing.code == 1 and "not a locale variant" in missing.stderr
+        assert missing.code == 6 and "not a locale variant" in missing.stderr
         history = server_history(server.url, "es", curator)
         assert history[0]["notes"] == "Spanish first cut" and history[0]["role"] == "curator"
 

@@ -257,9 +257,9 @@ def test_checkout_line_holds_the_version_and_selection_rules(
     files = sample_files(3)
     publish(repo, write_tree(tmp_path / "src", files, MODES))
     Updater(client_store, RepoFetcher(repo)).sync("course", "en")
-    with pytest.raises(UsageError, match="course/es is not in"):
+    with pytest.raises(NotFoundError, match="course/es is not in"):
         checkout_line(client_store, "course", "es", tmp_path / "x")
-    with pytest.raises(UsageError, match=r"version 4 of course/en is not in the store \(have 1\)"):
+    with pytest.raises(NotFoundError, match=r"version 4 of course/en is not in the store"):
         checkout_line(client_store, "course", "en", tmp_path / "x", 4)
     done = checkout_line(client_store, "course", "en", tmp_path / "all")
     assert (done.version, done.files, done.total, done.only) == (1, len(files), len(files), None)

@@ -129,7 +129,7 @@ def test_one_writer_at_a_time(repo: Repository, tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "s", durable=False)
     with writer_lock(store):
         res = run_cli("gc", "--store", store.root)
-        assert res.code == 1 and "another satchel command" in res.stderr, res.describe()
+        assert res.code == 7 and "another satchel command" in res.stderr, res.describe()
         with pytest.raises(StoreError, match="another satchel command"), writer_lock(store):
             pass
     assert run_cli("gc", "--store", store.root).code == 0  # released
@@ -161,9 +161,10 @@ def test_cli_keep_reserve_and_status_update_cost(tmp_path: Path) -> None:
             "--reserve",
             "1000000g",
         )
-        assert huge.code == 1 and "free" in huge.stderr and "--only" in huge.stderr, huge.describe()
+        assert huge.code == 7 and "free" in huge.stderr and "--only" in huge.stderr, huge.describe()
         offline = run_cli("status", "--store", store)
-        assert "version 4 pending, update needs at most" in offline.stdout, offline.stdout
+        assert "version 4 pending (" in offline.stdout, offline.stdout
+        assert "objects here), update needs at most" in offline.stdout, offline.stdout
         exact = json.loads(
             run_cli("status", "--store", store, "--server", server.url, "--json").stdout
         )
@@ -234,7 +235,7 @@ def test_checkout_counts_the_bytes_it_writes_not_the_bytes_the_store_holds(
     got = on_small_disk(tmp_path, "2m", [[*checkout, "--to", str(tmp_path / "mnt" / "out")]])
     (step,) = got["steps"]  # type: ignore[misc]
     lines = error_lines(step)
-    assert step["code"] == 1 and len(lines) == 1, step
+    assert step["code"] == 7 and len(lines) == 1, step  # this machine cannot: a full disk
     assert "writes 8.0 MB but only" in lines[0] and "are free on the disk of" in lines[0], step
     assert got["names"] == []  # nothing written, no temp folder left
 
@@ -258,7 +259,7 @@ def test_a_checkout_that_runs_out_of_disk_names_the_file_and_keeps_the_earlier_o
     first, second = got["steps"]  # type: ignore[misc]
     assert first["code"] == 0, first
     lines = error_lines(second)
-    assert second["code"] == 1 and len(lines) == 1, second
+    assert second["code"] == 7 and len(lines) == 1, second  # a full disk
     assert "is full: 'lessons/" in lines[0] and "could not be written" in lines[0], second
     assert "was left as it was" in lines[0], second
     assert got["names"] == ["out", "out/.satchel-checkout.json", "out/README.md", "out/a.txt"]

@@ -32,7 +32,7 @@ from satchel.content.errors import (
     IntegrityError,
     TruncatedError,
     TrustError,
-    UnsafePathError,
+    UsageError,
 )
 from satchel.content.index import IndexEntry, parse_index
 from satchel.content.manifest import MAX_MANIFEST_BYTES, FileEntry, Manifest
@@ -213,7 +213,7 @@ def test_h32_names_a_usb_stick_or_windows_cannot_hold_are_refused_at_publish(
     """FAT/exFAT/NTFS cannot hold these names: a teacher's publish and a draft sent straight
     to the server are refused, naming the path and why; the published line is untouched."""
     src = write_tree(world.tmp / "bad", {**world.v1, path: b"a lesson"})
-    with pytest.raises(UnsafePathError, match="cannot hold") as info:
+    with pytest.raises(UsageError, match="cannot hold") as info:  # the folder must change
         publish(world.repo, src)
     assert repr(path) in str(info.value) and "rename it" in str(info.value)
     assert served_manifest(world.repo).version == 1

@@ -850,7 +850,7 @@ def test_dry_run_over_the_wire_matches_the_real_sync(server: SatchelServer, tmp_
         )
         assert res.code == 0, res.describe()
         assert res.stdout.strip().isdigit() and res.stdout.count("\n") == 1, res.describe()
-        assert "index+manifest:" in res.stderr
+        assert "bytes in all" in res.stderr and "fetched already by this dry run" in res.stderr
         lines = proxy.stats().request_lines
         assert [line.split()[0] for line in lines] == ["GET", "GET", "HEAD"], lines
         real = sync_json(proxy.url, bundle, store)

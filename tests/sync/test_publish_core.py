@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from satchel.content import canonical
 from satchel.content.chunking import Chunker, ChunkerParams, chunk_id
-from satchel.content.errors import FormatError, UnsafePathError, UsageError
+from satchel.content.errors import FormatError, UsageError
 from satchel.content.objects import ZSTD_DICT, decode_object, object_dictionary
-from satchel.content.tree import media_type, scan_tree
+from satchel.content.tree import media_type, scan_tree, select_files
 from satchel.server.publishing import LocalTarget
 from satchel.server.repository import Repository
 from satchel.sync.checkout import checkout
@@ -245,43 +245,40 @@ def test_clashing_names_are_refused(tmp_path: Path, names: list[str]) -> None:
     root = write_tree(tmp_path / "src", {n: b"x" for n in names})
     if len([p for p in root.rglob("*") if p.is_file()]) < len(names):
         pytest.skip("this file system folds these names itself")
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(UsageError, match="cannot publish"):  # the teacher's folder must change
         scan_tree(root, title="", chunker=SMALL_CHUNKER)
 
 
-def test_links_inside_are_followed_outside_refused(tmp_path: Path) -> None:
-    root = write_tree(tmp_path / "src", {"real.txt": b"real"})
-    (root / "alias.txt").symlink_to(root / "real.txt")
-    scan = scan_tree(root, title="", chunker=SMALL_CHUNKER)
-    assert [f.path for f in scan.draft.files] == ["alias.txt", "real.txt"]
-    assert scan.draft.files[0].chunks == scan.draft.files[1].chunks
-
+def test_links_are_skipped_and_reported_inside_or_outside(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", {"real.txt": b"real", "sub/a.txt": b"a"})
+    (root / "alias.txt").symlink_to(root / "real.txt")  # inside: would be the bytes twice
     (tmp_path / "secret").write_bytes(b"secret")
-    (root / "leak.txt").symlink_to(tmp_path / "secret")
-    with pytest.raises(UnsafePathError, match="outside"):
-        scan_tree(root, title="", chunker=SMALL_CHUNKER)
-
-
-def test_folder_links_and_special_files_are_refused(tmp_path: Path) -> None:
-    root = write_tree(tmp_path / "src", {"sub/a.txt": b"a"})
-    (root / "loop").symlink_to(root / "sub")
-    with pytest.raises(UnsafePathError, match="folder"):
-        scan_tree(root, title="", chunker=SMALL_CHUNKER)
-    (root / "loop").unlink()
-    os.mkfifo(root / "pipe")
-    with pytest.raises(UnsafePathError, match="regular"):
-        scan_tree(root, title="", chunker=SMALL_CHUNKER)
-
-
-def test_symlink_loop_is_refused_cleanly(tmp_path: Path) -> None:
-    root = write_tree(tmp_path / "src", {"a.txt": b"a"})
+    (root / "leak.txt").symlink_to(tmp_path / "secret")  # outside: never published
+    (root / "loop").symlink_to(root / "sub")  # a folder link: not followed
+    (root / "dangling").symlink_to(tmp_path / "nothing")
     (root / "self").symlink_to(root / "self")
-    with pytest.raises(UnsafePathError):
-        scan_tree(root, title="", chunker=SMALL_CHUNKER)
+    scan = scan_tree(root, title="", chunker=SMALL_CHUNKER)
+    assert [f.path for f in scan.draft.files] == ["real.txt", "sub/a.txt"]
+    assert sorted((s.path, s.reason) for s in scan.skipped) == [
+        ("alias.txt", "link"),
+        ("dangling", "link"),
+        ("leak.txt", "link"),
+        ("loop/", "link"),
+        ("self", "link"),
+    ]
+    assert all(b"secret" not in src.read() for src in scan.sources.values())
+
+
+def test_special_files_are_skipped_and_reported(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "src", {"a.txt": b"a"})
+    os.mkfifo(root / "pipe")
+    selected = select_files(root)
+    assert [rel for rel, _ in selected.files] == ["a.txt"]
+    assert [(s.path, s.reason) for s in selected.skipped] == [("pipe", "not a regular file")]
 
 
 def test_scan_of_a_missing_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FormatError):
+    with pytest.raises(UsageError, match="not a folder"):
         scan_tree(tmp_path / "nope", title="", chunker=SMALL_CHUNKER)
 
 

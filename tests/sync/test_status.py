@@ -13,7 +13,7 @@ from satchel.sync.store import MemoryChunkStore
 from satchel.sync.updater import Updater
 from typer.testing import CliRunner
 
-from harness.repo import RepoFetcher, publish, sample_files, write_tree
+from harness.repo import RepoFetcher, index_entry, publish, sample_files, write_tree
 
 
 def two_versions(tmp_path: Path) -> tuple[Repository, LocalStore, RepoFetcher, Path]:
@@ -47,6 +47,39 @@ def test_a_sync_stopped_by_its_budget_leaves_the_update_pending(tmp_path: Path) 
     assert (line.version, line.pending_version) == (1, 2)
 
 
+def test_a_cut_update_says_how_much_of_it_is_here(tmp_path: Path) -> None:
+    repo, store, fetcher, src = two_versions(tmp_path)
+    write_tree(src, {**sample_files(6, scale=4)})
+    publish(repo, src)
+    Updater(store, fetcher).sync("course", "en", max_bytes=20_000)  # stops partway
+    (line,) = store_status(store).lines
+    manifest = store.load_manifest(index_entry(repo, "course", "en").manifest)
+    needed = manifest.distinct_chunks()
+    here = sum(1 for cid, _ in needed if store.objects.has(cid))
+    assert 0 < here < len(needed)
+    assert (line.pending_here, line.pending_objects) == (here, len(needed))
+    r = CliRunner().invoke(app, ["status", "--store", str(store.root)])
+    assert f"version 2 pending ({here:,} of {len(needed):,} objects here)" in r.output
+
+
+def test_a_cut_first_download_is_listed_with_its_progress(tmp_path: Path) -> None:
+    repo = Repository(tmp_path / "srv", store=MemoryChunkStore())
+    publish(repo, write_tree(tmp_path / "src", sample_files(7, scale=4)))
+    store = LocalStore(tmp_path / "client", durable=False)
+    result = Updater(store, RepoFetcher(repo)).sync("course", "en", max_bytes=20_000)
+    assert not result.complete and store.ref("course", "en") is None
+    report = store_status(store)
+    assert report.lines == ()
+    (started,) = report.downloading
+    assert (started.bundle, started.locale, started.version) == ("course", "en", 1)
+    assert 0 < started.objects_here < started.objects
+    assert started.objects_here == len(list(store.objects))
+    r = CliRunner().invoke(app, ["status", "--store", str(store.root), "--json"])
+    assert json.loads(r.stdout)["downloading"][0]["objects_here"] == started.objects_here
+    r = CliRunner().invoke(app, ["status", "--store", str(store.root)])
+    assert f"{started.objects_here:,} of {started.objects:,} objects here" in r.output
+
+
 def test_missing_objects_are_counted(tmp_path: Path) -> None:
     _repo, store, _f, _src = two_versions(tmp_path)
     ref = store.ref("course", "en")
@@ -62,7 +95,8 @@ def test_the_command_prints_text_and_json_and_refuses_a_non_store(tmp_path: Path
     runner = CliRunner()
     r = runner.invoke(app, ["status", "--store", str(store.root)])
     assert r.exit_code == 0, r.output
-    assert "course/en version 1 (kept: 1):" in r.output and "complete" in r.output
+    # "versions kept: 1" cannot be read as "3 versions kept", as "(kept: 3)" could.
+    assert "course/en version 1 (versions kept: 1):" in r.output and "complete" in r.output
     r = runner.invoke(app, ["status", "--store", str(store.root), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

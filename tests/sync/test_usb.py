@@ -357,7 +357,8 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     r = runner.invoke(
         app, ["export", "--store", empty, "--bundle", "course", "--to", str(tmp_path / "s")]
     )
-    assert r.exit_code == 1 and "no release index" in r.stderr and r.stderr.count("\n") == 1
+    assert r.exit_code == 2 and "not a Satchel store" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "empty").exists()  # export never makes a store
 
     r = runner.invoke(app, ["import", str(tmp_path), "--store", empty])
     assert r.exit_code == 2 and "not a Satchel USB folder" in r.stderr

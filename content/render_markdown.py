@@ -1,21 +1,34 @@
 """Markdown lessons (e.g. Software Carpentry episodes) to safe HTML with markdown-it-py.
 
+Shared by the offline viewer (``satchel view``) and the server's web page preview, so a
+teacher previews a lesson exactly as a laptop will show it.
+
 Raw HTML in Markdown is shown as text, not passed through (``html: False``): lesson HTML files
 are served as they are, but a Markdown page is ours to render. Links and images go through
 the caller's resolver, which maps a path relative to the document onto a bundle URL, or marks
 it external (shown, never loaded). Two Carpentries conventions are understood so pages read
 well: YAML front matter (``title:``) and pandoc image attributes (``{alt='...'}``); fenced
 ``::: name`` blocks become a labelled line.
+
+Given the lesson's path, a ```` ```gift ```` block becomes its questions as accessible forms
+(:mod:`satchel.content.exercise_html`), with the ids the publish check gave them
+(:mod:`satchel.content.exercises`); a block that does not parse (published before the check)
+stays code.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from satchel.content.render_cnxml import Rendered, Resolver, unavailable
+
+from .errors import FormatError
+from .exercise_html import question_html
+from .exercises import GiftBlock, gift_blocks, is_gift_fence
+from .render_cnxml import Rendered, Resolver, unavailable
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*\n", re.S)
 _TITLE = re.compile(r"^title:[ \t]*(['\"]?)(.+?)\1[ \t]*$", re.M)
@@ -105,10 +118,42 @@ def _fix_closers(tokens: list[Token]) -> None:
             tok.tag = opener.tag
 
 
-def render_markdown(text: str, resolve: Resolver) -> Rendered:
+def _inline(resolve: Resolver) -> Callable[[str], str]:
+    """GIFT text in Markdown as safe inline HTML, its links through the same resolver."""
+
+    def render(text: str) -> str:
+        tokens = _md.parseInline(text)
+        _rewrite(tokens, resolve)
+        _fix_closers(tokens)
+        return str(_md.renderer.render(tokens, _md.options, {}))
+
+    return render
+
+
+def _exercises(tokens: list[Token], text: str, lesson: str, resolve: Resolver) -> None:
+    """Turn the lesson's gift fences into their forms, the n-th fence the n-th block."""
+    try:
+        blocks: list[GiftBlock] = gift_blocks(text, lesson)
+    except FormatError:
+        return  # published before the check: the blocks stay code
+    fences = [t for t in tokens if t.type == "fence" and is_gift_fence(t.info)]
+    if len(fences) != len(blocks):
+        return
+    inline = _inline(resolve)
+    for token, block in zip(fences, blocks, strict=True):
+        token.type = "html_block"
+        token.content = "".join(
+            question_html(q, lesson=lesson, render_markdown=inline) for q in block.questions
+        )
+
+
+def render_markdown(text: str, resolve: Resolver, *, lesson: str | None = None) -> Rendered:
+    """``lesson``: the lesson's path, to render its exercises as forms (else they stay code)."""
     tokens = _md.parse(_prepare(text))
     _rewrite(tokens, resolve)
     _fix_closers(tokens)
+    if lesson is not None:
+        _exercises(tokens, text, lesson, resolve)
     body = _md.renderer.render(tokens, _md.options, {})
     title = markdown_title(text) or ""
     if _FRONT.match(text) and title:  # the front matter's title is not in the body: show it
