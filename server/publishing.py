@@ -546,6 +546,7 @@ class UploadReceiver:
         # Objects are made durable a batch at a time; their rows are recorded in one
         # transaction right after each batch commits, never before (see finish()).
         self._rows: dict[str, Chunk] = {}
+        self._dictionaries: dict[str, bytes] = {}  # at most MAX_DICTIONARIES of them
         self._batch = WriteBatch(store, on_commit=self._record)
         # The most one upload request can honestly need: every listed object once, stored raw
         # (encode_object never picks a form larger than raw), and the dictionaries still
@@ -558,6 +559,13 @@ class UploadReceiver:
         )
 
     def _lookup(self, dict_id: str) -> bytes:
+        # Every text chunk of a publish names the same dictionary: read and decode it once.
+        data = self._dictionaries.get(dict_id)
+        if data is None:
+            data = self._dictionaries[dict_id] = self._read_dictionary(dict_id)
+        return data
+
+    def _read_dictionary(self, dict_id: str) -> bytes:
         length = self._lengths.get(dict_id)
         if length is None:
             with self.db.session() as s:
