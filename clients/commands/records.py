@@ -304,10 +304,11 @@ def report(
 
 
 def _print_report(data: dict[str, Any]) -> None:
-    classes = data.get("classes") or []
+    classes = len(data.get("classes") or [])
+    learners = len(data.get("learners") or [])
     typer.echo(
-        f"{data.get('bundle')}/{data.get('locale')}: {len(classes)} classes,"
-        f" {len(data.get('learners') or [])} learners"
+        f"{data.get('bundle')}/{data.get('locale')}: {classes} class{'' if classes == 1 else 'es'},"
+        f" {learners} learner{'' if learners == 1 else 's'}"
     )
     for lr in data.get("learners") or []:
         lessons = lr.get("lessons") or []
