@@ -49,7 +49,8 @@ class RecordsOutcome:
             "progress_sent": s.batches if s else 0,
             "progress_forwarded": s.forwarded if s else 0,
             "progress_acked": s.acked if s else 0,
-            "progress_pending": s.pending if s else None,
+            # Nothing to send is none pending; after a failed exchange the count is unknown.
+            "progress_pending": s.pending if s else (None if self.error else 0),
             "progress_refused": [{"batch": b, "reason": r} for b, r in s.refused] if s else [],
             "progress_error": self.error or None,
         }
