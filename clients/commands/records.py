@@ -49,7 +49,8 @@ class RecordsOutcome:
             "progress_sent": s.batches if s else 0,
             "progress_forwarded": s.forwarded if s else 0,
             "progress_acked": s.acked if s else 0,
-            "progress_pending": s.pending if s else None,
+            # Nothing to send is none pending; after a failed exchange the count is unknown.
+            "progress_pending": s.pending if s else (None if self.error else 0),
             "progress_refused": [{"batch": b, "reason": r} for b, r in s.refused] if s else [],
             "progress_error": self.error or None,
         }
@@ -304,10 +305,11 @@ def report(
 
 
 def _print_report(data: dict[str, Any]) -> None:
-    classes = data.get("classes") or []
+    classes = len(data.get("classes") or [])
+    learners = len(data.get("learners") or [])
     typer.echo(
-        f"{data.get('bundle')}/{data.get('locale')}: {len(classes)} classes,"
-        f" {len(data.get('learners') or [])} learners"
+        f"{data.get('bundle')}/{data.get('locale')}: {classes} class{'' if classes == 1 else 'es'},"
+        f" {learners} learner{'' if learners == 1 else 's'}"
     )
     for lr in data.get("learners") or []:
         lessons = lr.get("lessons") or []

@@ -108,3 +108,21 @@ def test_export_and_import_of_records_refuse_hostile_sticks(tmp_path: Path) -> N
     assert not (store / "inbox" / "records").exists() or not any(
         (store / "inbox" / "records").iterdir()
     )
+
+
+def test_the_report_summary_counts_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    from satchel.clients.commands.records import _print_report
+
+    _print_report({"bundle": "b", "locale": "en", "classes": [{}], "learners": []})
+    _print_report({"bundle": "b", "locale": "en", "classes": [{}, {}], "learners": [{}]})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "b/en: 1 class, 0 learners"
+    assert lines[1] == "b/en: 2 classes, 1 learner"
+
+
+def test_sync_json_says_none_pending_when_nothing_was_to_send() -> None:
+    from satchel.clients.commands.records import RecordsOutcome
+
+    assert RecordsOutcome(None, "").fields()["progress_pending"] == 0
+    failed = RecordsOutcome(None, "link failed").fields()
+    assert failed["progress_pending"] is None and failed["progress_error"] == "link failed"
