@@ -55,7 +55,7 @@ from satchel.sync.pack import HEAD_SIZE, MAGIC, PackFrame, PackReader
 from satchel.sync.plan import encode_want
 from satchel.sync.publish import BeginResponse, Publisher
 from satchel.sync.release import assemble_manifest, sign_manifest
-from satchel.sync.store import ChunkStore, WriteBatch
+from satchel.sync.store import ChunkStore, FolderChunkStore, WriteBatch
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
@@ -443,6 +443,9 @@ class Publishing:
         if self._swept is None or now - self._swept >= SWEEP_EVERY:
             self._swept = now
             self.expire_drafts()
+            if isinstance(self.store, FolderChunkStore):  # S3 writes whole objects: no temps
+                # Replicas may share the folder: only temps no batch (1 s) can still own.
+                self.store.sweep_temp(min_age=SWEEP_EVERY.total_seconds())
 
     def expire_drafts(self) -> list[ExpiredDraft]:
         """Drop drafts begun more than DRAFT_LIFETIME ago and never committed, with the

@@ -187,6 +187,7 @@ class GcResult:
     bytes_freed: int = 0
     manifests_deleted: int = 0
     checkout_temps_removed: int = 0  # folders killed checkouts left beside their destination
+    object_temps_removed: int = 0  # temp files a killed sync or import left in the store
 
 
 def _pending_manifests(store: LocalStore) -> set[str]:
@@ -236,6 +237,7 @@ def collect_garbage(store: LocalStore, keep: int = DEFAULT_KEEP) -> GcResult:
         live_manifests.add(manifest_id)
         live.update(cid for cid, _ in manifest.distinct_chunks())
     objects = store.objects
+    result.object_temps_removed = objects.sweep_temp()  # the writer lock is held: all are orphans
     for cid in list(objects):
         if cid not in live:
             result.bytes_freed += objects.stored_size(cid)

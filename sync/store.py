@@ -222,6 +222,25 @@ class FolderChunkStore:
         except FileNotFoundError:
             raise NotFoundError(f"chunk {cid[:16]}... is not in the store") from None
 
+    def sweep_temp(self, min_age: float = 0.0) -> int:
+        """Remove the temp files writers left when they were killed mid-batch (``.tmp-*``
+        beside their place, never visible under an id), those at least ``min_age`` seconds
+        old; returns how many. Only a caller that knows no writer is busy (the client's
+        writer lock) may pass 0; a store several servers share passes a long age."""
+        removed = 0
+        now = time.time()
+        for sub in self.root.iterdir():
+            if not (sub.is_dir() and len(sub.name) == 2) or sub.is_symlink():
+                continue
+            for f in sub.glob(".tmp-*"):
+                try:
+                    if now - f.lstat().st_mtime >= min_age:
+                        f.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its writer finished or another sweep took it
+        return removed
+
     def __iter__(self) -> Iterator[str]:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and len(sub.name) == 2:

@@ -148,3 +148,32 @@ def test_over_another_store_puts_go_straight_through() -> None:
     assert mem.get(cid(1)) == obj(1) and committed == [[cid(1)]]
     assert batch.put(cid(1), obj(1)) is False and committed == [[cid(1)]]
     assert batch.flush() == []
+
+
+def test_temp_files_a_killed_batch_left_are_swept_by_age_and_never_an_object(
+    tmp_path: Path,
+) -> None:
+    """A process killed mid-batch leaves its staged temp files (never under an id). A sweep
+    removes those at least as old as it is told, and no stored object."""
+    fs = FolderChunkStore(tmp_path / "objects")
+    fs.put(cid(0), obj(0))
+    left = [fs.stage(cid(n), obj(n)) for n in range(1, 5)]  # staged, never committed: "killed"
+    assert all(s is not None for s in left) and len(temp_files(fs.root)) == 4
+    old = [Path(s.tmp) for s in left[:2] if s is not None]
+    for p in old:
+        os.utime(p, (1_000_000_000, 1_000_000_000))
+    assert fs.sweep_temp(min_age=3600) == 2  # a shared folder: only what no writer can own
+    assert sorted(temp_files(fs.root)) == sorted(Path(s.tmp) for s in left[2:] if s is not None)
+    assert fs.sweep_temp() == 2 and temp_files(fs.root) == []
+    assert fs.get(cid(0)) == obj(0) and list(fs) == [cid(0)]
+
+
+def test_gc_sweeps_what_a_killed_sync_left(tmp_path: Path) -> None:
+    from satchel.sync.care import collect_garbage
+    from satchel.sync.local import LocalStore
+
+    store = LocalStore(tmp_path / "store", durable=False)
+    staged = store.objects.stage(cid(1), obj(1))
+    assert staged is not None and temp_files(store.objects.root)
+    result = collect_garbage(store)
+    assert result.object_temps_removed == 1 and temp_files(store.objects.root) == []
