@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._profile import Recorder
 from harness.bench import MemorySampler, cpu_times, process_tree
+from harness.profile import Recorder
 
 
 @dataclass

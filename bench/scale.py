@@ -62,19 +62,20 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench._measure import Ran, StepTimeout, Usage, Watch, run_measured  # noqa: E402
-from bench._profile import MODES, Recorder, summary  # noqa: E402
-from bench._trees import (  # noqa: E402
+from harness import tools  # noqa: E402
+from harness.bench import CORPUS, table  # noqa: E402
+from harness.e2e import SATCHEL, SatchelServer  # noqa: E402
+from harness.profile import MODES, Recorder, summary  # noqa: E402
+from harness.trees import (  # noqa: E402
     insert_sentence,
     make_pages,
     make_video,
+    page_counts,
     page_path,
     patch_video,
     tree_mismatch,
     tree_size,
 )
-from harness import tools  # noqa: E402
-from harness.bench import CORPUS, table  # noqa: E402
-from harness.e2e import SATCHEL, SatchelServer  # noqa: E402
 
 BUNDLE = "course"
 
@@ -594,7 +595,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--video-gib", type=float, help="video course size (0: none)")
     parser.add_argument(
-        "--pages", type=_counts, help="comma-separated page counts, e.g. 1000,10000 (0: none)"
+        "--pages", type=page_counts, help="comma-separated page counts, e.g. 1000,10000 (0: none)"
     )
     parser.add_argument("--no-corpus", action="store_true", help="leave out intro-stats v2")
     parser.add_argument(
@@ -629,16 +630,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--install", action="store_true", help="apt-get install casync and rsync if missing"
     )
     return parser.parse_args(argv)
-
-
-def _counts(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: {error}") from error
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: must not be negative")
-    return tuple(v for v in values if v)
 
 
 def datasets_for(args: argparse.Namespace) -> list[Dataset]:

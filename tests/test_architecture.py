@@ -80,6 +80,28 @@ def test_layers_import_only_downwards(layer: str) -> None:
     assert violations(layer) == []
 
 
+@pytest.mark.parametrize(("folder", "other"), [("tests", "bench"), ("bench", "tests")])
+def test_tests_and_bench_share_only_the_harness(folder: str, other: str) -> None:
+    """What both need lives in harness/; neither imports the other (a bench stays a script a
+    person reruns, and a test never depends on a bench's private helpers)."""
+    found = []
+    for path in sorted((REPO / folder).rglob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(REPO)} imports {n}"
+                for n in names
+                if n == other or n.startswith(other + ".")
+            ]
+    assert found == []
+
+
 def test_layer_rule_sees_absolute_and_relative_imports() -> None:
     probe = REPO / "clients" / "commands" / "probe.py"  # parsed only, never written
     cases = {

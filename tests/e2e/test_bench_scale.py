@@ -20,23 +20,23 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from bench._profile import summary
-from bench._trees import (
+from harness import tools
+from harness.bench import MemorySampler, cpu_times, process_tree
+from harness.profile import summary
+from harness.trees import (
     PAGE_BYTES,
     PageWriter,
     insert_sentence,
     keystream,
     make_pages,
     make_video,
+    page_counts,
     page_path,
     patch_video,
     tree_mismatch,
 )
-from bench.scale import _counts
-from harness import tools
-from harness.bench import MemorySampler, cpu_times, process_tree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tree_bytes(root: Path) -> dict[str, bytes]:
@@ -126,14 +126,14 @@ def test_one_sentence_edit_and_tree_comparison(tmp_path: Path) -> None:
     ("text", "expected"),
     [("1000,10000", (1000, 10000)), ("100_000", (100_000,)), ("0", ()), ("5,0,7", (5, 7))],
 )
-def test_page_counts(text: str, expected: tuple[int, ...]) -> None:
-    assert _counts(text) == expected
+def test_pagepage_counts(text: str, expected: tuple[int, ...]) -> None:
+    assert page_counts(text) == expected
 
 
 @pytest.mark.parametrize("text", ["ten", "1,x", "-5"])
 def test_page_counts_refuse_nonsense(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
-        _counts(text)
+        page_counts(text)
 
 
 # -- processes -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The trees bench/scale.py measures, generated reproducibly, and their one-file edits.
+"""The trees bench/scale.py measures, generated reproducibly, and their one-file edits (in the
+harness, so the bench's tests need not import bench/).
 
 - Video: lecture files of incompressible bytes, an AES-128-CTR keystream keyed by the seed and
   the file name (reproducible and fast, unlike ``os.urandom``).
@@ -8,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import math
 import random
@@ -213,3 +215,14 @@ def tree_mismatch(expected: Path, actual: Path) -> str:
         if not tools.same_file(expected / rel, actual / rel):
             return f"WRONG OUTPUT: {rel} differs"
     return ""
+
+
+def page_counts(text: str) -> tuple[int, ...]:
+    """``--pages 1000,10_000``: page counts (zeros dropped), or an argparse error."""
+    try:
+        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: {error}") from error
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"bad page counts {text!r}: must not be negative")
+    return tuple(v for v in values if v)
