@@ -1,7 +1,7 @@
 """Satchel at every size against its peers, in one run: publish, first sync, a one-file update,
 USB export and import, and the local commands, with CPU, wall time and peak memory.
 
-Data (made by ``bench/_trees.py`` under a temporary folder, deleted afterwards unless
+Data (made by ``harness/trees.py`` under a temporary folder, deleted afterwards unless
 ``--keep``):
 
 - **intro-stats v2**: ``../shared/corpus/intro-stats/v2`` (22 MB, 473 files), copied.
@@ -32,7 +32,7 @@ buffers) and file-backed (RssFile: mapped libraries and files) apart, each its o
 fresh ``satchel serve`` is started for each step, so its peak belongs to that step. Everything
 runs from a warm page cache; no tool's data is dropped between steps. ``--profile DIR``
 attaches py-spy (not a project dependency) to Satchel's client and server during the chosen
-steps and prints where their samples fall (``bench/_profile.py``).
+steps and prints where their samples fall (``harness/profile.py``).
 
 Run from the repository root (the venv's python, so ``satchel`` is the venv's)::
 
