@@ -15,6 +15,8 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Self
@@ -92,6 +94,28 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> boo
             pass
         time.sleep(0.05)
     return False
+
+
+@contextmanager
+def satchel_process(*args: object, log: Path, timeout: float = 30.0) -> Iterator[str]:
+    """``satchel ARGS --port P`` (``view``, ``share``...) on a free port of 127.0.0.1, its
+    output in ``log``: yields its URL once ``/healthz`` answers, and stops it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(SATCHEL), *(str(a) for a in args), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        if not wait_healthy(proc, url, timeout):
+            raise AssertionError(f"satchel {args[0]} did not start:\n{log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 class SatchelServer:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,46 +89,21 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, str]:
     return local, learner
 
 
-def _serve(args: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    if not e2e.wait_healthy(proc, url, 30):
-        proc.terminate()
-        raise AssertionError(log.read_text())
-    return proc
-
-
 @pytest.fixture(scope="module")
 def viewer(
     store: tuple[LocalStore, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = e2e.free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("view") / "view.log"
-    args = [str(e2e.SATCHEL), "view", "--store", str(store[0].root), "--port", str(port)]
-    proc = _serve(args, url, log)
-    try:
+    with e2e.satchel_process("view", "--store", store[0].root, log=log) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def hub(store: tuple[LocalStore, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = e2e.free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("hub") / "hub.log"
-    args = [str(e2e.SATCHEL), "share", "--store", str(store[0].root), "--viewer", "--host",
-            "127.0.0.1", "--port", str(port), "--no-announce"]  # fmt: skip
-    proc = _serve(args, url, log)
-    try:
+    args = ("share", "--store", store[0].root, "--viewer", "--host", "127.0.0.1", "--no-announce")
+    with e2e.satchel_process(*args, log=log) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

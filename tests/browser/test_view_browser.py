@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.server
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -86,22 +85,8 @@ def trap() -> Iterator[int]:
 def viewer(tmp_path: Path, trap: int) -> Iterator[str]:
     store = LocalStore(tmp_path / "store", durable=False)
     build_course(make_repository(tmp_path / "srv"), store, tmp_path, trap_port=trap)
-    port = e2e.free_port()
-    log_path = tmp_path / "view.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(e2e.SATCHEL), "view", "--store", str(store.root), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert e2e.wait_healthy(proc, url, 30), log_path.read_text()
+    with e2e.satchel_process("view", "--store", store.root, log=tmp_path / "view.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_lessons_load_their_images_and_nothing_leaves_the_laptop(
@@ -250,22 +235,8 @@ def rogue_viewer(tmp_path: Path, trap: int) -> Iterator[str]:
     publish(repo, write_tree(tmp_path / "beta", BETA), bundle="beta", title="Beta")
     for bundle in ("alpha", "beta"):
         Updater(store, RepoFetcher(repo)).sync(bundle, "en")
-    port = e2e.free_port()
-    log_path = tmp_path / "view.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(e2e.SATCHEL), "view", "--store", str(store.root), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert e2e.wait_healthy(proc, url, 30), log_path.read_text()
+    with e2e.satchel_process("view", "--store", store.root, log=tmp_path / "view.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_rogue_lesson_runs_nothing_and_nothing_leaves_the_laptop(

@@ -10,7 +10,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -651,49 +650,36 @@ def test_viewer_keeps_serving_whole_versions_while_a_sync_switches(tmp_path: Pat
         token = server.token("teacher")
         assert e2e.publish(server.url, token, write_tree(tmp_path / "v1", v1), "course").code == 0
         e2e.sync_json(server.url, "course", store)
-        port = e2e.free_port()
-        log = open(tmp_path / "view.log", "wb")  # noqa: SIM115 - closed in finally
-        proc = subprocess.Popen(
-            [str(e2e.SATCHEL), "view", "--store", str(store), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            assert e2e.wait_healthy(proc, url, 30), (tmp_path / "view.log").read_text()
-            assert (
-                e2e.publish(server.url, token, write_tree(tmp_path / "v2", v2), "course").code == 0
-            )
-            result: dict[str, object] = {}
-            syncer = threading.Thread(
-                target=lambda: result.update(e2e.sync_json(server.url, "course", store))
-            )
-            seen: list[int] = []
-            with httpx.Client(base_url=url, timeout=30) as http:
-                syncer.start()
-                deadline = time.monotonic() + 120
-                extra = 5
-                while extra > 0 and time.monotonic() < deadline:
-                    if not syncer.is_alive():
-                        extra -= 1
-                    page = http.get("/b/course/en/current/page/lesson.md")
-                    raw = http.get("/b/course/en/current/file/media/big.bin")
-                    assert page.status_code == 200 and raw.status_code == 200
-                    marks = set(re.findall(r"VERSION-(\d)-MARK", page.text))
-                    assert len(marks) == 1 and page.text.count("MARK") == 2000, marks
-                    assert raw.content in (v1["media/big.bin"], v2["media/big.bin"])
-                    version = 1 if raw.content == v1["media/big.bin"] else 2
-                    seen.append(int(marks.pop()))
-                    seen.append(version)
-            syncer.join(60)
-            assert result.get("version") == 2
-            assert seen[0] == 1 and seen[-1] == 2, seen
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
-            shutil.rmtree(tmp_path / "v1", ignore_errors=True)
+        with e2e.satchel_process("view", "--store", store, log=tmp_path / "view.log") as url:
+            try:
+                v2_tree = write_tree(tmp_path / "v2", v2)
+                assert e2e.publish(server.url, token, v2_tree, "course").code == 0
+                result: dict[str, object] = {}
+                syncer = threading.Thread(
+                    target=lambda: result.update(e2e.sync_json(server.url, "course", store))
+                )
+                seen: list[int] = []
+                with httpx.Client(base_url=url, timeout=30) as http:
+                    syncer.start()
+                    deadline = time.monotonic() + 120
+                    extra = 5
+                    while extra > 0 and time.monotonic() < deadline:
+                        if not syncer.is_alive():
+                            extra -= 1
+                        page = http.get("/b/course/en/current/page/lesson.md")
+                        raw = http.get("/b/course/en/current/file/media/big.bin")
+                        assert page.status_code == 200 and raw.status_code == 200
+                        marks = set(re.findall(r"VERSION-(\d)-MARK", page.text))
+                        assert len(marks) == 1 and page.text.count("MARK") == 2000, marks
+                        assert raw.content in (v1["media/big.bin"], v2["media/big.bin"])
+                        version = 1 if raw.content == v1["media/big.bin"] else 2
+                        seen.append(int(marks.pop()))
+                        seen.append(version)
+                syncer.join(60)
+                assert result.get("version") == 2
+                assert seen[0] == 1 and seen[-1] == 2, seen
+            finally:
+                shutil.rmtree(tmp_path / "v1", ignore_errors=True)
 
 
 # -- the real corpus -----------------------------------------------------------------------------
