@@ -212,6 +212,18 @@ def test_marks_and_control_characters_never_reach_the_text() -> None:
     assert text == PageText("ab", "", "xyz")
 
 
+def test_hostile_html_is_read_without_expanding_or_fetching_anything() -> None:
+    deep = extract_text(b"<div>" * 200_000 + b"deep words" + b"</div>" * 200_000, "html")
+    assert deep.body == "deep words"
+    # Entities a DOCTYPE declares, internal (a billion laughs) or external (a file), stay text.
+    laughs = b"<!DOCTYPE html [<!ENTITY a 'aaaa'><!ENTITY b '&a;&a;&a;&a;'>]><p>&b;&b;</p>"
+    assert "aaaa" not in extract_text(laughs, "html").body
+    xxe = b"<!DOCTYPE html [<!ENTITY x SYSTEM 'file:///etc/hostname'>]><p>&x;</p>"
+    assert extract_text(xxe, "html").body.endswith("&x;")
+    # Processing instructions and CDATA sections are not a page's words.
+    assert extract_text(b"<?php evil ?><p><![CDATA[hidden]]>shown</p>", "html").body == "shown"
+
+
 def test_unknown_kind_is_a_format_error() -> None:
     with pytest.raises(FormatError, match="no text extractor"):
         extract_text(b"x", "pdf")  # type: ignore[arg-type]
