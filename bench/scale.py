@@ -61,10 +61,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
+from satchel.content.names import DEFAULT_LOCALE as LOCALE  # noqa: E402
+
 from bench._measure import Ran, StepTimeout, Usage, Watch, run_measured  # noqa: E402
 from harness import tools  # noqa: E402
 from harness.bench import CORPUS, table  # noqa: E402
-from harness.e2e import SATCHEL, SatchelServer  # noqa: E402
+from harness.e2e import SATCHEL, SatchelServer, satchel_process  # noqa: E402
 from harness.profile import MODES, Recorder, summary  # noqa: E402
 from harness.trees import (  # noqa: E402
     insert_sentence,
@@ -448,7 +451,26 @@ def measure(ctx: Context) -> None:
         ran = ctx.local("gc", row, [SATCHEL, "gc", "--store", store, "--keep", "1"])
         row.status = _last_line(ran.stderr)
 
+    def contents(row: Row) -> None:
+        # The viewer's table of contents, the first request after start (cold: titles read
+        # from the chunk store) and the next (warm); wall is the cold one.
+        log_path = work / "logs" / "view.log"
+        took = []
+        with (
+            satchel_process("view", "--store", store, log=log_path) as url,
+            httpx.Client(base_url=url, timeout=ctx.timeout) as client,
+        ):
+            for _ in range(2):
+                start = time.perf_counter()
+                page = client.get(f"/b/{BUNDLE}/{LOCALE}/")
+                took.append(time.perf_counter() - start)
+                page.raise_for_status()
+        row.wall = took[0]
+        lessons = page.text.count("<li")
+        row.status = f"warm {took[1]:.3f} s; {len(page.content):,} bytes, {lessons:,} items"
+
     ctx.step("status", SATCHEL_TOOL, status)
+    ctx.step("view: contents", SATCHEL_TOOL, contents)
     ctx.step("checkout", SATCHEL_TOOL, checkout)
     if (work / "v2.caidx").is_file():
         ctx.step("checkout", "casync extract", casync_extract)
@@ -543,7 +565,8 @@ def render_growth(rows: Sequence[Row], datasets: Sequence[tuple[Dataset, int, in
     headers = [
         "files", "MB", "update bytes: satchel", "rsync -rltz", "x rsync",
         "update publish: wall s (client + server CPU s)",
-        "update sync: wall s (client + server CPU s)", "status s", "checkout s", "gc s",
+        "update sync: wall s (client + server CPU s)", "status s", "viewer contents s",
+        "checkout s", "gc s",
     ]  # fmt: skip
 
     def find(data: Dataset, work: str, tool: str = SATCHEL_TOOL) -> Row | None:
@@ -575,7 +598,8 @@ def render_growth(rows: Sequence[Row], datasets: Sequence[tuple[Dataset, int, in
                 theirs.wire if theirs and theirs.wire is not None else "",
                 _x(ours.wire if ours else None, theirs.wire if theirs else None),
                 costs(find(data, "update: publish")), costs(ours),
-                wall(find(data, "status")), wall(find(data, "checkout")), wall(find(data, "gc")),
+                wall(find(data, "status")), wall(find(data, "view: contents")),
+                wall(find(data, "checkout")), wall(find(data, "gc")),
             ]
         )  # fmt: skip
     return table(headers, body)
@@ -734,7 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         " both ways through a counting proxy. MB/s and CPU/GB are per byte of the tree"
         " (import: of the stick). casync make --without=all, default 64 KiB chunks; rsync"
         " without -z for the first sync, with -z for the update. status: two versions kept;"
-        " checkout: the new version, checked against the tree; gc --keep 1 drops the old one."
+        " viewer contents: the first GET of the table of contents after `satchel view` starts (the"
+        " second in the note); checkout: the new version, checked against the tree; gc --keep 1"
+        " drops the old one."
     )
     if args.json:
         args.json.write_text("\n".join(json.dumps(asdict(r)) for r in rows) + "\n", "utf-8")

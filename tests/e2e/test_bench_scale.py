@@ -286,8 +286,11 @@ def test_tiny_run_measures_every_step(tmp_path: Path) -> None:
     for data in ("video 0.01 GiB", "pages 30"):
         mine = {r["work"]: r for r in rows if r["data"] == data and r["tool"] == "satchel"}
         peers = {r["work"]: r for r in rows if r["data"] == data and r["tool"] != "satchel"}
-        assert set(mine) == {*works, "status", "checkout", "gc"}
+        assert set(mine) == {*works, "status", "view: contents", "checkout", "gc"}
         assert set(peers) == {*works, "checkout"}
+        contents = mine.pop("view: contents")  # a request's time, not a process's CPU
+        assert contents["wall"] > 0 and contents["status"].startswith("warm "), contents
+        assert int(contents["status"].split(", ")[-1].split()[0]) >= 1, contents  # items
         for row in [*mine.values(), *peers.values()]:
             assert row["wall"] > 0 and row["client"]["cpu"] >= 0, row
             assert not row["status"].startswith(("failed", "not measured", "WRONG")), row
