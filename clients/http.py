@@ -132,6 +132,10 @@ class HttpClient:
             timeout=httpx.Timeout(timeout, connect=15.0),
             transport=transport,
         )
+        # httpx's "Accept: */*" and "Connection: keep-alive" say what HTTP/1.1 already means:
+        # 37 bytes on every request of a sync over a metered link.
+        for default in ("Accept", "Connection"):
+            self.http.headers.pop(default, None)
         self.counters = Counters()
         self.throttle = Throttle(rate_limit)
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from satchel.content.names import check_bundle, check_locale
 from satchel.sync.pack import PACK_MEDIA_TYPE
-from satchel.sync.serving import MAX_PACK_REQUEST, ReadSource, parse_pack_request
+from satchel.sync.serving import MAX_PACK_REQUEST, ReadSource, etag, parse_pack_request
 
 from .http import IMMUTABLE, OCTETS, json_body, not_modified, object_response
 
@@ -66,14 +66,14 @@ def read_router(source: ReadSource) -> APIRouter:
     )
     def static_delta(from_manifest: str, to_manifest: str, request: Request) -> Response:
         body = source.static_delta(from_manifest, to_manifest)
-        return object_response(request, body, f'"{from_manifest}-to-{to_manifest}"')
+        return object_response(request, body, etag(from_manifest, "to", to_manifest))
 
     @router.head("/v1/deltas/{from_manifest}/{to_manifest}", include_in_schema=False)
     def static_delta_head(from_manifest: str, to_manifest: str) -> Response:
         """The ready-made pack's Content-Length without its body (for ``sync --dry-run``)."""
         size = source.static_delta_size(from_manifest, to_manifest)
         headers = {
-            "ETag": f'"{from_manifest}-to-{to_manifest}"',
+            "ETag": etag(from_manifest, "to", to_manifest),
             "Cache-Control": IMMUTABLE,
             "Accept-Ranges": "bytes",
             "Content-Length": str(size),
@@ -82,7 +82,7 @@ def read_router(source: ReadSource) -> APIRouter:
 
     @router.get("/v1/chunks/{chunk_id}", summary="One stored object by chunk id")
     def chunk(chunk_id: str, request: Request) -> Response:
-        return object_response(request, source.get_object(chunk_id), f'"{chunk_id}"')
+        return object_response(request, source.get_object(chunk_id), etag(chunk_id))
 
     @router.post(
         "/v1/pack",

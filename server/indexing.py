@@ -11,7 +11,6 @@ N+1 of a line, and one serial never has two different bodies.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -22,6 +21,7 @@ from satchel.content.names import check_bundle, check_locale
 from satchel.content.recordskey import derive_records_key
 from satchel.content.signing import SigningKey
 from satchel.sync.release import INDEX_VALIDITY, sign_index
+from satchel.sync.serving import body_etag
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -101,7 +101,7 @@ class IndexSigner:
             locale=locale,
             serial=serial + 1,
             body=body,
-            etag='"' + hashlib.sha256(body).hexdigest() + '"',
+            etag=body_etag(body),
             issued=now,
             expires=now + INDEX_VALIDITY,
         )

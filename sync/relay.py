@@ -29,7 +29,16 @@ from .delta import delta_objects, static_pack
 from .local import LocalStore
 from .pack import write_pack
 from .plan import decode_want, missing
-from .serving import PackAnswer, PackRequest, PackSize, batched, pack_length, stored_pack
+from .serving import (
+    PackAnswer,
+    PackRequest,
+    PackSize,
+    batched,
+    body_etag,
+    etag,
+    pack_length,
+    stored_pack,
+)
 from .store import store_lookup
 
 CACHE_BYTES = 64 * 1024 * 1024  # made packs and encoded manifests kept in memory
@@ -50,7 +59,7 @@ class StoreSource:
         raw = self.store.held_index(bundle, locale)
         if raw is None:
             raise NotFoundError(f"this relay holds no whole version of {bundle}/{locale}")
-        return raw, f'"{hashlib.sha256(raw).hexdigest()}"'
+        return raw, body_etag(raw)
 
     def catalog(self) -> list[dict[str, object]]:
         """What the relay holds, whole, per bundle line (for ``satchel peers`` and people)."""
@@ -102,17 +111,17 @@ class StoreSource:
             raise NotFoundError(f"manifest {manifest_id[:16]}... is not on this relay")
         stored = self._cached(("manifest", manifest_id), lambda: encode_object(data))
         if base_id is None:
-            return stored, f'"{manifest_id}"'
+            return stored, etag(manifest_id)
         base = self.store.manifest_bytes(check_chunk_id(base_id))
         if base is None:
-            return stored, f'"{manifest_id}"'
+            return stored, etag(manifest_id)
         delta = self._cached(
             ("manifest", manifest_id, base_id),
             lambda: encode_object_delta(data, base_id, base),
         )
         if len(delta) >= len(stored):
-            return stored, f'"{manifest_id}"'
-        return delta, f'"{manifest_id}-from-{base_id}"'
+            return stored, etag(manifest_id)
+        return delta, etag(manifest_id, "from", base_id)
 
     def get_object(self, cid: str) -> bytes:
         return self.store.objects.get(check_chunk_id(cid))

@@ -155,6 +155,26 @@ def test_publish_sync_edit_resync_noop_and_old_version(
     assert_same_tree(v2, checkout_ok(store, BUNDLE, tmp_path / "old"))
 
 
+def test_a_poll_with_nothing_new_is_one_small_exchange(
+    tmp_path: Path, server: SatchelServer
+) -> None:
+    """A laptop on a metered link checks for updates often: one request, heads kept short."""
+    published_version(
+        publish(server.url, server.token("teacher"), make_tree(tmp_path / "t"), BUNDLE)
+    )
+    store = tmp_path / "store"
+    assert sync_json(server.url, BUNDLE, store)["version"] == 1
+    with LoopbackProxy("127.0.0.1", server.port) as proxy:
+        assert sync_json(proxy.url, BUNDLE, store)["changed"] is False
+        poll = proxy.stats()
+    assert poll.requests == 1, poll.request_lines
+    # 295 bytes as built (a 162-byte request, a 133-byte 304), ~410 before the heads lost
+    # "Accept: */*", "Connection: keep-alive" and "server: uvicorn", and ETags went to 128 bits.
+    assert poll.bytes_up + poll.bytes_down <= 320, poll
+    answer = httpx.get(f"{server.url}/v1/index/{BUNDLE}/en")
+    assert "server" not in answer.headers and len(answer.headers["etag"]) == 34
+
+
 # -- b. a sync cut mid-pack resumes ----------------------------------------------------------------
 @pytest.mark.parametrize("case", ["first-sync", "update"])
 def test_sync_cut_mid_pack_resumes(tmp_path: Path, server: SatchelServer, case: str) -> None:

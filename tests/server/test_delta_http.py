@@ -52,6 +52,7 @@ from satchel.sync.delta import FileReader
 from satchel.sync.pack import MAGIC, PACK_MEDIA_TYPE, PackFrame, pack_bytes, read_pack
 from satchel.sync.plan import encode_want
 from satchel.sync.receive import receive_frames
+from satchel.sync.serving import etag as etag_of
 from satchel.sync.store import FolderChunkStore, MemoryChunkStore, store_lookup
 
 from harness.http import IMMUTABLE, TestClient
@@ -241,7 +242,7 @@ def test_a_manifest_from_an_older_one_is_a_smaller_delta_that_decodes(
     verify_envelope(env, line.srv.key.public, what="manifest")
     assert manifest.version == new
 
-    etag = f'"{n.manifest_id}-from-{o.manifest_id}"'
+    etag = etag_of(n.manifest_id, "from", o.manifest_id)
     assert r.headers["etag"] == etag
     assert r.headers["cache-control"] == IMMUTABLE
     assert r.headers["accept-ranges"] == "bytes"
@@ -255,7 +256,7 @@ def test_a_manifest_from_an_older_one_is_a_smaller_delta_that_decodes(
         assert cached.headers["etag"] == etag
         assert cached.headers["cache-control"] == IMMUTABLE
     # The plain object's tag does not validate the delta: they are different bytes.
-    other = client.get(url, headers={"If-None-Match": f'"{n.manifest_id}"'})
+    other = client.get(url, headers={"If-None-Match": etag_of(n.manifest_id)})
     assert other.status_code == 200 and other.content == obj
 
     part = client.get(url, headers={"Range": "bytes=0-32"})
@@ -297,7 +298,7 @@ def test_a_manifest_from_an_unknown_base_is_the_plain_object(
             assert_error(r, 404)
             continue
         assert r.content == plain
-        assert r.headers["etag"] == f'"{v2.manifest_id}"'
+        assert r.headers["etag"] == etag_of(v2.manifest_id)
         assert r.headers["cache-control"] == IMMUTABLE
         assert decode_object(r.content, v2.size)
 
@@ -338,7 +339,7 @@ def test_a_ready_made_delta_rebuilds_the_new_version(
     r = client.get(url, headers={"Accept-Encoding": "gzip, br, zstd"})
     assert r.status_code == 200, r.text
     body = r.content
-    etag = f'"{o.manifest_id}-to-{n.manifest_id}"'
+    etag = etag_of(o.manifest_id, "to", n.manifest_id)
     assert r.headers["etag"] == etag  # strong: no W/ prefix
     assert r.headers["cache-control"] == IMMUTABLE
     assert r.headers["accept-ranges"] == "bytes"
@@ -384,7 +385,7 @@ def test_a_ready_made_delta_serves_single_ranges(client: TestClient, line: Line)
     url = f"/v1/deltas/{o.manifest_id}/{n.manifest_id}"
     body = client.get(url).content
     size = len(body)
-    etag = f'"{o.manifest_id}-to-{n.manifest_id}"'
+    etag = etag_of(o.manifest_id, "to", n.manifest_id)
     cases = {
         "bytes=0-7": (0, 7),
         "bytes=-36": (size - 36, size - 1),
