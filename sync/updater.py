@@ -7,8 +7,9 @@ verified and stored as it arrives, so a cut sync resumes by asking only for what
 
 For poor links (see :mod:`satchel.sync.resume`): a sync may stop at a data budget and keep
 everything complete; a transient link failure is retried with backoff; a large object cut in
-the middle is kept and finished later with one Range request; and :meth:`Updater.plan` says
-exactly how many bytes an update will cost before any of them is spent.
+the middle is kept and finished later with one Range request (:mod:`satchel.sync.partials`);
+and :meth:`Updater.plan` says exactly how many bytes an update will cost before any of them is
+spent.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Literal, TypeVar
 
 from satchel.content.delta import DELTA_OF, decode_delta, object_ref
 from satchel.content.errors import (
-    ContentError,
     FormatError,
     IntegrityError,
     NotFoundError,
@@ -30,14 +30,15 @@ from satchel.content.errors import (
 from satchel.content.index import IndexEntry, ReleaseIndex
 from satchel.content.manifest import MAX_MANIFEST_BYTES, Manifest
 from satchel.content.names import check_bundle, check_locale
-from satchel.content.objects import decode_object, object_dictionary, verify_object
+from satchel.content.objects import decode_object
 from satchel.content.signing import PublicKey
 
 from .care import check_free_space
 from .delta import FileReader, first_places, path_index
 from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
-from .pack import HEAD_SIZE, PackFrame, PackReader
+from .pack import PackFrame, PackReader
+from .partials import BytesProgress, PartialFinisher, SyncRun, budget_cap
 from .plan import encode_want, missing
 from .receive import receive_frames
 from .resume import (
@@ -47,15 +48,11 @@ from .resume import (
     ProgressDeadline,
     RetryPolicy,
     is_transient,
-    keepable,
 )
 from .select import needed_objects, normalize, selected_files
 from .serving import pack_length
 from .store import WriteBatch, store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
-
-BytesProgress = Callable[[int, int | None], None]
-"""Called with (pack bytes received so far, total pack bytes if known)."""
 
 RetryNotice = Callable[[BaseException, int, float], None]
 """Called before each retry with (the error, retry number from 1, seconds it will wait)."""
@@ -114,21 +111,6 @@ class SyncPlan:
         return self.pack_bytes + self.range_bytes
 
 
-class _Run:
-    """What one sync has done so far, over all its attempts."""
-
-    def __init__(self, budget: Budget) -> None:
-        self.budget = budget
-        self.objects = 0
-        self.pack_bytes = 0
-        self.range_bytes = 0
-        self.ranges = 0
-        self.retries = 0
-        self.manifest_fetched = False
-        self.kept = False  # anything stored or kept (a partial grew) by this sync
-        self.stopped = False  # the budget ran out
-
-
 class Updater:
     """Brings one store up to date with one source, trusting only the publisher's key."""
 
@@ -158,6 +140,11 @@ class Updater:
         self.newly_pinned_fingerprint: str | None = None
         self.meta_bytes = 0  # index and manifest bytes received by the last sync or plan
         self._pending_pin: tuple[PublicKey, str, str, bytes, str | None, int] | None = None
+
+    @property
+    def _finisher(self) -> PartialFinisher:
+        # Built from the current attributes each time: tests swap the fetcher and the deadline.
+        return PartialFinisher(self.partials, self.store.objects, self.fetcher, self.deadline)
 
     def refresh_index(self, bundle: str, locale: str) -> ReleaseIndex:
         """Fetch and verify a line's release index (one exchange); pins the key on first use."""
@@ -289,7 +276,7 @@ class Updater:
         return needed_objects(manifest, selected_files(manifest, selection, strict=strict))
 
     # -- the workflow ------------------------------------------------------------------------
-    def _with_retries(self, run: _Run, attempt: Callable[[], T]) -> T:
+    def _with_retries(self, run: SyncRun, attempt: Callable[[], T]) -> T:
         """``attempt()``, again after each transient link failure, as the retry policy allows."""
         while True:
             try:
@@ -351,11 +338,11 @@ class Updater:
         check_bundle(bundle)
         check_locale(locale)
         self.meta_bytes = 0
-        run = _Run(Budget(max_bytes))
+        run = SyncRun(Budget(max_bytes))
         return self._with_retries(run, lambda: self._sync_once(bundle, locale, run, progress, only))
 
     def _sync_once(
-        self, bundle: str, locale: str, run: _Run, progress: BytesProgress | None, only: Only
+        self, bundle: str, locale: str, run: SyncRun, progress: BytesProgress | None, only: Only
     ) -> SyncResult:
         entry, current = self._target(bundle, locale)
         previous = current.version if current else None
@@ -391,7 +378,7 @@ class Updater:
         manifest, fetched = self._manifest(entry, self._held_manifest_id(current))
         run.manifest_fetched = run.manifest_fetched or fetched
         wanted = self._wanted(manifest, selection, strict)
-        self._finish_partials(manifest, wanted, run, progress)
+        self._finisher.finish(manifest, wanted, run, progress)
         need = missing(wanted, self.store.objects)
         if need and run.budget.spent:
             run.stopped = True
@@ -403,7 +390,7 @@ class Updater:
             base_id = current.manifest if base is not None and current is not None else None
             self._fetch_pack(manifest, entry, need, base, base_id, run, progress)
         still = missing(wanted, self.store.objects)
-        self._tidy_partials({cid for cid, _ in still})
+        self._finisher.tidy({cid for cid, _ in still})
         if still:
             if run.stopped:
                 return result(complete=False)
@@ -422,10 +409,10 @@ class Updater:
         check_bundle(bundle)
         check_locale(locale)
         self.meta_bytes = 0
-        run = _Run(Budget(None))
+        run = SyncRun(Budget(None))
         return self._with_retries(run, lambda: self._plan_once(bundle, locale, run, only))
 
-    def _plan_once(self, bundle: str, locale: str, run: _Run, only: Only) -> SyncPlan:
+    def _plan_once(self, bundle: str, locale: str, run: SyncRun, only: Only) -> SyncPlan:
         entry, current = self._target(bundle, locale)
         previous = current.version if current else None
         selection, strict = self._selection(current, only)
@@ -456,7 +443,7 @@ class Updater:
         run.manifest_fetched = run.manifest_fetched or fetched
         distinct = manifest.distinct_chunks()
         wanted = self._wanted(manifest, selection, strict)
-        finishing = self._finishable_partials(manifest, wanted)
+        finishing = self._finisher.finishable(wanted)
         finished = {p.chunk_id for p in finishing}
         need = [(cid, n) for cid, n in missing(wanted, self.store.objects) if cid not in finished]
         if not need:
@@ -473,117 +460,6 @@ class Updater:
         want = encode_want(distinct, {cid for cid, _ in need})
         size = self.fetcher.pack_size(entry.manifest, want, base_id)
         return plan("dynamic", len(need), size, finishing)
-
-    # -- partly received objects -------------------------------------------------------------
-    def _finishable_partials(
-        self, manifest: Manifest, wanted: Sequence[tuple[str, int]]
-    ) -> list[Partial]:
-        """Partials worth a Range request now; drops those the target version does not need."""
-        lengths = dict(wanted)
-        objects = self.store.objects
-        out = []
-        for partial in self.partials.load():
-            if partial.chunk_id not in lengths or objects.has(partial.chunk_id):
-                self.partials.delete(partial.chunk_id)
-                continue
-            dict_id = object_dictionary(partial.data)
-            if dict_id is not None and not objects.has(dict_id):
-                continue  # its dictionary comes in the pack; the pack brings it whole too
-            out.append(partial)
-        return out
-
-    def _finish_partials(
-        self,
-        manifest: Manifest,
-        wanted: Sequence[tuple[str, int]],
-        run: _Run,
-        progress: BytesProgress | None,
-    ) -> None:
-        """Complete each kept partial object with one Range request, verify it, store it."""
-        lengths = dict(wanted)
-        lookup = store_lookup(self.store.objects, dict(manifest.dictionaries))
-        for partial in self._finishable_partials(manifest, wanted):
-            left = run.budget.left
-            if left == 0:
-                run.stopped = True
-                return
-            self._finish_partial(partial, lengths[partial.chunk_id], lookup, left, run, progress)
-
-    def _finish_partial(
-        self,
-        partial: Partial,
-        length: int,
-        lookup: Callable[[str], bytes],
-        left: int | None,
-        run: _Run,
-        progress: BytesProgress | None,
-    ) -> None:
-        cid = partial.chunk_id
-        end = None if left is None else min(partial.have + left, partial.length) - 1
-        try:
-            response = self.fetcher.fetch_range(cid, partial.have, end)
-        except NotFoundError:  # not there, or shorter than we have: this source differs
-            self.partials.delete(cid)
-            return
-        if response.start not in (0, partial.have) or (
-            response.total is not None and response.total != partial.length
-        ):
-            # Another encoding of the object (another server or relay): start over whole.
-            response.close()
-            self.partials.delete(cid)
-            return
-        data = bytearray(partial.data if response.start else b"")
-        received = 0
-        watch = self.deadline()
-        try:
-            for piece in response.pieces:
-                received += len(piece)
-                watch.arrived(len(piece))
-                data += piece
-                if progress is not None:
-                    progress(len(data), partial.length)
-                if len(data) > partial.length or (left is not None and received >= left):
-                    break
-        except TransportError:
-            if len(data) > partial.have:
-                self._save_partial(Partial(cid, partial.length, bytes(data)), run)
-            raise
-        finally:
-            response.close()
-            run.range_bytes += received
-            run.budget.used += received
-        run.stopped = run.budget.spent
-        if len(data) == partial.length:
-            self.partials.delete(cid)
-            try:
-                verify_object(bytes(data), cid, length, lookup)
-            except ContentError:
-                return  # a bad partial or a mismatched source: the pack brings it whole
-            self.store.objects.put(cid, bytes(data))
-            run.objects += 1
-            run.ranges += 1
-            run.kept = True
-        elif len(data) > partial.length:
-            self.partials.delete(cid)  # the source holds something else under this id
-        elif len(data) > partial.have:  # the budget ran out on the way: keep what grew
-            self._save_partial(Partial(cid, partial.length, bytes(data)), run)
-
-    def _save_partial(self, partial: Partial, run: _Run) -> None:
-        self.partials.save(partial)
-        run.kept = True
-
-    def _keep_pending(self, reader: PackReader, run: _Run) -> None:
-        """Keep the start of the object a pack stopped inside, if it is worth a Range later."""
-        head = reader.pending_head
-        if head is not None and keepable(head.format, head.have, head.length):
-            pending = reader.pending
-            assert pending is not None
-            self._save_partial(Partial(pending.chunk_id, pending.length, pending.data), run)
-
-    def _tidy_partials(self, still_missing: set[str]) -> None:
-        for cid in self.partials.ids():
-            if cid not in still_missing:
-                self.partials.delete(cid)
 
     # -- the pack ----------------------------------------------------------------------------
     @staticmethod
@@ -607,7 +483,7 @@ class Updater:
         need: list[tuple[str, int]],
         base: Manifest | None,
         base_id: str | None,
-        run: _Run,
+        run: SyncRun,
         progress: BytesProgress | None,
     ) -> None:
         expected = dict(need)
@@ -681,20 +557,20 @@ class Updater:
                 if progress is not None:
                     progress(received, total)
                 if cap is not None and not reader.done:
-                    cap = _budget_cap(reader, received, cap, run.kept)
+                    cap = budget_cap(reader, received, cap, run.kept)
                     if received >= cap:
                         stopped = True
                         break
             if stopped:
                 response.close()
                 objects.flush()
-                self._keep_pending(reader, run)
+                self._finisher.keep_pending(reader, run)
                 run.stopped = True
                 return
             reader.close()
         except TransportError:
             objects.flush()
-            self._keep_pending(reader, run)
+            self._finisher.keep_pending(reader, run)
             raise
         finally:
             objects.flush()
@@ -702,24 +578,3 @@ class Updater:
             run.budget.used += received
         if count != len(need):
             raise IntegrityError(f"pack held {count} chunks, {len(need)} were asked for")
-
-
-def _budget_cap(reader: PackReader, received: int, cap: int, kept: bool) -> int:
-    """Where a budgeted sync stops reading a pack, decided frame by frame as heads arrive.
-
-    A frame that fits in the budget is read. One that does not is read up to the budget when
-    its start is worth keeping as a partial object; otherwise the sync stops before reading
-    more of it, unless nothing at all was kept yet: then it reads that one frame to its end,
-    over the budget, so that every sync makes progress however small the budget.
-    """
-    head = reader.pending_head
-    if head is None:  # between frames or inside a frame head
-        return cap if kept or received < cap else received + HEAD_SIZE
-    end = received + head.length - head.have
-    if end <= cap:
-        return cap
-    if head.format is None:  # the object's format byte has not arrived yet
-        return cap if kept or received < cap else end
-    if keepable(head.format, head.have + max(cap - received, 0), head.length):
-        return cap
-    return received if kept else end
