@@ -167,9 +167,9 @@ else:
 
 
 class _HTMLText(_Target):
-    """An lxml parser target: libxml2 tokenizes the page in C (about 8x the standard
-    library's pure-Python parser on a course of pages; the search index is built at every
-    sync), and these callbacks decide what is text."""
+    """An lxml parser target: libxml2 tokenizes the page in C and these callbacks decide what
+    is text (2.1x the standard library's pure-Python parser for the whole extraction of 10,000
+    pages; the search index is built at every sync and import)."""
 
     def __init__(self, skip_head: bool) -> None:
         self.parts = _Parts()
