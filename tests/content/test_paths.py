@@ -201,3 +201,39 @@ def test_publish_tree_still_checks_clashes() -> None:
     with pytest.raises(UnsafePathError, match="case"):
         check_publish_tree(["A.txt", "a.txt"])
     check_publish_tree(["a/b", "a/c"])
+
+
+def _reference_verdict(path: str) -> bool:
+    """The rules spelled out one by one, character by character: slow, obviously right."""
+    if not path or path.startswith("/"):
+        return False
+    if any(ch == "\\" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in path):
+        return False
+    if len(path.encode("utf-8", "surrogatepass")) > 1024:
+        return False
+    for part in path.split("/"):
+        if part in ("", ".", "..") or len(part.encode("utf-8", "surrogatepass")) > 255:
+            return False
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return unicodedata.normalize("NFC", path) == path
+
+
+_PATHISH = st.lists(
+    st.sampled_from(["a", "é", "e\u0301", "/", ".", "\\", "\x00", "\x85", "\ud800", "𝒳"]),
+    max_size=40,
+).map("".join) | st.builds(
+    lambda n, c: "/".join([c * n] * 2), st.integers(60, 300), st.sampled_from("aé𝒳")
+)
+
+
+@given(_PATHISH)
+def test_check_path_agrees_with_the_rules_spelled_out(path: str) -> None:
+    try:
+        check_path(path)
+        accepted = True
+    except UnsafePathError:
+        accepted = False
+    assert accepted == _reference_verdict(path), path
