@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,3 +210,12 @@ def test_unwritable_root_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_bytes(b"")
     with pytest.raises(StoreError):
         FolderChunkStore(blocker / "objects")
+
+
+def test_a_fan_out_folder_removed_under_a_running_store_comes_back(tmp_path: Path) -> None:
+    fs = FolderChunkStore(tmp_path / "objects", durable=False)
+    first = hashlib.sha256(b"one").hexdigest()
+    assert fs.put(first, OBJ)
+    shutil.rmtree(tmp_path / "objects" / first[:2])  # a person tidied up; the store remembers
+    second = first[:2] + "f" * 62
+    assert fs.put(second, OBJ) and fs.get(second) == OBJ and not fs.has(first)

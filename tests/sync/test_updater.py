@@ -13,6 +13,7 @@ from satchel.content.errors import (
     FormatError,
     IntegrityError,
     NotFoundError,
+    StoreError,
     TransportError,
     TruncatedError,
     TrustError,
@@ -239,6 +240,34 @@ def test_a_sync_pays_durability_per_batch_not_per_object(
     assert result.objects_fetched > 1
     assert batches == [result.objects_fetched]  # one small pack: one batch
     assert all(client.store.objects.has(cid) for cid, _ in served_manifest(repo).distinct_chunks())
+
+
+def test_a_manifest_is_parsed_once_but_checked_against_disk_and_key_every_time(
+    client: Client, v1: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import satchel.sync.local as local
+
+    client.sync()
+    ref = client.store.ref("course", "en")
+    assert ref is not None
+    parses = []
+    real = local.parse_manifest
+    monkeypatch.setattr(local, "parse_manifest", lambda data: parses.append(1) or real(data))
+    first = client.store.load_manifest(ref.manifest)
+    assert client.store.load_manifest(ref.manifest) is first and len(parses) <= 1
+    # Other bytes on disk under the id are parsed again, and refused.
+    path = client.store.root / "manifests" / ref.manifest
+    good = path.read_bytes()
+    path.write_bytes(good.replace(b'"course"', b'"coarse"', 1))
+    with pytest.raises((StoreError, FormatError, TrustError)):
+        client.store.load_manifest(ref.manifest)
+    path.write_bytes(good)
+    assert client.store.load_manifest(ref.manifest).version == first.version
+    # A key the store no longer trusts (a new pin, the old one not retired) vouches for nothing.
+    (client.store.root / "trust.json").unlink()
+    client.store.pin(SigningKey.generate().public)
+    with pytest.raises(TrustError):
+        client.store.load_manifest(ref.manifest)
 
 
 def test_unknown_bundle_and_bad_names(client: Client, v1: dict[str, bytes]) -> None:
