@@ -170,10 +170,15 @@ class Envelope:
     signed: dict[str, Any]
     signatures: tuple[tuple[str, bytes], ...]
     raw: bytes
+    message: bytes  # the canonical bytes of ``signed``: what the signatures sign
 
     @property
     def doc_id(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
+
+
+_SIGNATURES_HEAD = b'{"signatures":'
+_SIGNED_HEAD = b',"signed":'
 
 
 def open_envelope(data: bytes, *, what: str, max_bytes: int) -> Envelope:
@@ -189,7 +194,11 @@ def open_envelope(data: bytes, *, what: str, max_bytes: int) -> Envelope:
         if not isinstance(sig, dict) or not isinstance(sig.get("keyid"), str):
             raise FormatError(f"{what} has a malformed signature entry")
         parsed.append((sig["keyid"], _unb64(sig.get("sig"), f"{what} signature")))
-    return Envelope(signed=signed, signatures=tuple(parsed), raw=data)
+    # The signed bytes are a slice of the document: it is canonical (decode checked that it
+    # re-encodes to itself) and "signatures" sorts before "signed", so the document is
+    # {"signatures":S,"signed":M} with S re-encoded here (small) and M the rest but "}".
+    start = len(_SIGNATURES_HEAD) + len(canonical.encode(sigs)) + len(_SIGNED_HEAD)
+    return Envelope(signed=signed, signatures=tuple(parsed), raw=data, message=data[start:-1])
 
 
 def verify_envelope(
@@ -199,7 +208,7 @@ def verify_envelope(
 
     ``signer`` names the key in the message (a device key signs learning records).
     """
-    message = canonical.encode(env.signed)
+    message = env.message  # not re-encoded: 17 MB for a manifest of 100,000 files
     for keyid, sig in env.signatures:
         if keyid == key.keyid:
             if key.verify(sig, message):

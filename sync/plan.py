@@ -9,13 +9,18 @@ the uplink instead of 28 KB of hex ids, which matters at 64 kbit/s.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from satchel.content.errors import FormatError
 
-from .store import ChunkStore
+
+class Holds(Protocol):
+    """Anything that can say whether it holds an object: a chunk store, or a snapshot of one."""
+
+    def has(self, cid: str) -> bool: ...
 
 
-def missing(distinct: Sequence[tuple[str, int]], store: ChunkStore) -> list[tuple[str, int]]:
+def missing(distinct: Sequence[tuple[str, int]], store: Holds) -> list[tuple[str, int]]:
     """The objects of ``distinct`` that ``store`` does not hold, in the same order."""
     return [(cid, length) for cid, length in distinct if not store.has(cid)]
 

@@ -71,7 +71,19 @@ class _Progress:
     bytes_missing: int  # raw bytes of those not here
 
 
-def _progress(store: LocalStore, ref: Ref | None, entry: IndexEntry | None) -> _Progress | None:
+class _Held:
+    """The store's objects as of one walk: "is it here?" without a stat per question."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+
+    def has(self, cid: str) -> bool:
+        return cid in self.sizes
+
+
+def _progress(
+    store: LocalStore, held: _Held, ref: Ref | None, entry: IndexEntry | None
+) -> _Progress | None:
     """How much of a newer version is here, if its manifest is (else only a dry run tells)."""
     if entry is None or (ref is not None and entry.version <= ref.version):
         return None
@@ -80,16 +92,16 @@ def _progress(store: LocalStore, ref: Ref | None, entry: IndexEntry | None) -> _
     except SatchelError:
         return None  # not fetched yet: only a dry run (satchel sync --dry-run) can tell
     wanted = needed_objects(manifest, selected_files(manifest, ref.only if ref else None))
-    absent = missing(wanted, store.objects)
+    absent = missing(wanted, held)
     return _Progress(len(wanted) - len(absent), len(wanted), sum(n for _, n in absent))
 
 
-def _presence(store: LocalStore, manifest: Manifest) -> tuple[int, int]:
+def _presence(held: _Held, manifest: Manifest) -> tuple[int, int]:
     """(files whose chunks are all here, bytes of the files that are not)."""
     here = absent = 0
-    objects = store.objects
+    sizes = held.sizes
     for entry in manifest.files:
-        if all(objects.has(cid) for cid, _ in entry.chunks):
+        if all(cid in sizes for cid, _ in entry.chunks):
             here += 1
         else:
             absent += entry.size
@@ -105,14 +117,15 @@ def store_status(store: LocalStore) -> StoreStatus:
                 latest[(bundle, locale)] = parse_index(raw)[1].line
         except SatchelError:
             continue  # a damaged index file only loses that line's "pending" column
+    held = _Held(store.objects.sizes())
     lines = []
     refs = store.refs()
     for ref in refs:
         manifest = store.load_manifest(ref.manifest)
         wanted = needed_objects(manifest, selected_files(manifest, ref.only))
         newest = latest.get((ref.bundle, ref.locale))
-        here, absent = _presence(store, manifest)
-        pending = _progress(store, ref, newest)
+        here, absent = _presence(held, manifest)
+        pending = _progress(store, held, ref, newest)
         lines.append(
             LineStatus(
                 bundle=ref.bundle,
@@ -123,7 +136,7 @@ def store_status(store: LocalStore) -> StoreStatus:
                 files=len(manifest.files),
                 size=manifest.size,
                 objects=len(wanted),
-                objects_missing=len(missing(wanted, store.objects)),
+                objects_missing=len(missing(wanted, held)),
                 pending_version=(
                     newest.version if newest is not None and newest.version > ref.version else None
                 ),
@@ -135,10 +148,10 @@ def store_status(store: LocalStore) -> StoreStatus:
                 pending_objects=pending.objects if pending else None,
             )
         )
-    held = {(ref.bundle, ref.locale) for ref in refs}
+    lines_held = {(ref.bundle, ref.locale) for ref in refs}
     downloading = []
     for (bundle, locale), entry in sorted(latest.items()):
-        started = None if (bundle, locale) in held else _progress(store, None, entry)
+        started = None if (bundle, locale) in lines_held else _progress(store, held, None, entry)
         if started is not None:
             downloading.append(
                 Download(
@@ -150,12 +163,11 @@ def store_status(store: LocalStore) -> StoreStatus:
                     started.bytes_missing,
                 )
             )
-    ids = list(store.objects)
     key = store.pinned_key()
     return StoreStatus(
         lines=tuple(lines),
-        objects=len(ids),
-        stored_bytes=sum(store.objects.stored_size(cid) for cid in ids),
+        objects=len(held.sizes),
+        stored_bytes=sum(held.sizes.values()),
         publisher=key.fingerprint if key else None,
         downloading=tuple(downloading),
     )

@@ -252,15 +252,37 @@ class FolderChunkStore:
                     continue  # its writer finished or another sweep took it
         return removed
 
+    def _folders_now(self) -> list[str]:
+        with os.scandir(self._root) as entries:
+            return sorted(e.name for e in entries if len(e.name) == 2 and e.is_dir())
+
     def __iter__(self) -> Iterator[str]:
-        for sub in sorted(self.root.iterdir()):
-            if sub.is_dir() and len(sub.name) == 2:
-                for f in sorted(sub.iterdir()):
-                    if not f.name.startswith("."):
-                        try:
-                            yield check_chunk_id(f.name)
-                        except FormatError:
-                            continue
+        # Plain names from os.listdir, sorted as strings: pathlib's objects and comparisons
+        # were most of `gc` and `status` for 100,000 objects.
+        for sub in self._folders_now():
+            for name in sorted(os.listdir(f"{self._root}/{sub}")):
+                if not name.startswith("."):
+                    try:
+                        yield check_chunk_id(name)
+                    except FormatError:
+                        continue
+
+    def sizes(self) -> dict[str, int]:
+        """Every stored object's id and size from one walk (one stat an object; what status
+        shows, and a set to ask "is it here?" without a stat per question)."""
+        out: dict[str, int] = {}
+        for sub in self._folders_now():
+            with os.scandir(f"{self._root}/{sub}") as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        out[check_chunk_id(entry.name)] = entry.stat(follow_symlinks=False).st_size
+                    except FormatError:
+                        continue  # not an object
+                    except FileNotFoundError:
+                        continue  # collected meanwhile
+        return out
 
 
 # Decoded dictionaries by id. A sync, a checkout or a page view needs the same one or two for

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from satchel.content import canonical
 from satchel.content.errors import FormatError, TrustError
 from satchel.content.index import MAX_INDEX_BYTES, IndexEntry, ReleaseIndex, parse_index
@@ -124,6 +126,25 @@ def test_signed_envelope_verifies() -> None:
         "signatures": [{"keyid": KEY.public.keyid, "sig": env_sig(data)}],
         "signed": {"hello": "world", "n": 1},
     }
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), _JSON, max_size=4))
+def test_the_signed_bytes_are_the_canonical_encoding_of_the_signed_part(
+    signed: dict[str, Any],
+) -> None:
+    # Signatures are checked over a slice of the document, not a re-encoding of it.
+    env = open_(KEY.sign(signed))
+    assert env.message == canonical.encode(signed)
+    verify_envelope(env, KEY.public, what="doc")
 
 
 def env_sig(data: bytes) -> str:
