@@ -11,7 +11,9 @@ then keeps an ordinary stored object):
   uncompressed bytes of object (or manifest) ``ref``. Manifests travel this way.
 
 A one-word fix costs the edit plus a few dozen bytes, not a 32 KiB chunk. Decoding is bounded
-exactly like stored objects: declared size = expected size, window <= 8 MiB.
+exactly like stored objects: declared size = expected size, window <= 8 MiB; except a manifest
+delta a client asked for with ``long`` (:func:`encode_manifest_delta`), whose window may span
+the manifest it replaces (at most :data:`LONG_WINDOW`: a decoder holds both anyway).
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ from dataclasses import dataclass
 import zstandard
 
 from .errors import FormatError
-from .objects import check_frame, decompress_checked
+from .objects import MAX_WINDOW, check_frame, decompress_checked
 
 DELTA_RANGE = 0x03
 DELTA_OF = 0x04
 MAX_REFERENCE = 1024 * 1024
 _RANGE = struct.Struct(">IQI")
 DELTA_LEVEL = 19
+# A manifest delta whose reference is too large for an 8 MiB window (over ~45,000 files) is
+# made at this level with a window spanning reference and manifest: 100,000 files, one changed,
+# 1,858 bytes in 0.4 s of CPU, against 2.4 MB in 17 s at level 19 in an 8 MiB window.
+LONG_DELTA_LEVEL = 12
+LONG_WINDOW = 2 * 64 * 1024 * 1024  # twice the largest manifest (MAX_MANIFEST_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,27 @@ def encode_object_delta(
     return bytes([DELTA_OF]) + bytes.fromhex(ref_id) + compress_against(data, reference, level)
 
 
+def encode_manifest_delta(data: bytes, ref_id: str, reference: bytes, *, long: bool) -> bytes:
+    """A manifest as a delta (0x04) against the manifest ``ref_id`` the client holds.
+
+    Within :data:`MAX_WINDOW` this is :func:`encode_object_delta` at level 19. A larger pair,
+    for a client that decodes ``long`` windows, is made at :data:`LONG_DELTA_LEVEL` with a
+    window over both; without ``long``, as before (level 19 reaching the last 8 MiB only)."""
+    if len(reference) + len(data) <= MAX_WINDOW or not long:
+        return encode_object_delta(data, ref_id, reference)
+    window_log = max(10, (len(reference) + len(data) - 1).bit_length())
+    zdict = zstandard.ZstdCompressionDict(reference, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        LONG_DELTA_LEVEL,
+        window_log=window_log,
+        write_content_size=True,
+        write_checksum=False,
+        write_dict_id=False,
+    )
+    frame = zstandard.ZstdCompressor(compression_params=params, dict_data=zdict).compress(data)
+    return bytes([DELTA_OF]) + bytes.fromhex(ref_id) + frame
+
+
 def range_ref(obj: bytes | memoryview) -> RangeRef:
     """The reference a DELTA_RANGE object names (checked against the limits)."""
     if len(obj) < 1 + _RANGE.size or obj[0] != DELTA_RANGE:
@@ -86,16 +114,27 @@ def object_ref(obj: bytes | memoryview) -> str:
     return bytes(memoryview(obj)[1:33]).hex()
 
 
-def decode_delta(obj: bytes | memoryview, reference: bytes, expected_length: int) -> bytes:
-    """Undo a delta given the reference bytes; exactly ``expected_length`` bytes or an error."""
+def decode_delta(
+    obj: bytes | memoryview,
+    reference: bytes,
+    expected_length: int,
+    *,
+    max_window: int = MAX_WINDOW,
+) -> bytes:
+    """Undo a delta given the reference bytes; exactly ``expected_length`` bytes or an error.
+    ``max_window``: :data:`LONG_WINDOW` for a manifest delta asked for with ``long``."""
     if len(obj) == 0 or obj[0] not in (DELTA_RANGE, DELTA_OF):
         raise FormatError("not a delta object")
     frame = memoryview(obj)[1 + _RANGE.size :] if obj[0] == DELTA_RANGE else memoryview(obj)[33:]
     if len(reference) > MAX_REFERENCE and obj[0] == DELTA_RANGE:
         raise FormatError("delta reference is too large")
-    check_frame(frame, expected_length, "delta")
+    if obj[0] == DELTA_RANGE:
+        max_window = MAX_WINDOW  # a chunk's delta: never long
+    check_frame(frame, expected_length, "delta", max_window)
     try:
         zdict = zstandard.ZstdCompressionDict(reference, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
     except zstandard.ZstdError as exc:
         raise FormatError(f"delta reference is unusable ({exc})") from None
-    return decompress_checked(frame, expected_length, zdict, "delta against its reference")
+    return decompress_checked(
+        frame, expected_length, zdict, "delta against its reference", max_window
+    )

@@ -225,7 +225,9 @@ def decode_object(
     return decompress_checked(frame, expected_length, zdict, "zstd object")
 
 
-def check_frame(frame: bytes | memoryview, expected_length: int, what: str) -> None:
+def check_frame(
+    frame: bytes | memoryview, expected_length: int, what: str, max_window: int = MAX_WINDOW
+) -> None:
     """Refuse a frame before decompressing it: its declared size must be the expected one
     and its window at most MAX_WINDOW. python-zstandard does not apply ``max_window_size``
     to single-pass decompression of a frame that declares its size, so this is the guard."""
@@ -239,8 +241,8 @@ def check_frame(frame: bytes | memoryview, expected_length: int, what: str) -> N
         raise IntegrityError(
             f"{what} declares {params.content_size} bytes, the manifest says {expected_length}"
         )
-    if params.window_size > MAX_WINDOW:
-        raise FormatError(f"{what} window {params.window_size} exceeds {MAX_WINDOW} bytes")
+    if params.window_size > max_window:
+        raise FormatError(f"{what} window {params.window_size} exceeds {max_window} bytes")
 
 
 def decompress_checked(
@@ -248,10 +250,11 @@ def decompress_checked(
     expected_length: int,
     zdict: zstandard.ZstdCompressionDict | None,
     what: str,
+    max_window: int = MAX_WINDOW,
 ) -> bytes:
     """Decompress one frame already passed by :func:`check_frame`, output capped."""
     try:
-        dctx = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=MAX_WINDOW)
+        dctx = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=max_window)
         out = dctx.decompress(frame, max_output_size=expected_length, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise FormatError(f"{what} does not decompress ({exc})") from None

@@ -55,10 +55,14 @@ def read_router(source: ReadSource) -> APIRouter:
 
     @router.get("/v1/manifests/{manifest_id}", summary="A signed manifest as a stored object")
     def manifest(
-        manifest_id: str, request: Request, base: str | None = Query(None, alias="from")
+        manifest_id: str,
+        request: Request,
+        base: str | None = Query(None, alias="from"),
+        long: bool = Query(False),
     ) -> Response:
-        """With ``?from=OLD`` (a manifest the client holds) the answer may be a delta (0x04)."""
-        body, etag = source.manifest_response(manifest_id, base)
+        """With ``?from=OLD`` (a manifest the client holds) the answer may be a delta (0x04);
+        ``&long=1``: the client decodes a delta whose window spans both manifests."""
+        body, etag = source.manifest_response(manifest_id, base, long=long)
         return object_response(request, body, etag)
 
     @router.get(

@@ -240,7 +240,7 @@ class RepoFetcher:
         if manifest_id in self.manifest_overrides:
             return self.manifest_overrides[manifest_id]
         if self.deltas:
-            return self.repo.source.manifest_response(manifest_id, base)[0]
+            return self.repo.source.manifest_response(manifest_id, base, long=True)[0]
         return self.repo.source.manifest_object(manifest_id)
 
     def fetch_pack(self, manifest_id: str, want: bytes, base: str | None = None) -> PackResponse:

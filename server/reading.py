@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from cachetools import LRUCache
-from satchel.content.delta import encode_object_delta
+from satchel.content.delta import encode_manifest_delta
 from satchel.content.errors import NotFoundError
 from satchel.content.manifest import Manifest, check_chunk_id, parse_manifest
 from satchel.content.objects import DictLookup, decode_object
@@ -51,7 +51,9 @@ class ServerSource:
         self._index = index
         self._lock = threading.Lock()
         self._manifests: LRUCache[str, Manifest] = LRUCache(CACHED_MANIFESTS)
-        self._manifest_deltas: LRUCache[tuple[str, str], bytes] = LRUCache(CACHED_MANIFEST_DELTAS)
+        self._manifest_deltas: LRUCache[tuple[str, str, bool], bytes] = LRUCache(
+            CACHED_MANIFEST_DELTAS
+        )
         self._deltas: LRUCache[tuple[str, str, str], bytes] = LRUCache(
             CACHED_DELTA_BYTES, getsizeof=lambda delta: len(delta) + 1
         )
@@ -89,7 +91,9 @@ class ServerSource:
             self._manifests[manifest_id] = manifest
         return manifest
 
-    def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
+    def manifest_response(
+        self, manifest_id: str, base_id: str | None, *, long: bool = False
+    ) -> tuple[bytes, str]:
         """A manifest as a stored object, or as a delta against ``base_id`` when smaller."""
         stored = self.manifest_object(manifest_id)
         if base_id is None:
@@ -102,20 +106,21 @@ class ServerSource:
             return stored, etag(manifest_id)
         # Every laptop on version N asks for the same delta: make it once (25-35 ms of zstd
         # for a 470-file manifest), not once per client.
-        key = (manifest_id, base_id)
+        key = (manifest_id, base_id, long)
         with self._lock:
             delta = self._manifest_deltas.get(key)
         if delta is None:
-            delta = encode_object_delta(
+            delta = encode_manifest_delta(
                 self.manifest_bytes(manifest_id, new_v.manifest_size),
                 base_id,
                 self.manifest_bytes(base_id, base_v.manifest_size),
+                long=long,
             )
             with self._lock:
                 self._manifest_deltas[key] = delta
         if len(delta) >= len(stored):
             return stored, etag(manifest_id)
-        return delta, etag(manifest_id, "from", base_id)
+        return delta, etag(manifest_id, "from", base_id, *(["long"] if long else []))
 
     # -- objects -----------------------------------------------------------------------------
     def get_object(self, cid: str) -> bytes:

@@ -196,10 +196,17 @@ class LocalStore:
         path = self.root / "manifests" / check_chunk_id(manifest_id)
         return path.read_bytes() if path.exists() else None
 
-    def save_manifest(self, manifest_id: str, data: bytes) -> None:
+    def save_manifest(
+        self, manifest_id: str, data: bytes, *, parsed: tuple[Manifest, PublicKey] | None = None
+    ) -> None:
+        """Keep a verified manifest's bytes; ``parsed``: the manifest and the key that verified
+        it, so the next :meth:`load_manifest` in this process need not parse it again."""
         write_atomic(
             self.root / "manifests" / check_chunk_id(manifest_id), data, durable=self.durable
         )
+        if parsed is not None:
+            with self._parsed_lock:
+                self._parsed[manifest_id] = (parsed[1].raw, parsed[0])
 
     def manifest_ids(self) -> list[str]:
         folder = self.root / "manifests"

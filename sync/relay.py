@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from cachetools import LRUCache
-from satchel.content.delta import encode_object_delta
+from satchel.content.delta import encode_manifest_delta
 from satchel.content.errors import NotFoundError, SatchelError
 from satchel.content.index import parse_index
 from satchel.content.manifest import Manifest, check_chunk_id
@@ -103,7 +103,9 @@ class StoreSource:
     def holds(self, manifest: Manifest) -> bool:
         return not missing(manifest.distinct_chunks(), self.store.objects)
 
-    def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
+    def manifest_response(
+        self, manifest_id: str, base_id: str | None, *, long: bool = False
+    ) -> tuple[bytes, str]:
         """The manifest as a stored object, or as a delta against ``base_id`` when smaller."""
         check_chunk_id(manifest_id)
         data = self.store.manifest_bytes(manifest_id)
@@ -116,12 +118,12 @@ class StoreSource:
         if base is None:
             return stored, etag(manifest_id)
         delta = self._cached(
-            ("manifest", manifest_id, base_id),
-            lambda: encode_object_delta(data, base_id, base),
+            ("manifest", manifest_id, base_id, "long" if long else ""),
+            lambda: encode_manifest_delta(data, base_id, base, long=long),
         )
         if len(delta) >= len(stored):
             return stored, etag(manifest_id)
-        return delta, etag(manifest_id, "from", base_id)
+        return delta, etag(manifest_id, "from", base_id, *(["long"] if long else []))
 
     def get_object(self, cid: str) -> bytes:
         return self.store.objects.get(check_chunk_id(cid))

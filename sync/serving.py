@@ -72,8 +72,11 @@ class ReadSource(Protocol):
         """A line's signed release index as published, and its ETag."""
         ...
 
-    def manifest_response(self, manifest_id: str, base_id: str | None) -> tuple[bytes, str]:
-        """A manifest as a stored object, or as a delta against ``base_id`` when smaller."""
+    def manifest_response(
+        self, manifest_id: str, base_id: str | None, *, long: bool = False
+    ) -> tuple[bytes, str]:
+        """A manifest as a stored object, or as a delta against ``base_id`` when smaller
+        (``long``: the client decodes a window spanning both manifests)."""
         ...
 
     def get_object(self, cid: str) -> bytes:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
-from satchel.content.delta import DELTA_OF, decode_delta, object_ref
+from satchel.content.delta import DELTA_OF, LONG_WINDOW, decode_delta, object_ref
 from satchel.content.errors import (
     FormatError,
     IntegrityError,
@@ -39,7 +39,7 @@ from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
 from .pack import PackFrame, PackReader
 from .partials import BytesProgress, PartialFinisher, SyncRun, budget_cap
-from .plan import encode_want, missing
+from .plan import Holds, encode_want, missing
 from .receive import receive_frames
 from .resume import (
     Budget,
@@ -51,7 +51,7 @@ from .resume import (
 )
 from .select import needed_objects, normalize, selected_files
 from .serving import pack_length
-from .store import WriteBatch, store_lookup
+from .store import FolderChunkStore, WriteBatch, store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 RetryNotice = Callable[[BaseException, int, float], None]
@@ -141,6 +141,12 @@ class Updater:
         self.meta_bytes = 0  # index and manifest bytes received by the last sync or plan
         self._pending_pin: tuple[PublicKey, str, str, bytes, str | None, int] | None = None
 
+    def _held(self) -> Holds:
+        """What the store holds, for asking about every object of a version: one listing of
+        a folder store, not a stat per object."""
+        objects = self.store.objects
+        return objects.snapshot() if isinstance(objects, FolderChunkStore) else objects
+
     @property
     def _finisher(self) -> PartialFinisher:
         # Built from the current attributes each time: tests swap the fetcher and the deadline.
@@ -219,11 +225,11 @@ class Updater:
             )
             if reference is None:
                 raise FormatError("manifest came as a delta against a version not held here")
-            data = decode_delta(obj, reference, entry.size)
+            data = decode_delta(obj, reference, entry.size, max_window=LONG_WINDOW)
         else:
             data = decode_object(obj, entry.size)
         manifest = verify_manifest(data, entry, key)
-        self.store.save_manifest(entry.manifest, data)
+        self.store.save_manifest(entry.manifest, data, parsed=(manifest, key))
         return manifest, True
 
     def _held_manifest_id(self, current: Ref | None) -> str | None:
@@ -251,7 +257,7 @@ class Updater:
         objects = self.store.objects
         if any(not objects.has(cid) for cid, _ in base.dictionaries):
             return None
-        if not missing(base.distinct_chunks(), objects):
+        if not missing(base.distinct_chunks(), self._held()):
             return base
         places = first_places(manifest)
         base_paths = path_index(base)
@@ -320,7 +326,7 @@ class Updater:
         held = self.store.load_manifest(entry.manifest)
         # Objects of the current version may have gone missing (e.g. fsck --repair): if so,
         # the sync goes on and fetches them.
-        return not missing(self._wanted(held, selection, strict), self.store.objects)
+        return not missing(self._wanted(held, selection, strict), self._held())
 
     def sync(
         self,
@@ -379,7 +385,7 @@ class Updater:
         run.manifest_fetched = run.manifest_fetched or fetched
         wanted = self._wanted(manifest, selection, strict)
         self._finisher.finish(manifest, wanted, run, progress)
-        need = missing(wanted, self.store.objects)
+        need = missing(wanted, self._held())
         if need and run.budget.spent:
             run.stopped = True
         elif need:
@@ -389,7 +395,7 @@ class Updater:
             base = self._base(current, manifest, need)
             base_id = current.manifest if base is not None and current is not None else None
             self._fetch_pack(manifest, entry, need, base, base_id, run, progress)
-        still = missing(wanted, self.store.objects)
+        still = missing(wanted, self._held())
         self._finisher.tidy({cid for cid, _ in still})
         if still:
             if run.stopped:
@@ -445,7 +451,7 @@ class Updater:
         wanted = self._wanted(manifest, selection, strict)
         finishing = self._finisher.finishable(wanted)
         finished = {p.chunk_id for p in finishing}
-        need = [(cid, n) for cid, n in missing(wanted, self.store.objects) if cid not in finished]
+        need = [(cid, n) for cid, n in missing(wanted, self._held()) if cid not in finished]
         if not need:
             return plan("none", ranges=finishing)
         base = self._base(current, manifest, need)

@@ -20,9 +20,11 @@ from satchel.content.chunking import Chunker, chunk_id
 from satchel.content.delta import (
     DELTA_OF,
     DELTA_RANGE,
+    LONG_WINDOW,
     MAX_REFERENCE,
     RangeRef,
     decode_delta,
+    encode_manifest_delta,
     encode_object_delta,
     encode_range_delta,
     object_ref,
@@ -310,6 +312,34 @@ def test_honest_frame_with_window_over_8_mib_is_refused() -> None:
     assert zstandard.get_frame_parameters(obj[OF_HEADER:]).window_size > MAX_WINDOW
     with pytest.raises(FormatError, match="window"):
         decode_delta(obj, OLD_TEXT, len(data))
+
+
+def test_a_large_manifest_delta_spans_its_reference_only_for_a_client_that_asked() -> None:
+    # 12 MB of "file entries", one changed: over the 8 MiB a plain window reaches.
+    rng = random.Random(7)
+    entries = [f'{{"p":"p/{i:06d}","id":"{rng.getrandbits(128):032x}"}},' for i in range(150_000)]
+    old = "".join(entries).encode()
+    entries[90_000] = entries[90_000].replace('"id":"', '"id":"f')
+    new = "".join(entries).encode()
+    assert len(old) > MAX_WINDOW
+    long = encode_manifest_delta(new, REF_ID, old, long=True)
+    assert len(long) < 2_000  # the change, not the half of the manifest past the window
+    assert decode_delta(long, old, len(new), max_window=LONG_WINDOW) == new
+    with pytest.raises(FormatError, match="window"):  # what a client that did not ask does
+        decode_delta(long, old, len(new))
+    small = encode_manifest_delta(new[:MIB], REF_ID, old[:MIB], long=True)  # fits: level 19
+    assert zstandard.get_frame_parameters(small[OF_HEADER:]).window_size <= MAX_WINDOW
+
+
+def test_a_range_delta_never_gets_the_long_window() -> None:
+    params = zstandard.ZstdCompressionParameters.from_level(1, window_log=24, write_content_size=1)
+    zdict = zstandard.ZstdCompressionDict(OLD_TEXT, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    data = bytes(9 * MIB)
+    frame = zstandard.ZstdCompressor(compression_params=params, dict_data=zdict).compress(data)
+    ref = RangeRef(0, 0, len(OLD_TEXT))
+    obj = bytes([DELTA_RANGE]) + struct.pack(">IQI", ref.file, ref.offset, ref.length) + frame
+    with pytest.raises(FormatError, match="window"):
+        decode_delta(obj, OLD_TEXT, len(data), max_window=LONG_WINDOW)
 
 
 @pytest.mark.parametrize("make", [range_delta_of, object_delta_of])

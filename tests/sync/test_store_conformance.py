@@ -219,3 +219,14 @@ def test_a_fan_out_folder_removed_under_a_running_store_comes_back(tmp_path: Pat
     shutil.rmtree(tmp_path / "objects" / first[:2])  # a person tidied up; the store remembers
     second = first[:2] + "f" * 62
     assert fs.put(second, OBJ) and fs.get(second) == OBJ and not fs.has(first)
+
+
+def test_a_snapshot_holds_what_the_folders_held_and_no_temp_files(tmp_path: Path) -> None:
+    fs = FolderChunkStore(tmp_path / "objects", durable=False)
+    fs.put(cid(1), OBJ)
+    staged = fs.stage(cid(2), OBJ)  # written aside, not committed: not an object yet
+    assert staged is not None
+    shot = fs.snapshot()
+    fs.put(cid(3), OBJ)
+    assert (shot.has(cid(1)), shot.has(cid(2)), shot.has(cid(3))) == (True, False, False)
+    assert fs.snapshot().ids == {cid(1), cid(3)} == set(fs)
