@@ -26,6 +26,7 @@ from satchel.content.render_markdown import markdown_title
 from satchel.content.toc import Lesson
 from satchel.sync.local import LocalStore, Ref
 from satchel.sync.reader import StoredFile, file_etag, find_file, missing_chunks
+from satchel.sync.store import Holds, held_now
 
 from .view_html import shown, url_path
 
@@ -202,7 +203,7 @@ class Viewer:
         collection when there is one. Manifests without it fall back to the collection's
         chapters and a Carpentries ``config.yaml`` episode list.
         """
-        store = self.store.objects
+        store = held_now(self.store.objects)  # one listing, not a stat per chunk
         docs = [f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)]
         by_path = {f.path: f for f in docs}
         used: set[str] = set()
@@ -217,7 +218,7 @@ class Viewer:
         collections = self._collections(line)
         if line.manifest.lessons:
             heading = collections[0][1] if collections and collections[0][1] else "Lessons"
-            sections.append((heading, self._lessons(line, collections, used)))
+            sections.append((heading, self._lessons(line, collections, used, store)))
         for folder, book, nodes in collections if not line.manifest.lessons else ():
 
             def convert(node: TocNode, folder: str) -> TocItem | None:
@@ -233,7 +234,7 @@ class Viewer:
             sections.append((book or "Book", items))
         config = find_file(line.manifest, "config.yaml")
         if not line.manifest.lessons and config is not None and config.size < 256 * 1024:
-            sf = StoredFile(config, store, line.manifest)
+            sf = StoredFile(config, self.store.objects, line.manifest)
             if sf.is_complete():
                 episodes = _episodes(sf.read().decode("utf-8", "replace"))
                 items = [
@@ -268,6 +269,7 @@ class Viewer:
         line: Line,
         collections: list[tuple[str, str, tuple[TocNode, ...]]],
         used: set[str],
+        held: Holds,
     ) -> list[TocItem]:
         """The signed lessons in order; a lesson is on the laptop when every file it needs is."""
         chapter_of: dict[str, str] = {}
@@ -292,7 +294,7 @@ class Viewer:
             present = True
             for path in lesson.paths:
                 entry = find_file(line.manifest, path)
-                if entry is None or missing_chunks(entry, self.store.objects):
+                if entry is None or missing_chunks(entry, held):
                     present = False
                     break
             # Titles derived from XML/HTML may arrive with their entities still escaped.

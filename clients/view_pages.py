@@ -11,11 +11,16 @@ from satchel.content.errors import SatchelError
 from satchel.sync.learning import Journey, LineJourney
 from satchel.sync.local import Ref
 from satchel.sync.reader import find_file, missing_chunks
+from satchel.sync.store import held_now
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .view_html import Chrome, crumbs, h, language, page, shown
 from .view_model import DOCUMENTS, Line, TocItem, Viewer
+
+# The contents page lists this many files under "All files": a course of 100,000 pages would
+# otherwise send a phone on the hub 27 MB of links it never opens.
+MAX_LISTED_FILES = 1000
 
 
 def lesson_paths(line: Line) -> list[str]:
@@ -189,16 +194,21 @@ def contents(viewer: Viewer, request: Request, journey: Journey | None, chrome: 
     for heading, items in viewer.make_toc(line):  # fresh: what is on the laptop right now
         out.append(f"<section><h2>{h(heading)}</h2>{toc_list(line, items, mine)}</section>")
     files = []
-    for f in line.manifest.files:
-        absent = missing_chunks(f, viewer.store.objects) > 0
+    held = held_now(viewer.store.objects)
+    listed = line.manifest.files[:MAX_LISTED_FILES]
+    for f in listed:
+        absent = missing_chunks(f, held) > 0
         link = (
             f'<span class="absent">{h(f.path)}</span>'
             if absent
             else f'<a href="{h(line.page_url(f.path))}">{h(f.path)}</a>'
         )
         files.append(f'<li>{link} <span class="meta">{f.size:,} bytes</span></li>')
+    more = len(line.manifest.files) - len(listed)
+    if more:
+        files.append(f'<li class="meta">… and {more:,} more (search finds any page)</li>')
     out.append(
-        f'<details lang="en"><summary>All files ({len(files)})</summary>'
+        f'<details lang="en"><summary>All files ({len(line.manifest.files):,})</summary>'
         f"<ul>{''.join(files)}</ul></details>"
     )
     return page(title, "".join(out), lang=line.ref.locale, crumbs=crumbs(line), chrome=chrome)

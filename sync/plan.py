@@ -9,15 +9,10 @@ the uplink instead of 28 KB of hex ids, which matters at 64 kbit/s.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 from satchel.content.errors import FormatError
 
-
-class Holds(Protocol):
-    """Anything that can say whether it holds an object: a chunk store, or a snapshot of one."""
-
-    def has(self, cid: str) -> bool: ...
+from .store import Holds
 
 
 def missing(distinct: Sequence[tuple[str, int]], store: Holds) -> list[tuple[str, int]]:

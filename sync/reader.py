@@ -22,7 +22,7 @@ from satchel.content.errors import NotFoundError, UsageError
 from satchel.content.manifest import FileEntry, Manifest
 from satchel.content.objects import verify_object
 
-from .store import ChunkStore, store_lookup
+from .store import ChunkStore, Holds, store_lookup
 
 
 class NotOnLaptopError(NotFoundError):
@@ -39,7 +39,7 @@ def find_file(manifest: Manifest, path: str) -> FileEntry | None:
     return None
 
 
-def missing_chunks(entry: FileEntry, store: ChunkStore) -> int:
+def missing_chunks(entry: FileEntry, store: Holds) -> int:
     """How many of the file's chunks the store lacks (a selective or interrupted sync)."""
     return sum(1 for cid, _length in entry.chunks if not store.has(cid))
 

@@ -88,6 +88,18 @@ class MemoryChunkStore:
         return iter(list(self._objects))
 
 
+class Holds(Protocol):
+    """Anything that can say whether it holds an object: a chunk store, or a snapshot of one."""
+
+    def has(self, cid: str) -> bool: ...
+
+
+def held_now(store: ChunkStore) -> Holds:
+    """What ``store`` holds, for asking about every object of a version: one listing of a
+    folder store (:meth:`FolderChunkStore.snapshot`), the store itself otherwise."""
+    return store.snapshot() if isinstance(store, FolderChunkStore) else store
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The ids a store held at one moment; answers ``has`` like the store did then."""

@@ -39,7 +39,7 @@ from .fetcher import Fetcher, PackResponse
 from .local import LocalStore, Ref
 from .pack import PackFrame, PackReader
 from .partials import BytesProgress, PartialFinisher, SyncRun, budget_cap
-from .plan import Holds, encode_want, missing
+from .plan import encode_want, missing
 from .receive import receive_frames
 from .resume import (
     Budget,
@@ -51,7 +51,7 @@ from .resume import (
 )
 from .select import needed_objects, normalize, selected_files
 from .serving import pack_length
-from .store import FolderChunkStore, WriteBatch, store_lookup
+from .store import Holds, WriteBatch, held_now, store_lookup
 from .trust import check_entry_version, verify_index, verify_manifest
 
 RetryNotice = Callable[[BaseException, int, float], None]
@@ -142,10 +142,7 @@ class Updater:
         self._pending_pin: tuple[PublicKey, str, str, bytes, str | None, int] | None = None
 
     def _held(self) -> Holds:
-        """What the store holds, for asking about every object of a version: one listing of
-        a folder store, not a stat per object."""
-        objects = self.store.objects
-        return objects.snapshot() if isinstance(objects, FolderChunkStore) else objects
+        return held_now(self.store.objects)
 
     @property
     def _finisher(self) -> PartialFinisher:

@@ -162,6 +162,17 @@ def test_contents_follow_the_signed_lessons_grouped_by_chapter(client: TestClien
     assert "All files (11)" in text
 
 
+def test_a_huge_course_lists_only_the_first_files(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from satchel.clients import view_pages
+
+    monkeypatch.setattr(view_pages, "MAX_LISTED_FILES", 4)
+    text = client.get(f"{EN}/").text
+    listed = text[text.index("All files (11)") :]
+    assert listed.count('<span class="meta">') == 4 and "… and 7 more" in listed
+
+
 def test_contents_without_a_signed_structure_fall_back_to_the_layout(
     client_store: LocalStore,
 ) -> None:
