@@ -36,7 +36,7 @@ from satchel.content.errors import (
 )
 from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
-from satchel.content.objects import OBJECT_MEDIA_TYPE, encode_object
+from satchel.content.objects import OBJECT_MEDIA_TYPE, document_level, encode_object
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
 from satchel.sync.publish import BeginResponse
 from satchel.sync.records_exchange import MAX_REPLY_BYTES, RECORDS_PATH, RecordsReply, parse_reply
@@ -357,7 +357,7 @@ class HttpClient:
     ) -> BeginResponse:
         # The draft is mostly hex chunk ids and paths: as a zstd object it is a third the size,
         # which is what a teacher's 64 kbit/s uplink notices.
-        body = encode_object(draft)
+        body = encode_object(draft, level=document_level(len(draft)))
         self.counters.bytes_uploaded += len(body)
         request = self.http.build_request(
             "POST",

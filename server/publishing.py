@@ -45,6 +45,7 @@ from satchel.content.objects import (
     RAW,
     declared_length,
     decode_object,
+    document_level,
     encode_object,
     object_dictionary,
     verify_object,
@@ -305,7 +306,7 @@ class Publishing:
         )
         envelope = sign_manifest(manifest, self.key)
         manifest_id = hashlib.sha256(envelope).hexdigest()
-        manifest_obj = encode_object(envelope)
+        manifest_obj = encode_object(envelope, level=document_level(len(envelope)))
         if not self.store.put(manifest_id, manifest_obj):
             manifest_obj = self.store.get(manifest_id)
         meta = manifest.meta

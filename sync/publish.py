@@ -31,7 +31,7 @@ from satchel.content.objects import (
     looks_compressible,
     train_dictionary,
 )
-from satchel.content.tree import ScannedTree, scan_tree
+from satchel.content.tree import ScannedTree, SelectedFiles, scan_tree
 
 from .pack import write_pack
 from .plan import decode_want
@@ -165,12 +165,15 @@ class Publisher:
         progress: Progress | None = None,
         from_locale: str | None = None,
         base_version: int | None = None,
+        selected: SelectedFiles | None = None,
     ) -> PublishResult:
+        """Publish ``source`` (``selected``: :func:`~satchel.content.tree.select_files` of it,
+        when the caller already has it)."""
         check_bundle(bundle)
         check_locale(locale)
         if from_locale is not None:
             check_locale(from_locale)
-        scan = scan_tree(source, title=title, chunker=self.chunker)
+        scan = scan_tree(source, title=title, chunker=self.chunker, selected=selected)
         check_exercises(source, scan.draft.files)
         # The table of contents travels in the signed manifest (satchel.toml or derived).
         found = load_structure(

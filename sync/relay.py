@@ -23,7 +23,7 @@ from satchel.content.delta import encode_manifest_delta
 from satchel.content.errors import NotFoundError, SatchelError
 from satchel.content.index import parse_index
 from satchel.content.manifest import Manifest, check_chunk_id
-from satchel.content.objects import encode_object
+from satchel.content.objects import document_level, encode_object
 
 from .delta import delta_objects, static_pack
 from .local import LocalStore
@@ -111,7 +111,10 @@ class StoreSource:
         data = self.store.manifest_bytes(manifest_id)
         if data is None:
             raise NotFoundError(f"manifest {manifest_id[:16]}... is not on this relay")
-        stored = self._cached(("manifest", manifest_id), lambda: encode_object(data))
+        stored = self._cached(
+            ("manifest", manifest_id),
+            lambda: encode_object(data, level=document_level(len(data))),
+        )
         if base_id is None:
             return stored, etag(manifest_id)
         base = self.store.manifest_bytes(check_chunk_id(base_id))

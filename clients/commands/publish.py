@@ -64,7 +64,8 @@ def publish(
         run(lambda: check_locale(from_locale))
     if not src.is_dir():
         fail(f"{src} is not a folder", EXIT_USAGE)
-    _report_skipped(run(lambda: select_files(src)).skipped, verbose)
+    selected = run(lambda: select_files(src))
+    _report_skipped(selected.skipped, verbose)
     client = run(lambda: HttpClient(server, token=token))
     with client, transfer_bar("upload", True) as bar:
         result = run(
@@ -77,6 +78,7 @@ def publish(
                 progress=bar,
                 from_locale=from_locale,
                 base_version=base_version,
+                selected=selected,
             )
         )
     err.print(
