@@ -35,7 +35,9 @@ RENDERED = (".md", ".markdown", ".cnxml")
 HTML_DOCS = (".html", ".htm", ".xhtml")
 DOCUMENTS = (*RENDERED, *HTML_DOCS)
 CACHED_MANIFESTS = 16
-CACHED_TITLES = 20_000
+# Titles by content, bounded by characters: a course of 100,000 pages keeps all of its titles
+# (about 10 MB); a cache of 20,000 entries re-read every page's head on every contents page.
+CACHED_TITLE_CHARS = 32_000_000
 CACHED_TOCS = 64
 TOC_SECONDS = 5.0
 # A bundle's cover picture: a file of one of these names at the top of the bundle (the first
@@ -99,7 +101,9 @@ class Viewer:
         self._secret = secrets.token_bytes(32)  # new each start: lesson tokens never outlive it
         self._lock = threading.Lock()
         self._manifests: LRUCache[str, Manifest] = LRUCache(CACHED_MANIFESTS)
-        self._titles: LRUCache[str, str | None] = LRUCache(CACHED_TITLES)
+        self._titles: LRUCache[str, str | None] = LRUCache(
+            CACHED_TITLE_CHARS, getsizeof=lambda title: len(title or "") + 100
+        )
         # Every lesson page shows its course's contents; which lessons are on the laptop only
         # changes while a sync adds chunks, so a contents is kept a few seconds.
         self._tocs: TTLCache[str, list[tuple[str, list[TocItem]]]] = TTLCache(
