@@ -17,7 +17,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -93,20 +93,37 @@ class StatusError(TransportError):
 
 
 class Throttle:
-    """Paces reads to an average rate so a sync leaves room on a shared school link."""
+    """Paces reads to an average rate so a sync leaves room on a shared school link.
 
-    def __init__(self, rate: float | None) -> None:
+    A token bucket holding at most one second of the rate: time spent before the transfer
+    (start-up, the index, a slow manifest) is no licence for a burst of the whole course."""
+
+    BURST_SECONDS = 1.0
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
-        self.start = time.monotonic()
-        self.sent = 0
+        self.clock = clock
+        self.sleep = sleep
+        self.last = clock()
+        self.allowance = (rate or 0.0) * self.BURST_SECONDS
 
     def wait(self, n: int) -> None:
         if self.rate is None:
             return
-        self.sent += n
-        ahead = self.sent / self.rate - (time.monotonic() - self.start)
-        if ahead > 0:
-            time.sleep(ahead)
+        now = self.clock()
+        cap = self.rate * self.BURST_SECONDS
+        self.allowance = min(cap, self.allowance + (now - self.last) * self.rate) - n
+        self.last = now
+        if self.allowance < 0:
+            self.sleep(-self.allowance / self.rate)
+            self.last = self.clock()
+            self.allowance = 0.0
 
 
 class HttpClient:

@@ -68,7 +68,8 @@ def sync(
     bundle: EveryBundle = None,
     locale: EveryLocale = None,
     rate_limit: Annotated[
-        str | None, typer.Option(help="Cap download speed, bytes/s (e.g. 32k).")
+        str | None,
+        typer.Option(help="Cap download speed, bytes/s (e.g. 32k); bursts last a second at most."),
     ] = None,
     trust: Annotated[str | None, typer.Option(help="Publisher key fingerprint to trust.")] = None,
     as_json: Annotated[

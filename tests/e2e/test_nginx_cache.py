@@ -240,7 +240,7 @@ def test_the_second_client_gets_the_update_from_the_proxy_cache(
     assert gets, detail
     assert all(seen[line] == 1 for line in gets), detail
     assert f"GET /v1/manifests/{m1} HTTP/1.1" in gets, detail
-    assert f"GET /v1/manifests/{m2}?from={m1} HTTP/1.1" in gets, detail
+    assert f"GET /v1/manifests/{m2}?from={m1}&long=1 HTTP/1.1" in gets, detail
     # POSTs are never cached: one pack per first sync, none for the update (the delta did it).
     posts = [line for line in lines if line.startswith("POST ")]
     assert posts == ["POST /v1/pack HTTP/1.1"] * 2, detail
