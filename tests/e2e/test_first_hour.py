@@ -250,20 +250,27 @@ def test_ctrl_c_says_how_to_resume_and_the_store_stays_sound(
     store = tmp_path / "store"
     args = ["sync", "--server", srv.url, "--bundle", "course-a", "--store", str(store)]
     proc = subprocess.Popen(
-        [str(SATCHEL), *args, "--rate-limit", "100k"],
+        # 20 KB/s: the rest of the 600 KB course takes ~30 s after the first object lands, so
+        # a loaded machine (a full suite's fsyncs can stall a directory listing for seconds)
+        # cannot let the sync finish before the signal; the interrupted run is short anyway.
+        [str(SATCHEL), *args, "--rate-limit", "20k"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         env=_env(),
         text=True,
     )
-    deadline = time.monotonic() + 60
+    began = time.monotonic()
+    deadline = began + 60
     while time.monotonic() < deadline and not list((store / "objects").glob("??/*")):
         time.sleep(0.05)  # until the pack's first objects are stored (objects/ab/abcd...)
+    first = time.monotonic() - began
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
+    signalled = time.monotonic() - began
     out, errs = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (out, errs)
+    when = f"first object seen at {first:.2f} s, signal at {signalled:.2f} s"
+    assert proc.returncode == 130, (when, out, errs)
     assert errs.strip().splitlines()[-1] == "interrupted; run the same command to resume"
     fsck = run_cli("fsck", "--store", store)
     assert fsck.code == 0, fsck.describe()  # every object kept is whole and verified
