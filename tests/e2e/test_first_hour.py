@@ -256,8 +256,9 @@ def test_ctrl_c_says_how_to_resume_and_the_store_stays_sound(
         stdin=subprocess.DEVNULL,
         env=_env(),
         text=True,
-        # Ctrl-C as a terminal delivers it: a process inherits an ignored SIGINT (a pytest-xdist
-        # worker, a shell's background job), and Python then never raises KeyboardInterrupt.
+        # Ctrl-C as a terminal delivers it: a process inherits an ignored SIGINT (this worker's,
+        # once a library an earlier test drove ignored it; a shell's background job), and
+        # Python then never raises KeyboardInterrupt.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     began = time.monotonic()
