@@ -199,7 +199,7 @@ class Viewer:
             self._tocs[key] = made
         return made
 
-    def make_toc(self, line: Line) -> list[tuple[str, list[TocItem]]]:
+    def make_toc(self, line: Line, held: Holds | None = None) -> list[tuple[str, list[TocItem]]]:
         """Sections of (heading, items), then every other document under "Other pages".
 
         The signed lesson structure comes first when the manifest has one (the publisher's
@@ -207,7 +207,8 @@ class Viewer:
         collection when there is one. Manifests without it fall back to the collection's
         chapters and a Carpentries ``config.yaml`` episode list.
         """
-        store = held_now(self.store.objects)  # one listing, not a stat per chunk
+        # One listing, not a stat per chunk (``held``: the caller's, when it has one).
+        store = held if held is not None else held_now(self.store.objects)
         docs = [f for f in line.manifest.files if f.path.lower().endswith(DOCUMENTS)]
         by_path = {f.path: f for f in docs}
         used: set[str] = set()

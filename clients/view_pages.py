@@ -191,10 +191,10 @@ def contents(viewer: Viewer, request: Request, journey: Journey | None, chrome: 
         progress_html(line, mine),
         other_locales(viewer, line, None),
     ]
-    for heading, items in viewer.make_toc(line):  # fresh: what is on the laptop right now
+    held = held_now(viewer.store.objects)  # fresh: what is on the laptop right now
+    for heading, items in viewer.make_toc(line, held):
         out.append(f"<section><h2>{h(heading)}</h2>{toc_list(line, items, mine)}</section>")
     files = []
-    held = held_now(viewer.store.objects)
     listed = line.manifest.files[:MAX_LISTED_FILES]
     for f in listed:
         absent = missing_chunks(f, held) > 0

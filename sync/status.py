@@ -21,6 +21,7 @@ from satchel.content.manifest import Manifest
 from .local import LocalStore, Ref
 from .plan import missing
 from .select import needed_objects, selected_files
+from .store import Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +72,8 @@ class _Progress:
     bytes_missing: int  # raw bytes of those not here
 
 
-class _Held:
-    """The store's objects as of one walk: "is it here?" without a stat per question."""
-
-    def __init__(self, sizes: dict[str, int]) -> None:
-        self.sizes = sizes
-
-    def has(self, cid: str) -> bool:
-        return cid in self.sizes
-
-
 def _progress(
-    store: LocalStore, held: _Held, ref: Ref | None, entry: IndexEntry | None
+    store: LocalStore, held: Snapshot, ref: Ref | None, entry: IndexEntry | None
 ) -> _Progress | None:
     """How much of a newer version is here, if its manifest is (else only a dry run tells)."""
     if entry is None or (ref is not None and entry.version <= ref.version):
@@ -96,12 +87,11 @@ def _progress(
     return _Progress(len(wanted) - len(absent), len(wanted), sum(n for _, n in absent))
 
 
-def _presence(held: _Held, manifest: Manifest) -> tuple[int, int]:
+def _presence(held: Snapshot, manifest: Manifest) -> tuple[int, int]:
     """(files whose chunks are all here, bytes of the files that are not)."""
     here = absent = 0
-    sizes = held.sizes
     for entry in manifest.files:
-        if all(cid in sizes for cid, _ in entry.chunks):
+        if all(cid in held.ids for cid, _ in entry.chunks):
             here += 1
         else:
             absent += entry.size
@@ -117,7 +107,8 @@ def store_status(store: LocalStore) -> StoreStatus:
                 latest[(bundle, locale)] = parse_index(raw)[1].line
         except SatchelError:
             continue  # a damaged index file only loses that line's "pending" column
-    held = _Held(store.objects.sizes())
+    sizes = store.objects.sizes()  # one walk: what status shows, and what is here
+    held = Snapshot(frozenset(sizes))
     lines = []
     refs = store.refs()
     for ref in refs:
@@ -166,8 +157,8 @@ def store_status(store: LocalStore) -> StoreStatus:
     key = store.pinned_key()
     return StoreStatus(
         lines=tuple(lines),
-        objects=len(held.sizes),
-        stored_bytes=sum(held.sizes.values()),
+        objects=len(sizes),
+        stored_bytes=sum(sizes.values()),
         publisher=key.fingerprint if key else None,
         downloading=tuple(downloading),
     )
