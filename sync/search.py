@@ -49,10 +49,10 @@ from satchel.content.text import (
     MARK_START,
     MAX_SOURCE_BYTES,
     Kind,
-    extract_text,
     kind_of,
 )
 
+from .extracting import extract_texts
 from .local import LocalStore, Ref
 from .reader import StoredFile, missing_chunks
 from .select import selected_files
@@ -422,20 +422,16 @@ class SearchIndex:
                 "INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?, ?, ?)",
                 (*line, manifest_id, title, current),
             )
+        docs = self._documents(db, store, manifest, pages, counts)
         placed: dict[str, tuple[int, str | None]] = {}
         for page in pages:
-            doc = db.execute("SELECT id FROM docs WHERE key = ?", (page.key,)).fetchone()
-            if doc is None:
-                if missing_chunks(page.entry, store.objects):
-                    counts.files_skipped += 1  # a selective or interrupted sync: not here
-                    continue
-                doc_id = self._extract(db, store, manifest, page, counts)
-                if doc_id is None:
-                    continue
-            else:
-                doc_id = doc[0]
-                if held.get(page.path) != page.key:
-                    counts.files_reused += 1
+            got = docs.get(page.key)
+            if got is None:
+                counts.files_skipped += 1  # a selective or interrupted sync, or unreadable
+                continue
+            doc_id, first = got
+            if first != page.path and held.get(page.path) != page.key:
+                counts.files_reused += 1
             placed[page.path] = (doc_id, page.lesson)
         if same and held == {page.path: page.key for page in pages if page.path in placed}:
             return  # nothing changed for this version (the usual case for older versions)
@@ -446,33 +442,51 @@ class SearchIndex:
         )
 
     @staticmethod
-    def _extract(
+    def _documents(
         db: sqlite3.Connection,
         store: LocalStore,
         manifest: Manifest,
-        page: Page,
+        pages: list[Page],
         counts: _Counts,
-    ) -> int | None:
-        try:
-            data = StoredFile(page.entry, store.objects, manifest).read(MAX_SOURCE_BYTES)
-        except SatchelError:
-            # Over the size limit (never read into memory), or a rotten chunk (fsck --repair,
-            # then the next sync brings it back).
-            counts.files_skipped += 1
-            return None
-        text = extract_text(data, page.kind)
-        cursor = db.execute(
-            "INSERT INTO docs (key, text_bytes) VALUES (?, ?)", (page.key, text.size)
-        )
-        doc_id = cursor.lastrowid
-        assert doc_id is not None
-        db.execute(
-            "INSERT INTO docs_text (rowid, title, headings, body) VALUES (?, ?, ?, ?)",
-            (doc_id, text.title, text.headings, text.body),
-        )
-        counts.files_indexed += 1
-        counts.text_bytes += text.size
-        return doc_id
+    ) -> dict[str, tuple[int, str | None]]:
+        """Each page key's document id, and the path it was extracted from now (None when
+        the index had it): content new to the index is read and extracted here, on every core
+        when there is much of it. Keys left out are not on this laptop or not readable."""
+        docs: dict[str, tuple[int, str | None]] = {}
+        new: dict[str, Page] = {}
+        for page in pages:
+            if page.key in docs or page.key in new:
+                continue
+            row = db.execute("SELECT id FROM docs WHERE key = ?", (page.key,)).fetchone()
+            if row is not None:
+                docs[page.key] = (row[0], None)
+            elif not missing_chunks(page.entry, store.objects):
+                new[page.key] = page
+
+        def read(page: Page) -> tuple[bytes, Kind] | None:
+            try:
+                return StoredFile(page.entry, store.objects, manifest).read(
+                    MAX_SOURCE_BYTES
+                ), page.kind
+            except SatchelError:
+                # Over the size limit (never read into memory), or a rotten chunk (fsck
+                # --repair, then the next sync brings it back).
+                return None
+
+        for page, text in extract_texts(new.values(), read, count=len(new)):
+            cursor = db.execute(
+                "INSERT INTO docs (key, text_bytes) VALUES (?, ?)", (page.key, text.size)
+            )
+            doc_id = cursor.lastrowid
+            assert doc_id is not None
+            db.execute(
+                "INSERT INTO docs_text (rowid, title, headings, body) VALUES (?, ?, ?, ?)",
+                (doc_id, text.title, text.headings, text.body),
+            )
+            docs[page.key] = (doc_id, page.path)
+            counts.files_indexed += 1
+            counts.text_bytes += text.size
+        return docs
 
     @staticmethod
     def _drop_unused(db: sqlite3.Connection) -> int:
