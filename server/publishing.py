@@ -262,17 +262,18 @@ class Publishing:
     def _check_uploaded(self, draft: ManifestDraft) -> tuple[tuple[str, int], ...]:
         """Every chunk of the draft is stored, and the dictionaries they need: those, listed."""
         ids = [cid for cid, _ in draft.distinct_chunks()]
-        rows: dict[str, Chunk] = {}
+        rows: dict[str, str | None] = {}  # id -> dictionary (columns: see stored_sizes)
         with self.db.session() as s:
             for i in range(0, len(ids), 500):
-                for row in s.exec(select(Chunk).where(col(Chunk.id).in_(ids[i : i + 500]))).all():
-                    rows[row.id] = row
+                batch = ids[i : i + 500]
+                query = select(Chunk.id, Chunk.dictionary).where(col(Chunk.id).in_(batch))
+                rows.update(s.exec(query).all())
             absent = [cid for cid in ids if cid not in rows]
             if absent:
                 raise IntegrityError(
                     f"{len(absent)} chunks of this version were never uploaded; upload them first"
                 )
-            dict_ids = sorted({r.dictionary for r in rows.values() if r.dictionary})
+            dict_ids = sorted({d for d in rows.values() if d})
             dict_rows = [s.get(Chunk, d) for d in dict_ids]
         if any(r is None for r in dict_rows) or len(dict_ids) > MAX_DICTIONARIES:
             raise IntegrityError("a dictionary that chunks of this version need is missing")
