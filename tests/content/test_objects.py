@@ -180,6 +180,18 @@ def test_text_with_a_helpful_dictionary_meets_the_high_level_once(
     assert asked.count(objects.DEFAULT_LEVEL) == 1
 
 
+def test_signed_documents_of_over_a_mebibyte_are_compressed_at_the_large_level() -> None:
+    """A 10,000-file manifest or draft is ~1.8 MB: level 12, not 19, on both sides of a publish."""
+    assert objects.document_level(1024 * 1024) == objects.DEFAULT_LEVEL
+    assert objects.document_level(1024 * 1024 + 1) == objects.LARGE_DOCUMENT_LEVEL == 12
+    doc = b"".join(
+        b'{"path":"unit-%05d/page.html","chunks":["%064x"]},' % (i, i) for i in range(12_000)
+    )
+    assert len(doc) > objects.LARGE_DOCUMENT
+    obj = encode_object(doc, level=objects.document_level(len(doc)))
+    assert verify_object(obj, chunk_id(doc), len(doc)) == doc
+
+
 def test_train_dictionary_needs_enough_samples() -> None:
     assert train_dictionary([TEXT] * 7) is None
     assert train_dictionary([b"tiny"] * 100) is None
