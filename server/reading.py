@@ -91,6 +91,11 @@ class ServerSource:
             self._manifests[manifest_id] = manifest
         return manifest
 
+    def remember(self, manifest_id: str, manifest: Manifest) -> None:
+        """Cache a manifest this process assembled and signed itself (no need to parse it)."""
+        with self._lock:
+            self._manifests[manifest_id] = manifest
+
     def manifest_response(
         self, manifest_id: str, base_id: str | None, *, long: bool = False
     ) -> tuple[bytes, str]:

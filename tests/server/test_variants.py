@@ -28,6 +28,7 @@ from harness.e2e import SatchelServer, publish, run_cli
 from harness.http import TestClient
 from harness.paths import CORPUS
 from harness.proxy import LoopbackProxy
+from harness.repo import served_manifest
 
 
 def write(root: Path, files: dict[str, bytes]) -> Path:
@@ -67,6 +68,8 @@ def test_a_variant_uploads_only_what_differs_and_records_its_base(
     m = srv.source.manifest(srv.reads.history("course", "es")[0].manifest)
     assert m.base == BaseRef("en", 1) and m.locale == "es"
     assert m.meta is not None and m.meta.locale == "es"
+    # The parse the server keeps from publishing is the manifest it signed, to the byte.
+    assert m == served_manifest(srv, "course", "es")
 
     # The base moves on; the variant's next publish records the base version it now follows.
     write(en, {"two/index.html": b"<title>Two</title> revised"})
