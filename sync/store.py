@@ -28,6 +28,7 @@ from satchel.content.manifest import check_chunk_id
 from satchel.content.objects import decode_object
 
 from .fsutil import write_atomic
+from .syncfs import syncfs, whole_file_system
 
 STORE_FORMAT = 1
 
@@ -154,6 +155,7 @@ class FolderChunkStore:
         self.root = root
         self._root = os.fspath(root)
         self._folders: set[str] = set()  # fan-out folders known to exist
+        self._whole_fs: bool | None = None  # one syncfs per batch? (asked at the first)
         self.durable = durable
         config = root / "store.json"
         if config.exists():
@@ -227,23 +229,34 @@ class FolderChunkStore:
         return Staged(cid, tmp, path, len(obj))
 
     def commit(self, staged: list[Staged]) -> None:
-        """Make staged objects durable, then visible under their ids: their bytes are fsynced
-        together (concurrent fsyncs share the file system's journal commits), then each is
-        renamed into place and the folders are fsynced. An id therefore never names bytes
-        that a power cut could lose; a cut before the rename loses only the temp file."""
+        """Make staged objects durable, then visible under their ids: their bytes are flushed
+        together (one ``syncfs`` where it can stand for them, else concurrent fsyncs that share
+        the file system's journal commits), then each is renamed into place and the folders
+        are flushed the same way. An id therefore never names bytes that a power cut could
+        lose; a cut before the rename loses only the temp file."""
         if not staged:
             return
         try:
             if self.durable:
-                _fsync_all([s.tmp for s in staged])
+                self._flush([s.tmp for s in staged])
             for s in staged:
                 os.replace(s.tmp, s.path)
             if self.durable:
-                _fsync_all(sorted({os.path.dirname(s.path) for s in staged}), folders=True)
+                self._flush(sorted({os.path.dirname(s.path) for s in staged}), folders=True)
         except OSError as exc:
             for s in staged:
                 Path(s.tmp).unlink(missing_ok=True)
             raise StoreError(f"cannot write chunk to {self.root}: {exc.strerror}") from None
+
+    def _flush(self, paths: list[str], *, folders: bool = False) -> None:
+        # One syncfs for the batch where it stands for an fsync of each (sync/syncfs.py); the
+        # answer is the mount's, so it is asked once per store.
+        if len(paths) > 1 and self._whole_fs is None:
+            self._whole_fs = whole_file_system(self._root)
+        if len(paths) > 1 and self._whole_fs:
+            syncfs(self._root)
+        else:
+            _fsync_all(paths, folders=folders)
 
     def delete(self, cid: str) -> None:
         with contextlib.suppress(FileNotFoundError):

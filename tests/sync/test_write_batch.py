@@ -83,6 +83,7 @@ def test_bytes_are_fsynced_before_any_id_names_them_and_folders_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fs = FolderChunkStore(tmp_path / "objects", durable=True)
+    fs._whole_fs = False  # a file system syncfs cannot stand for (NFS, say): file by file
     events: list[tuple[str, str]] = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -108,6 +109,51 @@ def test_bytes_are_fsynced_before_any_id_names_them_and_folders_after(
     folders = {p for kind, p in events[first_replace + 40 :]}
     assert kinds[first_replace + 40 :] == ["fsync"] * len(folders)
     assert folders == {os.fspath(fs.root / cid(n)[:2]) for n in range(40)}
+
+
+def test_one_syncfs_before_any_id_names_the_bytes_and_one_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = FolderChunkStore(tmp_path / "objects", durable=True)
+    fs._whole_fs = True  # a local file system on Linux 5.8 or later
+    events: list[str] = []
+    real_replace = os.replace
+
+    def fsync(fd: int) -> None:
+        raise AssertionError("an fsync per file where one syncfs stands for them")
+
+    def replace(src: str, dst: str) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    monkeypatch.setattr(store_module.os, "replace", replace)
+    monkeypatch.setattr(store_module, "syncfs", lambda path: events.append(f"syncfs {path}"))
+    with WriteBatch(fs) as batch:
+        for n in range(40):
+            batch.put(cid(n), obj(n))
+    flush = f"syncfs {fs.root}"
+    assert events == [flush] + ["replace"] * 40 + [flush]
+    assert all(fs.get(cid(n)) == obj(n) for n in range(40))
+
+
+def test_a_failed_syncfs_is_a_store_error_and_no_id_names_the_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs = FolderChunkStore(tmp_path / "objects", durable=True)
+    fs._whole_fs = True
+
+    def write_back_failed(path: str) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(store_module, "syncfs", write_back_failed)
+    batch = WriteBatch(fs)
+    batch.put(cid(1), obj(1))
+    batch.put(cid(2), obj(2))
+    with pytest.raises(StoreError, match=r"cannot write chunk.*Input/output error"):
+        batch.flush()
+    assert not fs.has(cid(1)) and not fs.has(cid(2))
+    assert temp_files(fs.root) == []
 
 
 def test_a_cut_before_the_flush_leaves_no_object_under_its_id(tmp_path: Path) -> None:
