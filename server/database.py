@@ -71,6 +71,27 @@ class Database:
         raise AssertionError("unreachable")
 
 
+def upsert(s: Session, table: Any, rows: list[dict[str, Any]], key: tuple[str, ...]) -> None:
+    """Insert ``rows`` into ``table`` (a SQLModel table class), or overwrite the other columns
+    of a row whose ``key`` is there already: one statement for them all (SQLite, PostgreSQL),
+    where ``Session.merge`` read, compared and wrote each row (12% of a server's time taking
+    an upload of 13,000 chunks)."""
+    if not rows:
+        return
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    else:
+        for row in rows:
+            s.merge(table(**row))
+        return
+    stmt = insert(table.__table__)
+    others = {c: stmt.excluded[c] for c in rows[0] if c not in key}
+    s.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=others), rows)
+
+
 def rowcount(result: Any) -> int:
     """Rows an UPDATE or DELETE touched (Session.execute is typed as returning Result)."""
     return cast(CursorResult[Any], result).rowcount

@@ -61,7 +61,7 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from .authz import authorize_publish
-from .database import Database, rowcount
+from .database import Database, rowcount, upsert
 from .db import Chunk, Line, StaticDelta, Upload, Version
 from .indexing import IndexSigner
 from .reading import ServerSource
@@ -554,7 +554,7 @@ class UploadReceiver:
         self._lengths: dict[str, int] = {}  # objects of this request, before their rows commit
         # Objects are made durable a batch at a time; their rows are recorded in one
         # transaction right after each batch commits, never before (see finish()).
-        self._rows: dict[str, Chunk] = {}
+        self._rows: dict[str, dict[str, Any]] = {}  # Chunk columns
         self._dictionaries: dict[str, bytes] = {}  # at most MAX_DICTIONARIES of them
         self._batch = WriteBatch(store, on_commit=self._record)
         # The most one upload request can honestly need: every listed object once, stored raw
@@ -586,7 +586,7 @@ class UploadReceiver:
             length = row.length
         return decode_object(self._batch.get(dict_id), length)
 
-    def _accept(self, fr: PackFrame) -> Chunk:
+    def _accept(self, fr: PackFrame) -> None:
         length = self.expected.get(fr.chunk_id)
         if length is not None:
             verify_object(fr.obj, fr.chunk_id, length, self._lookup)
@@ -608,26 +608,25 @@ class UploadReceiver:
                 )
             self.extras += 1
         self._lengths[fr.chunk_id] = length
-        row = Chunk(
-            id=fr.chunk_id,
-            length=length,
-            stored_size=len(fr.obj),
-            dictionary=object_dictionary(fr.obj),
-        )
+        row = {
+            "id": fr.chunk_id,
+            "length": length,
+            "stored_size": len(fr.obj),
+            "dictionary": object_dictionary(fr.obj),
+        }
         self._rows[fr.chunk_id] = row  # first: the put may commit the batch, and record it
         if not self._batch.put(fr.chunk_id, fr.obj):
             # Write-once: describe the bytes really kept, which may be encoded differently.
             stored = self._batch.get(fr.chunk_id)
-            row.stored_size = len(stored)
-            row.dictionary = object_dictionary(stored)
-        return row
+            row["stored_size"] = len(stored)
+            row["dictionary"] = object_dictionary(stored)
 
     def _record(self, ids: list[str]) -> None:
         rows = [self._rows.pop(cid) for cid in ids if cid in self._rows]
 
         def record(s: Session) -> None:
-            for row in rows:
-                s.merge(row)  # another replica may record the same chunk: retried
+            # Another replica may record the same chunk: the row then describes these bytes.
+            upsert(s, Chunk, rows, ("id",))
             up = s.get(Upload, self.upload_id)
             if up is not None:
                 up.extras = self.extras

@@ -61,3 +61,29 @@ def test_a_refused_frame_keeps_and_records_what_came_before(tmp_path: Path) -> N
         receiver.receive(PackReader().feed(pack_bytes(frames)))
     assert all(repo.store.has(cid) for cid in good) and not repo.store.has(bad)
     assert recorded(repo, ids) == good
+
+
+def test_a_chunk_recorded_twice_is_one_row_describing_the_bytes_kept(tmp_path: Path) -> None:
+    """Two uploads of the same chunks (a retried publish, or two replicas): the second finds
+    the objects stored, and its rows overwrite the first's in place with the same values."""
+    repo, first, scan, ids = begin(tmp_path)
+    body = pack_bytes((cid, encode_object(scan.sources[cid].read())) for cid in ids)
+    first.receive(PackReader().feed(body))
+    first.finish()
+    who = repo.tokens.authenticate(repo.tokens.create("admin", label="again"))
+    again = repo.publishing.begin(who, "course", "en", canonical.encode(scan.draft.to_json()))
+    assert again.want.count(0) == len(again.want)  # the server says it has them all
+    second = repo.publishing.receiver(who, again.upload_id)
+    # Sent anyway, and encoded otherwise (raw): the row keeps describing the stored bytes.
+    second.receive(
+        PackReader().feed(pack_bytes((cid, b"\x00" + scan.sources[cid].read()) for cid in ids))
+    )
+    second.finish()
+    with repo.db.session() as s:
+        rows = {cid: s.get(Chunk, cid) for cid in ids}
+    for cid, row in rows.items():
+        assert row is not None
+        stored = repo.store.get(cid)
+        assert (row.stored_size, row.dictionary) == (len(stored), None)
+        assert row.length == len(scan.sources[cid].read())
+    assert second.stored == len(ids)
