@@ -32,7 +32,6 @@ installed version.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +63,8 @@ for side in (publish, sync, store, usb, share, view, records):
 
 def _print_version(value: bool) -> None:
     if value:
+        from importlib import metadata  # 35 ms: only for --version
+
         typer.echo(f"satchel {metadata.version('satchel')}")
         raise typer.Exit()
 

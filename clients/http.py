@@ -19,11 +19,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from satchel.content.batch import SEALED_MEDIA_TYPE
 from satchel.content.errors import (
     AuthError,
     ContentError,
@@ -38,8 +37,10 @@ from satchel.content.index import MAX_INDEX_BYTES
 from satchel.content.manifest import MAX_MANIFEST_BYTES
 from satchel.content.objects import OBJECT_MEDIA_TYPE, document_level, encode_object
 from satchel.sync.fetcher import IndexResponse, PackResponse, RangeResponse
-from satchel.sync.publish import BeginResponse
-from satchel.sync.records_exchange import MAX_REPLY_BYTES, RECORDS_PATH, RecordsReply, parse_reply
+
+if TYPE_CHECKING:  # what publishing and the records route need is loaded when they run
+    from satchel.sync.publish import BeginResponse
+    from satchel.sync.records_exchange import RecordsReply
 
 USER_AGENT = "satchel/0.1"
 ERROR_BODY_LIMIT = 4 * 1024  # enough for an error's one-line message
@@ -338,6 +339,9 @@ class HttpClient:
     # -- RecordsTransport (sync/records_sync.py) -------------------------------------------
     def send_records(self, batches: Sequence[bytes], device: str | None) -> RecordsReply:
         """POST /v1/records: the sealed batches back to back; the reply, read bounded."""
+        from satchel.content.batch import SEALED_MEDIA_TYPE
+        from satchel.sync.records_exchange import MAX_REPLY_BYTES, RECORDS_PATH, parse_reply
+
         body = b"".join(batches)
         self.counters.bytes_uploaded += len(body)
         request = self.http.build_request(
@@ -372,6 +376,8 @@ class HttpClient:
         from_locale: str | None = None,
         base_version: int | None = None,
     ) -> BeginResponse:
+        from satchel.sync.publish import BeginResponse
+
         # The draft is mostly hex chunk ids and paths: as a zstd object it is a third the size,
         # which is what a teacher's 64 kbit/s uplink notices.
         body = encode_object(draft, level=document_level(len(draft)))

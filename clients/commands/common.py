@@ -9,20 +9,10 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, run
 from satchel.sync.care import collect_garbage, writer_lock
 from satchel.sync.local import LocalStore
-
-from ..http import parse_size
 
 Locale = Annotated[str, typer.Option("--locale", help="Locale code, e.g. en, uk, pt-BR.")]
 # Commands that work on every line held unless one is named (sync, export).
@@ -59,6 +49,15 @@ def transfer_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
     if not enabled or not err.is_terminal:
         yield lambda _done, _total: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -85,6 +84,8 @@ def locked(local: LocalStore) -> contextlib.ExitStack[bool | None]:
 
 def parse_reserve(text: str) -> int | None:
     """``--reserve``: a size, ``0`` (only what the sync needs must fit) or ``off`` (no check)."""
+    from ..http import parse_size
+
     value = text.strip().lower()
     if value == "off":
         return None

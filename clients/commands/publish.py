@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from satchel.content.errors import EXIT_USAGE
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
-from satchel.content.tree import Skipped, select_files
 from satchel.edge.cli import err, fail, run
-from satchel.sync.publish import Publisher
 
-from ..http import HttpClient
 from .common import Locale, transfer_bar
+
+if TYPE_CHECKING:  # loaded by the commands that use them (tests/test_cli_startup.py)
+    from satchel.content.tree import Skipped
 
 commands = typer.Typer()
 
@@ -59,6 +59,11 @@ def publish(
     """Publish a folder as a new version; uploads only chunks the server lacks. Left out: the
     usual junk (.git/, .DS_Store, Thumbs.db, *~ ...), what a .satchelignore in the folder
     lists (gitignore syntax), and links (each named on stderr)."""
+    from satchel.content.tree import select_files
+    from satchel.sync.publish import Publisher
+
+    from ..http import HttpClient
+
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     if from_locale is not None:
         run(lambda: check_locale(from_locale))
@@ -113,6 +118,8 @@ def translations(
     as_json: Annotated[bool, typer.Option("--json", help="The report as one JSON object.")] = False,
 ) -> None:
     """Each file of a locale variant: up to date, stale, missing or extra against its base."""
+    from ..http import HttpClient
+
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     client = run(lambda: HttpClient(server))
     with client:
@@ -146,6 +153,8 @@ def withdraw(
 ) -> None:
     """Take a version back: laptops that have not switched to it skip it; those that hold it
     keep it until a newer one comes."""
+    from ..http import HttpClient
+
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     client = run(lambda: HttpClient(server, token=token))
     with client:
@@ -164,6 +173,8 @@ def remove(
     notes: Annotated[str, typer.Option(help="Why, for the history.")] = "",
 ) -> None:
     """Take a whole bundle line away (a test bundle, say): laptops that follow it drop it."""
+    from ..http import HttpClient
+
     run(lambda: (check_bundle(bundle), check_locale(locale)))
     client = run(lambda: HttpClient(server, token=token))
     with client:

@@ -8,30 +8,19 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from satchel.content.errors import SatchelError, UsageError
-from satchel.content.joincode import normalise_join_code
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
-from satchel.content.records import clean_learner_name
 from satchel.edge.cli import err, fail, run
 from satchel.sync.local import LocalStore
-from satchel.sync.outbox import PROGRESS_FILE, Outbox
-from satchel.sync.records_exchange import INBOX_DIR
-from satchel.sync.records_sync import (
-    RecordsSent,
-    StickRecordsIn,
-    StickRecordsOut,
-    open_inbox,
-    open_outbox,
-    receipts_to_stick,
-    records_from_stick,
-    records_to_stick,
-    send_records,
-)
 
-from ..http import HttpClient
+if TYPE_CHECKING:  # loaded by the commands that use them (tests/test_cli_startup.py)
+    from satchel.sync.outbox import Outbox
+    from satchel.sync.records_sync import RecordsSent, StickRecordsIn, StickRecordsOut
+
+    from ..http import HttpClient
 
 commands = typer.Typer()
 
@@ -59,6 +48,8 @@ class RecordsOutcome:
 def exchange_records(local: LocalStore, client: HttpClient) -> RecordsOutcome:
     """The records exchange of a sync: one request at most. A failure is reported, not
     raised: the content sync stands, and the records go again next time."""
+    from satchel.sync.records_sync import send_records
+
     try:
         return RecordsOutcome(send_records(local, client), "")
     except SatchelError as exc:
@@ -112,12 +103,18 @@ def say_stick_in(got: StickRecordsIn | None, path: Path) -> None:
 
 
 def stick_out(local: LocalStore, to: Path) -> StickRecordsOut | None:
+    from satchel.sync.records_sync import records_to_stick
+
     return run(lambda: records_to_stick(local, to))
 
 
 def import_records(local: LocalStore, path: Path, server: str | None) -> None:
     """``import``'s records step; with ``server``, the collected batches go on at once and the
     receipts come back to the stick (the stick goes laptop -> server through this laptop)."""
+    from satchel.sync.records_sync import receipts_to_stick, records_from_stick
+
+    from ..http import HttpClient
+
     say_stick_in(run(lambda: records_from_stick(local, path)), path)
     if server is None:
         return
@@ -146,6 +143,9 @@ def join(
     locale: Annotated[str | None, typer.Option("--locale", help="The class's locale.")] = None,
 ) -> None:
     """Add a learner to this laptop (offline); prints the learner id."""
+    from satchel.content.joincode import normalise_join_code
+    from satchel.content.records import clean_learner_name
+    from satchel.sync.outbox import Outbox
 
     def body() -> str:
         shown = normalise_join_code(code)  # a typo is caught here, offline
@@ -162,6 +162,8 @@ def join(
 def _class_line(
     store: Path, code: str, server: str | None, bundle: str | None, locale: str | None
 ) -> tuple[str, str]:
+    from ..http import HttpClient
+
     if server is not None:
         with HttpClient(server) as client:
             b, loc = client.class_line(code)
@@ -217,6 +219,9 @@ def progress(
 
 
 def _progress(root: Path) -> dict[str, Any]:
+    from satchel.sync.records_exchange import INBOX_DIR
+    from satchel.sync.records_sync import open_inbox, open_outbox
+
     local = LocalStore(root) if (root / "satchel.json").is_file() else None
     inbox: dict[str, int] = {"batches": 0, "receipts": 0}
     out: dict[str, Any] = {
@@ -263,6 +268,8 @@ def _progress(root: Path) -> dict[str, Any]:
 
 def _bare_outbox(root: Path) -> Outbox | None:
     """A store folder that has joined learners but never synced (no satchel.json yet)."""
+    from satchel.sync.outbox import PROGRESS_FILE, Outbox
+
     return Outbox(root) if (root / PROGRESS_FILE).is_file() else None
 
 
@@ -286,6 +293,8 @@ def report(
     if as_json + as_csv + as_xapi > 1:
         fail("give one of --json, --csv and --xapi", 2)
     fmt = "csv" if as_csv else "xapi" if as_xapi else "json"
+
+    from ..http import HttpClient
 
     def fetch() -> bytes:
         check_bundle(bundle)

@@ -6,19 +6,20 @@ import contextlib
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from satchel.content.errors import EXIT_USAGE, EXIT_VERIFICATION
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
-from satchel.sync.status import LineStatus
-from satchel.sync.updater import SyncPlan, Updater
 
-from ..http import HttpClient
 from .common import collect, locked
 from .view import refresh_search
+
+if TYPE_CHECKING:  # loaded by the commands that use them (tests/test_cli_startup.py)
+    from satchel.sync.status import LineStatus
+    from satchel.sync.updater import SyncPlan
 
 commands = typer.Typer()
 
@@ -43,6 +44,10 @@ def status(
     local = run(lambda: LocalStore(store))
     exact: dict[tuple[str, str], SyncPlan] = {}
     if server is not None:
+        from satchel.sync.updater import Updater
+
+        from ..http import HttpClient
+
         client = run(lambda: HttpClient(server))
         updater = Updater(local, client)
         with client, run(lambda: locked(local)):

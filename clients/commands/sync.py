@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from satchel.content.errors import (
@@ -23,12 +23,8 @@ from satchel.content.errors import (
 from satchel.content.names import DEFAULT_LOCALE, check_bundle, check_locale
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
-from satchel.sync.checkout import checkout_line
 from satchel.sync.local import LocalStore, discard_if_unused
-from satchel.sync.resume import RetryPolicy
-from satchel.sync.updater import Only, SyncPlan, SyncResult, Updater
 
-from ..http import Counters, HttpClient, parse_rate, parse_size
 from .common import (
     EveryBundle,
     EveryLocale,
@@ -43,6 +39,12 @@ from .common import (
 )
 from .records import exchange_records, say_records
 from .view import refresh_search
+
+if TYPE_CHECKING:  # loaded by the commands that use them (tests/test_cli_startup.py)
+    from satchel.sync.resume import RetryPolicy
+    from satchel.sync.updater import Only, SyncPlan, SyncResult, Updater
+
+    from ..http import Counters, HttpClient
 
 commands = typer.Typer()
 RETRY_BASE_ENV = "SATCHEL_RETRY_BASE_SECONDS"
@@ -124,6 +126,10 @@ def sync(
 ) -> None:
     """Bring a bundle (or every bundle held) up to date: fetch only missing chunks, verify,
     switch atomically."""
+    from satchel.sync.resume import RetryPolicy
+
+    from ..http import parse_rate, parse_size
+
     if only and all_files:
         fail("--only and --all contradict each other; give one", EXIT_USAGE)
     if only and bundle is None:
@@ -163,6 +169,10 @@ class _SyncArgs:
 def _sync(
     args: _SyncArgs, policy: RetryPolicy, selection: Only, keep: int, reserve: int | None
 ) -> None:
+    from satchel.sync.updater import Updater
+
+    from ..http import HttpClient
+
     started = time.monotonic()
     local = run(lambda: LocalStore(args.store))
     client = run(lambda: HttpClient(args.server, rate_limit=args.rate))
@@ -493,6 +503,7 @@ def checkout(
     version: Annotated[int | None, typer.Option(help="Version; default the current one.")] = None,
 ) -> None:
     """Write a stored version out as plain files."""
+    from satchel.sync.checkout import checkout_line
 
     def body() -> None:
         local = LocalStore(store)

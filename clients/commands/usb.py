@@ -12,7 +12,6 @@ from satchel.content.names import DEFAULT_LOCALE
 from satchel.edge.cli import err, fail, run
 from satchel.sync.care import DEFAULT_KEEP
 from satchel.sync.local import LocalStore
-from satchel.sync.updater import Updater
 
 from .common import (
     EveryBundle,
@@ -106,6 +105,7 @@ def import_usb(
     """Import versions from a USB folder: verify everything, store what is missing, switch.
     Learning records on it are collected to forward; receipts for this laptop are applied."""
     from satchel.sync.records_sync import stick_has_records
+    from satchel.sync.updater import Updater
     from satchel.sync.usb import UsbFetcher, list_stick, stick_entries
 
     from .records import import_records
