@@ -10,9 +10,9 @@ Every implementation passes the one conformance suite in ``tests/test_store_conf
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -121,6 +121,22 @@ class Staged:
     size: int
 
 
+_temp_names = itertools.count()
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _create_temp(folder: str) -> tuple[int, str]:
+    """A new temp file in ``folder``, open for writing, named by this process (its pid and a
+    counter): tempfile.mkstemp's O_EXCL safety without its random names and file object
+    (35 -> 25 us of CPU an object of 40 KB on tmpfs; a sync writes one per chunk)."""
+    while True:
+        tmp = f"{folder}/.tmp-{os.getpid()}-{next(_temp_names)}"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue  # left by a killed process that had this pid
+
+
 # Enough concurrent fsyncs for the file system to fold them into a few journal commits.
 _FSYNC_THREADS = 16
 
@@ -214,16 +230,19 @@ class FolderChunkStore:
                 os.makedirs(folder, exist_ok=True)
                 self._folders.add(folder)
             try:
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+                fd, tmp = _create_temp(folder)
             except FileNotFoundError:  # the folder went (a person tidied up): make it again
                 os.makedirs(folder, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+                fd, tmp = _create_temp(folder)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(obj)
+                view = memoryview(obj)
+                while view:
+                    view = view[os.write(fd, view) :]
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot write chunk to {self.root}: {exc.strerror}") from None
         return Staged(cid, tmp, path, len(obj))

@@ -223,3 +223,24 @@ def test_gc_sweeps_what_a_killed_sync_left(tmp_path: Path) -> None:
     assert staged is not None and temp_files(store.objects.root)
     result = collect_garbage(store)
     assert result.object_temps_removed == 1 and temp_files(store.objects.root) == []
+
+
+def test_a_temp_name_a_killed_process_left_is_stepped_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temp names are this process's pid and a counter: one a dead process with the same pid
+    left behind is never opened again, and the object goes to the next name."""
+    import itertools
+
+    fs = FolderChunkStore(tmp_path / "objects", durable=False)
+    folder = fs.root / cid(1)[:2]
+    folder.mkdir(parents=True)
+    left = folder / f".tmp-{os.getpid()}-0"
+    left.write_bytes(b"half an object of a killed sync")
+    monkeypatch.setattr(store_module, "_temp_names", itertools.count())
+    staged = fs.stage(cid(1), obj(1))
+    assert staged is not None and staged.tmp == os.fspath(folder / f".tmp-{os.getpid()}-1")
+    assert left.read_bytes() == b"half an object of a killed sync"
+    fs.commit([staged])
+    assert fs.get(cid(1)) == obj(1)
+    assert (os.stat(fs._path(cid(1))).st_mode & 0o777) == 0o600  # as mkstemp made them
