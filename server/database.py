@@ -78,15 +78,11 @@ def upsert(s: Session, table: Any, rows: list[dict[str, Any]], key: tuple[str, .
     an upload of 13,000 chunks)."""
     if not rows:
         return
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
+    # The server runs on these two (docs/deploy.md); both spell it the same way.
+    if s.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     else:
-        for row in rows:
-            s.merge(table(**row))
-        return
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table.__table__)
     others = {c: stmt.excluded[c] for c in rows[0] if c not in key}
     s.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=others), rows)
