@@ -143,9 +143,9 @@ class SecurityHeaders:
 def create_app(store: LocalStore, *, hub: bool = False) -> ASGIApp:
     """The viewer. ``hub``: served by ``satchel share --viewer`` to the LAN, whose own Host
     guard (the relay's rule: its names and addresses, any port) stands in front of it."""
-    viewer = Viewer(store)
-    learning = Learning(store.root, viewer)
     index = SearchIndex.of(store)  # read-only: sync, import and gc keep it
+    viewer = Viewer(store, index)
+    learning = Learning(store.root, viewer)
     handlers = learning_routes(viewer, learning)
 
     def journey(request: Request) -> Journey | None:

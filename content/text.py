@@ -21,6 +21,7 @@ output, so an index may use them to mark matches in snippets without a page forg
 from __future__ import annotations
 
 import codecs
+import html
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .exercises import is_gift_fence
 from .gift import parse_gift
 from .lessons import MAX_SCAN_BYTES
 from .render_cnxml import CNXML, document_title, local, parse_xml
+from .render_markdown import markdown_title
 
 Kind = Literal["markdown", "html", "cnxml"]
 
@@ -80,6 +82,26 @@ def kind_of(path: str) -> Kind | None:
     """The kind of a bundle path by its suffix, or None when it is not a text page."""
     dot = path.rfind(".")
     return _SUFFIXES.get(path[dot:].lower()) if dot >= 0 else None
+
+
+HEAD_BYTES = 8192  # a table of contents reads a page's title from this much of it
+_HEAD_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.S | re.I)
+
+
+def head_title(kind: Kind, head: bytes) -> str | None:
+    """The title a table of contents shows for a page, from its first :data:`HEAD_BYTES`:
+    a CNXML module's ``<title>``, Markdown's front matter or first heading, an HTML page's
+    ``<title>``; None when it has none. Cheap on purpose (no parse): the viewer asks it of
+    every page of a course, and the search index keeps it so the viewer need not."""
+    head = head[:HEAD_BYTES]
+    if kind == "cnxml":
+        return document_title(head)
+    if kind == "markdown":
+        return markdown_title(head.decode("utf-8", "replace"))
+    m = _HEAD_TITLE.search(head)
+    return (
+        html.unescape(" ".join(m.group(1).decode("utf-8", "replace").split()))[:300] if m else None
+    )
 
 
 def extract_text(data: bytes, kind: Kind) -> PageText:

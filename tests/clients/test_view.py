@@ -768,3 +768,52 @@ def test_corpus_lessons_render_with_every_image(repo: Repository, tmp_path: Path
     assert re.search(r'<img src="/b/intro-stats/es/1/file/media/[^"]+"', es_page)
     episodes = client.get("/b/shell-novice/en/").text
     assert episodes.index("Introducing the Shell") < episodes.index("Navigating Files")
+
+
+def test_a_contents_takes_its_titles_from_the_search_index_and_they_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A course's titles in one query of the search index instead of a read of every page's
+    head: the same titles, by the same rule over the same bytes (head_title)."""
+    from satchel.clients import view_model
+    from satchel.sync.search import INDEX_NAME, SearchIndex, update_search_index
+
+    files: dict[str, bytes] = {"README.md": b"# Read me\n"}  # not indexed: read as before
+    for n in range(30):
+        files[f"md/p{n}.md"] = (
+            f"---\ntitle: Front {n}\n---\n# Heading\n" if n % 2 else f"# Heading {n}\n"
+        ).encode()
+        files[f"web/p{n}.html"] = (
+            f"<title>Caf&eacute; {n}</title><p>x</p>" if n % 3 else "<p>no title</p>"
+        ).encode()
+        files[f"mod/m{n}/index.cnxml"] = (
+            f'<document xmlns="http://cnx.rice.edu/cnxml"><title>Module <emphasis>{n}'
+            "</emphasis></title><content><para>p</para></content></document>"
+        ).encode()
+    repo = make_repository(tmp_path / "srv")
+    publish(repo, write_tree(tmp_path / "src", files), title="Course")
+    store = LocalStore(tmp_path / "store", durable=False)
+    Updater(store, RepoFetcher(repo)).sync("course", "en")
+    update_search_index(store)
+
+    reads: list[int] = []
+    real = view_model.head_title
+    monkeypatch.setattr(
+        view_model, "head_title", lambda kind, head: reads.append(1) or real(kind, head)
+    )
+    plain = Viewer(store)
+    expected = plain.make_toc(plain.line("course", "en"))
+    assert "Café 1" in str(expected) and "Front 1" in str(expected) and "Module 1" in str(expected)
+    # Every page outside the signed lessons, once per content (the modules are lessons, titled
+    # by the manifest; the ten untitled HTML pages are one content).
+    assert len(reads) == 30 + 21 + 1
+    reads.clear()
+    indexed = Viewer(store, SearchIndex.of(store))
+    assert indexed.make_toc(indexed.line("course", "en")) == expected
+    assert len(reads) == 1  # README.md alone (not a searchable page): the rest from the index
+    # No index (a store never indexed, or one of an older format): every head is read.
+    (store.root / INDEX_NAME).unlink()
+    reads.clear()
+    fresh = Viewer(store, SearchIndex.of(store))
+    assert fresh.make_toc(fresh.line("course", "en")) == expected
+    assert len(reads) == 52
