@@ -51,8 +51,9 @@ def _unescape(field: str) -> str:
     # mountinfo writes space, tab, newline and backslash in paths as \040, \011, \012, \134.
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
+        code = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
             i += 4
         else:
             out.append(field[i])

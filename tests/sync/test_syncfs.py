@@ -45,6 +45,11 @@ def test_no_mount_that_parses_is_none() -> None:
     assert mount_type("nonsense\n", "/") is None
 
 
+def test_a_backslash_that_is_not_an_octal_escape_stays_as_it_is() -> None:
+    line = r"50 27 0:60 / /srv/a\089b rw - ext4 /dev/x rw"
+    assert mount_type(line, "/srv/a\\089b/store") == "ext4"
+
+
 @pytest.mark.parametrize(
     ("release", "ok"),
     [
