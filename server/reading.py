@@ -26,6 +26,7 @@ from satchel.sync.serving import (
     PackSize,
     batched,
     etag,
+    manifest_delta_etag,
     pack_length,
     stored_pack,
 )
@@ -125,7 +126,7 @@ class ServerSource:
                 self._manifest_deltas[key] = delta
         if len(delta) >= len(stored):
             return stored, etag(manifest_id)
-        return delta, etag(manifest_id, "from", base_id, *(["long"] if long else []))
+        return delta, manifest_delta_etag(manifest_id, base_id, long=long)
 
     # -- objects -----------------------------------------------------------------------------
     def get_object(self, cid: str) -> bytes:

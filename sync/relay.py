@@ -36,6 +36,7 @@ from .serving import (
     batched,
     body_etag,
     etag,
+    manifest_delta_etag,
     pack_length,
     stored_pack,
 )
@@ -126,7 +127,7 @@ class StoreSource:
         )
         if len(delta) >= len(stored):
             return stored, etag(manifest_id)
-        return delta, etag(manifest_id, "from", base_id, *(["long"] if long else []))
+        return delta, manifest_delta_etag(manifest_id, base_id, long=long)
 
     def get_object(self, cid: str) -> bytes:
         return self.store.objects.get(check_chunk_id(cid))

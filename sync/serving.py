@@ -109,6 +109,12 @@ def etag(name: str, *related: str) -> str:
     return f'"{name[:ETAG_HEX]}"'
 
 
+def manifest_delta_etag(manifest_id: str, base_id: str, *, long: bool) -> str:
+    """The ETag of a manifest sent as a delta against ``base_id`` (a long-window one is
+    another body, so another tag)."""
+    return etag(manifest_id, "from", base_id, *(["long"] if long else []))
+
+
 def body_etag(body: bytes) -> str:
     """The ETag of a body no id names (a line's signed index)."""
     return etag(hashlib.sha256(body).hexdigest())

@@ -236,7 +236,11 @@ class Updater:
         return current.manifest
 
     def _base(
-        self, current: Ref | None, manifest: Manifest, need: Sequence[tuple[str, int]]
+        self,
+        current: Ref | None,
+        manifest: Manifest,
+        need: Sequence[tuple[str, int]],
+        held: Holds,
     ) -> Manifest | None:
         """The held version to send chunk deltas against, if this store can read them back.
 
@@ -254,7 +258,7 @@ class Updater:
         objects = self.store.objects
         if any(not objects.has(cid) for cid, _ in base.dictionaries):
             return None
-        if not missing(base.distinct_chunks(), self._held()):
+        if not missing(base.distinct_chunks(), held):
             return base
         places = first_places(manifest)
         base_paths = path_index(base)
@@ -382,14 +386,15 @@ class Updater:
         run.manifest_fetched = run.manifest_fetched or fetched
         wanted = self._wanted(manifest, selection, strict)
         self._finisher.finish(manifest, wanted, run, progress)
-        need = missing(wanted, self._held())
+        held = self._held()  # one listing for the plan and the base
+        need = missing(wanted, held)
         if need and run.budget.spent:
             run.stopped = True
         elif need:
             if self.reserve is not None:
                 what = f"{bundle}/{locale} version {entry.version}"
                 check_free_space(self.store, sum(n for _, n in need), self.reserve, what)
-            base = self._base(current, manifest, need)
+            base = self._base(current, manifest, need, held)
             base_id = current.manifest if base is not None and current is not None else None
             self._fetch_pack(manifest, entry, need, base, base_id, run, progress)
         still = missing(wanted, self._held())
@@ -448,10 +453,11 @@ class Updater:
         wanted = self._wanted(manifest, selection, strict)
         finishing = self._finisher.finishable(wanted)
         finished = {p.chunk_id for p in finishing}
-        need = [(cid, n) for cid, n in missing(wanted, self._held()) if cid not in finished]
+        held = self._held()
+        need = [(cid, n) for cid, n in missing(wanted, held) if cid not in finished]
         if not need:
             return plan("none", ranges=finishing)
-        base = self._base(current, manifest, need)
+        base = self._base(current, manifest, need, held)
         base_id = current.manifest if base is not None and current is not None else None
         if self._static_route(entry, distinct, need, base, base_id):
             assert base_id is not None
